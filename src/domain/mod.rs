@@ -1,0 +1,9 @@
+//! The pure core: validated identifiers, events and the decider. No I/O lives here.
+
+mod decider;
+mod events;
+mod ids;
+
+pub use decider::{decide, evolve, Command, MuteState};
+pub use events::{Actor, ActorKind, Event, EventMetadata, STREAM_TYPE_USER_PREFERENCES};
+pub use ids::{AppId, ClientId, IdError, RoomId};

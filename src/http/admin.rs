@@ -1,0 +1,274 @@
+//! Platform API: what an app's backend does on its users' behalf.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    auth::PlatformApp,
+    envelope,
+    envelope::User,
+    errors::ApiError,
+    request::{path_segment, RequestContext},
+};
+use crate::commands;
+use crate::domain::{Actor, ActorKind, AppId, ClientId, Command, RoomId};
+use crate::secrets;
+use crate::store::{
+    directory::{self, ClientProfile, ClientRecord, RoomProfile},
+    projection, Pool, StoreError,
+};
+
+const DEFAULT_TOKEN_DAYS: u32 = 7;
+const MAX_TOKEN_DAYS: u32 = 3650;
+/// Free-text profile fields are display data; this bounds what one write can store.
+const MAX_TEXT_BYTES: usize = 2048;
+const MAX_ROOM_MEMBERS: usize = 10_000;
+
+fn text(field: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(v) if v.len() > MAX_TEXT_BYTES => Err(ApiError::invalid(format!(
+            "{field} must be at most {MAX_TEXT_BYTES} bytes"
+        ))),
+        Some(v) if v.contains('\0') => Err(ApiError::invalid(format!(
+            "{field} must not contain NUL characters"
+        ))),
+        other => Ok(other),
+    }
+}
+
+async fn existing_client(pool: &Pool, app: &AppId, uid: String) -> Result<ClientRecord, ApiError> {
+    let uid = ClientId::parse(uid)?;
+    let conn = pool.get().await.map_err(StoreError::from)?;
+    directory::find_client(&conn, app, &uid)
+        .await?
+        .ok_or(ApiError::ClientNotFound)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientBody {
+    #[serde(rename = "_id")]
+    id: String,
+    nickname: Option<String>,
+    email: Option<String>,
+    avatar_url: Option<String>,
+    #[serde(default)]
+    issue_access_token: bool,
+    expiration_days: Option<u32>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct IssuedClient {
+    #[serde(flatten)]
+    user: User,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
+    /// Milliseconds since the epoch, like every other IMKIT time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expiration_date: Option<i64>,
+}
+
+#[tracing::instrument(skip_all, fields(client_id))]
+pub async fn upsert_client(
+    platform: PlatformApp,
+    request: RequestContext,
+    body: web::Json<ClientBody>,
+    pool: web::Data<Pool>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let client_id = ClientId::parse(body.id)?;
+    tracing::Span::current().record("client_id", client_id.as_str());
+    let profile = ClientProfile {
+        nickname: text("nickname", body.nickname)?,
+        email: text("email", body.email)?,
+        avatar_url: text("avatarUrl", body.avatar_url)?,
+    };
+    let days = body.expiration_days.unwrap_or(DEFAULT_TOKEN_DAYS);
+    if !(1..=MAX_TOKEN_DAYS).contains(&days) {
+        return Err(ApiError::invalid(format!(
+            "expirationDays must be between 1 and {MAX_TOKEN_DAYS}"
+        )));
+    }
+    let app = &platform.app;
+    let mut conn = pool.get().await.map_err(StoreError::from)?;
+    let tx = conn.transaction().await.map_err(StoreError::from)?;
+    let mut client = directory::upsert_client(&tx, app, &client_id, &profile).await?;
+    let issued = if body.issue_access_token {
+        let token = secrets::new_secret();
+        let expires_at = Utc::now() + Duration::days(i64::from(days));
+        client.last_login_ms = Some(
+            directory::insert_token(&tx, app, &client_id, &secrets::sha256(&token), expires_at)
+                .await?,
+        );
+        Some((token, expires_at.timestamp_millis()))
+    } else {
+        None
+    };
+    let mutes = projection::muted_rooms(&tx, app, &client_id).await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    let (token, expiration_date) = issued.unzip();
+    Ok(envelope::ok(IssuedClient {
+        user: User::new(app, client, mutes, &request),
+        token,
+        expiration_date,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+struct RevokeBody {
+    token: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Revoked {
+    #[serde(rename = "_id")]
+    id: String,
+    revoked_tokens: u64,
+}
+
+/// Revokes all of a user's tokens, or only the one named in an optional `{"token": …}` body.
+#[tracing::instrument(skip_all)]
+pub async fn revoke_tokens(
+    platform: PlatformApp,
+    req: HttpRequest,
+    body: web::Bytes,
+    pool: web::Data<Pool>,
+) -> Result<HttpResponse, ApiError> {
+    // An unreadable body must not widen "revoke this token" into "revoke all tokens".
+    let only = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        let parsed: RevokeBody = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
+        Some(secrets::sha256(&parsed.token))
+    };
+    let client = existing_client(&pool, &platform.app, path_segment(&req, 1)?).await?;
+    let conn = pool.get().await.map_err(StoreError::from)?;
+    let revoked = directory::revoke_tokens(
+        &conn,
+        &platform.app,
+        &client.client_id,
+        only.as_ref().map(|h| h.as_slice()),
+    )
+    .await?;
+    Ok(envelope::ok(Revoked {
+        id: client.client_id.into_inner(),
+        revoked_tokens: revoked,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomBody {
+    #[serde(rename = "_id")]
+    id: Option<String>,
+    name: Option<String>,
+    room_type: Option<String>,
+    members: Option<Vec<String>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Room {
+    #[serde(rename = "_id")]
+    id: String,
+    #[serde(rename = "appID")]
+    app_id: String,
+    name: Option<String>,
+    room_type: Option<String>,
+    members: Vec<String>,
+}
+
+#[tracing::instrument(skip_all, fields(room_id))]
+pub async fn upsert_room(
+    platform: PlatformApp,
+    body: web::Json<RoomBody>,
+    pool: web::Data<Pool>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let room_id = RoomId::parse(
+        body.id
+            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()),
+    )?;
+    tracing::Span::current().record("room_id", room_id.as_str());
+    let members = match body.members {
+        Some(m) if m.len() > MAX_ROOM_MEMBERS => {
+            return Err(ApiError::invalid(format!(
+                "members may list at most {MAX_ROOM_MEMBERS} users"
+            )))
+        }
+        Some(m) => Some(
+            m.into_iter()
+                .map(|id| ClientId::parse(id).map(ClientId::into_inner))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        None => None,
+    };
+    let profile = RoomProfile {
+        name: text("name", body.name)?,
+        room_type: text("roomType", body.room_type)?,
+        members,
+    };
+    let conn = pool.get().await.map_err(StoreError::from)?;
+    let room = directory::upsert_room(&conn, &platform.app, &room_id, &profile).await?;
+    Ok(envelope::ok(Room {
+        id: room.room_id.into_inner(),
+        app_id: platform.app.into_inner(),
+        name: room.name,
+        room_type: room.room_type,
+        members: room.members,
+    }))
+}
+
+pub async fn mute(
+    platform: PlatformApp,
+    request: RequestContext,
+    req: HttpRequest,
+    pool: web::Data<Pool>,
+) -> Result<HttpResponse, ApiError> {
+    let (uid, room) = (
+        path_segment(&req, 2)?,
+        RoomId::parse(path_segment(&req, 0)?)?,
+    );
+    on_behalf(platform, request, uid, Command::MuteRoom { room }, &pool).await
+}
+
+pub async fn unmute(
+    platform: PlatformApp,
+    request: RequestContext,
+    req: HttpRequest,
+    pool: web::Data<Pool>,
+) -> Result<HttpResponse, ApiError> {
+    let (uid, room) = (
+        path_segment(&req, 2)?,
+        RoomId::parse(path_segment(&req, 0)?)?,
+    );
+    on_behalf(platform, request, uid, Command::UnmuteRoom { room }, &pool).await
+}
+
+async fn on_behalf(
+    platform: PlatformApp,
+    request: RequestContext,
+    uid: String,
+    command: Command,
+    pool: &Pool,
+) -> Result<HttpResponse, ApiError> {
+    let client = existing_client(pool, &platform.app, uid).await?;
+    // One API key per app: the app itself is the admin who acted.
+    let actor = Actor {
+        kind: ActorKind::Admin,
+        id: platform.app.as_str().to_owned(),
+    };
+    let metadata = request.metadata(actor);
+    let mutes =
+        commands::handle(pool, &platform.app, &client.client_id, command, &metadata).await?;
+    Ok(envelope::ok(User::new(
+        &platform.app,
+        client,
+        mutes,
+        &request,
+    )))
+}

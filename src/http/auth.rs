@@ -1,0 +1,108 @@
+//! Extractors that authenticate a request before its handler runs.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+
+use super::errors::ApiError;
+use crate::domain::AppId;
+use crate::secrets::sha256;
+use crate::store::{
+    directory::{self, ClientAuth, ClientRecord},
+    Pool,
+};
+
+const CLIENT_KEY: &str = "im-client-key";
+const CLIENT_TOKEN: &str = "im-authorization";
+/// Older IMKIT SDKs send the token in the standard header, some with a `Bearer ` prefix.
+const LEGACY_TOKEN: &str = "authorization";
+const API_KEY: &str = "im-api-key";
+
+fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+fn pool(req: &HttpRequest) -> Result<Pool, ApiError> {
+    req.app_data::<web::Data<Pool>>()
+        .map(|p| p.get_ref().clone())
+        .ok_or_else(|| ApiError::Internal("database pool is not configured".into()))
+}
+
+fn record_caller(app: &AppId, client: Option<&str>) {
+    let span = tracing::Span::current();
+    span.record("app_id", app.as_str());
+    if let Some(client) = client {
+        span.record("client_id", client);
+    }
+}
+
+type Extracting<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
+
+/// A user of an app, proven by the app's client key and one of the user's live tokens.
+#[derive(Debug)]
+pub struct AuthenticatedClient {
+    pub app: AppId,
+    pub client: ClientRecord,
+}
+
+impl FromRequest for AuthenticatedClient {
+    type Error = ApiError;
+    type Future = Extracting<Self>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let client_key = header(req, CLIENT_KEY).map(str::to_owned);
+        let token = header(req, CLIENT_TOKEN)
+            .or_else(|| {
+                header(req, LEGACY_TOKEN).map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim())
+            })
+            .map(str::to_owned);
+        let pool = pool(req);
+        Box::pin(async move {
+            let client_key = client_key.ok_or(ApiError::InvalidClientKey)?;
+            let pool = pool?;
+            let conn = pool.get().await.map_err(crate::store::StoreError::from)?;
+            let token_hash = sha256(token.as_deref().unwrap_or_default());
+            match directory::authenticate_client(&conn, &client_key, &token_hash).await? {
+                ClientAuth::UnknownClientKey => Err(ApiError::InvalidClientKey),
+                ClientAuth::InvalidToken(app) => {
+                    record_caller(&app, None);
+                    Err(ApiError::InvalidToken)
+                }
+                ClientAuth::Authenticated(app, client) => {
+                    record_caller(&app, Some(client.client_id.as_str()));
+                    Ok(AuthenticatedClient { app, client })
+                }
+            }
+        })
+    }
+}
+
+/// An app's backend, proven by the app's API key.
+#[derive(Debug)]
+pub struct PlatformApp {
+    pub app: AppId,
+}
+
+impl FromRequest for PlatformApp {
+    type Error = ApiError;
+    type Future = Extracting<Self>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let api_key = header(req, API_KEY).map(sha256);
+        let pool = pool(req);
+        Box::pin(async move {
+            let api_key = api_key.ok_or(ApiError::InvalidApiKey)?;
+            let conn = pool?.get().await.map_err(crate::store::StoreError::from)?;
+            let app = directory::app_by_api_key(&conn, &api_key)
+                .await?
+                .ok_or(ApiError::InvalidApiKey)?;
+            record_caller(&app, None);
+            Ok(PlatformApp { app })
+        })
+    }
+}

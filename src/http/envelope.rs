@@ -1,0 +1,85 @@
+//! The IMKIT success envelope and the user object every preference endpoint answers with.
+
+use std::net::IpAddr;
+
+use actix_web::HttpResponse;
+use serde::Serialize;
+
+use super::request::RequestContext;
+use crate::domain::{AppId, MuteState};
+use crate::store::directory::ClientRecord;
+
+#[derive(Serialize)]
+#[allow(non_snake_case)]
+struct Success<T> {
+    RC: u16,
+    RM: &'static str,
+    result: T,
+}
+
+pub fn ok<T: Serialize>(result: T) -> HttpResponse {
+    HttpResponse::Ok().json(Success {
+        RC: 0,
+        RM: "OK",
+        result,
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub struct Address {
+    pub port: Option<u16>,
+    pub family: &'static str,
+    pub address: String,
+}
+
+/// The IMKIT user object.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub nickname: Option<String>,
+    pub email: Option<String>,
+    #[serde(rename = "appID")]
+    pub app_id: String,
+    pub avatar_url: Option<String>,
+    pub address: Option<Address>,
+    pub user_agent: Option<String>,
+    pub mute: Vec<String>,
+    #[serde(rename = "lastLoginTimeMS")]
+    pub last_login_time_ms: Option<i64>,
+    pub notification_enabled: bool,
+}
+
+impl User {
+    pub fn new(
+        app: &AppId,
+        client: ClientRecord,
+        mutes: MuteState,
+        request: &RequestContext,
+    ) -> Self {
+        User {
+            id: client.client_id.into_inner(),
+            nickname: client.nickname,
+            email: client.email,
+            app_id: app.as_str().to_owned(),
+            avatar_url: client.avatar_url,
+            address: request.address.map(|ip| Address {
+                port: request.port,
+                family: match ip {
+                    IpAddr::V4(_) => "IPv4",
+                    IpAddr::V6(_) => "IPv6",
+                },
+                address: ip.to_string(),
+            }),
+            user_agent: request.user_agent.clone(),
+            mute: mutes
+                .into_muted()
+                .into_iter()
+                .map(|r| r.into_inner())
+                .collect(),
+            last_login_time_ms: client.last_login_ms,
+            notification_enabled: client.notification_enabled,
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! The one error type of the HTTP edge, rendered as the IMKIT envelope.
+
+use actix_web::{
+    error::{JsonPayloadError, PayloadError},
+    http::{header, StatusCode},
+    HttpResponse, ResponseError,
+};
+use serde::Serialize;
+
+use crate::commands::CommandError;
+use crate::domain::IdError;
+use crate::store::StoreError;
+
+/// Seconds a client should wait before retrying when the database is unavailable.
+const RETRY_AFTER_SECONDS: &str = "1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("missing or unknown IM-CLIENT-KEY")]
+    InvalidClientKey,
+    #[error("missing or unknown IM-API-KEY")]
+    InvalidApiKey,
+    #[error("missing, unknown, expired or revoked token")]
+    InvalidToken,
+    #[error("room not found")]
+    RoomNotFound,
+    #[error("client not found")]
+    ClientNotFound,
+    #[error("{0}")]
+    InvalidParameters(String),
+    #[error("request body is too large")]
+    PayloadTooLarge,
+    #[error("no such endpoint")]
+    NotFound,
+    #[error("method not allowed on this endpoint")]
+    MethodNotAllowed,
+    #[error("the request conflicted with concurrent changes; retry it")]
+    Conflict,
+    #[error("the service is temporarily unavailable; retry later")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidClientKey => "INVALID_CLIENT_KEY",
+            ApiError::InvalidApiKey => "INVALID_API_KEY",
+            ApiError::InvalidToken => "INVALID_TOKEN",
+            ApiError::RoomNotFound => "ROOM_NOT_FOUND",
+            ApiError::ClientNotFound => "CLIENT_NOT_FOUND",
+            ApiError::InvalidParameters(_) => "INVALID_PARAMETERS",
+            ApiError::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            ApiError::NotFound => "NOT_FOUND",
+            ApiError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            ApiError::Conflict => "CONFLICT",
+            ApiError::Unavailable(_) => "SERVICE_UNAVAILABLE",
+            ApiError::Internal(_) => "INTERNAL_ERROR",
+        }
+    }
+
+    pub fn invalid(detail: impl std::fmt::Display) -> Self {
+        ApiError::InvalidParameters(detail.to_string())
+    }
+}
+
+#[derive(Serialize)]
+#[allow(non_snake_case)]
+struct ErrorEnvelope<'a> {
+    RC: u16,
+    RM: &'a str,
+    error: ErrorBody<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: &'a str,
+    message: String,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidClientKey | ApiError::InvalidApiKey => StatusCode::FORBIDDEN,
+            ApiError::InvalidToken => StatusCode::UNAUTHORIZED,
+            ApiError::RoomNotFound | ApiError::ClientNotFound | ApiError::NotFound => {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::InvalidParameters(_) => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        match self {
+            // Details go to the log (inside the request's span, so with its request id),
+            // never to the caller.
+            ApiError::Internal(detail) => tracing::error!(error = %detail, "internal error"),
+            ApiError::Unavailable(detail) => {
+                tracing::warn!(error = %detail, "database unavailable")
+            }
+            _ => {}
+        }
+        let mut response = HttpResponse::build(status);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECONDS));
+        }
+        response.json(ErrorEnvelope {
+            RC: status.as_u16(),
+            RM: status.canonical_reason().unwrap_or("Error"),
+            error: ErrorBody {
+                code: self.code(),
+                message: self.to_string(),
+            },
+        })
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(detail) => ApiError::Unavailable(detail),
+            StoreError::Conflict => ApiError::Conflict,
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(err: CommandError) -> Self {
+        match err {
+            CommandError::RoomNotFound => ApiError::RoomNotFound,
+            CommandError::Conflict => ApiError::Conflict,
+            CommandError::Store(store) => store.into(),
+        }
+    }
+}
+
+impl From<IdError> for ApiError {
+    fn from(err: IdError) -> Self {
+        ApiError::invalid(err)
+    }
+}
+
+impl From<JsonPayloadError> for ApiError {
+    fn from(err: JsonPayloadError) -> Self {
+        match err {
+            JsonPayloadError::Overflow { .. }
+            | JsonPayloadError::OverflowKnownLength { .. }
+            | JsonPayloadError::Payload(PayloadError::Overflow) => ApiError::PayloadTooLarge,
+            JsonPayloadError::Deserialize(e) => {
+                ApiError::invalid(format!("invalid JSON body: {e}"))
+            }
+            JsonPayloadError::ContentType => {
+                ApiError::invalid("the body must be JSON (Content-Type: application/json)")
+            }
+            other => ApiError::invalid(format!("unreadable body: {other}")),
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! Per-request facts: the request id, and where the request came from.
+
+use std::future::{ready, Ready};
+use std::net::{IpAddr, SocketAddr};
+
+use actix_web::{
+    body::MessageBody,
+    dev::{ServiceRequest, ServiceResponse},
+    http::header::{HeaderName, HeaderValue, USER_AGENT},
+    middleware::Next,
+    FromRequest, HttpMessage, HttpRequest,
+};
+use uuid::Uuid;
+
+use super::errors::ApiError;
+use crate::domain::{Actor, EventMetadata};
+
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A longer user agent is cut: it is provenance, not a place to store payloads.
+const MAX_USER_AGENT_BYTES: usize = 512;
+
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// A caller's id is kept when it is short and plain enough to be safe in logs and headers.
+fn sane_request_id(value: &HeaderValue) -> Option<String> {
+    let value = value.to_str().ok()?;
+    let ok = (1..=128).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    ok.then(|| value.to_owned())
+}
+
+/// Gives every request an id (the caller's, or a new UUID) and echoes it on the response.
+pub async fn assign_request_id(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let id = request
+        .headers()
+        .get(X_REQUEST_ID)
+        .and_then(sane_request_id)
+        .unwrap_or_else(|| Uuid::new_v4().to_string());
+    let header = HeaderValue::from_str(&id).expect("request ids are plain ASCII");
+    request.extensions_mut().insert(RequestId(id));
+    let mut response = next.call(request).await?;
+    response.headers_mut().insert(X_REQUEST_ID, header);
+    Ok(response)
+}
+
+/// The percent-decoded `nth` path segment counted from the end (0 is the last).
+///
+/// actix decodes path parameters lossily (invalid UTF-8 becomes U+FFFD), which would let
+/// different byte strings name one room, so ids are decoded strictly from the raw path:
+/// malformed escapes and invalid UTF-8 are refused.
+pub fn path_segment(req: &HttpRequest, from_end: usize) -> Result<String, ApiError> {
+    let raw = req
+        .uri()
+        .path()
+        .rsplit('/')
+        .nth(from_end)
+        .ok_or_else(|| ApiError::invalid("missing path segment"))?;
+    let bytes = raw.as_bytes();
+    let well_formed = bytes.iter().enumerate().all(|(i, &b)| {
+        b != b'%'
+            || (bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return Err(ApiError::invalid("malformed percent-encoding in the path"));
+    }
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map(|decoded| decoded.into_owned())
+        .map_err(|_| ApiError::invalid("path segment is not valid UTF-8"))
+}
+
+/// Proxies whose `X-Forwarded-For` is believed; everyone else's is ignored.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(pub Vec<IpAddr>);
+
+/// Where a request came from and who sent it, as recorded in event metadata and echoed
+/// in the user object.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub request_id: String,
+    pub address: Option<IpAddr>,
+    pub port: Option<u16>,
+    pub user_agent: Option<String>,
+}
+
+impl RequestContext {
+    pub fn metadata(&self, actor: Actor) -> EventMetadata {
+        EventMetadata {
+            actor,
+            request_id: self.request_id.clone(),
+            address: self.address.map(|a| a.to_string()),
+            port: self.port,
+            user_agent: self.user_agent.clone(),
+        }
+    }
+
+    fn from_request(req: &HttpRequest) -> Self {
+        let request_id = req
+            .extensions()
+            .get::<RequestId>()
+            .map(|id| id.0.clone())
+            .unwrap_or_else(|| Uuid::new_v4().to_string());
+        let peer = req.peer_addr();
+        let trusted = req
+            .app_data::<TrustedProxies>()
+            .map(|t| t.0.as_slice())
+            .unwrap_or_default();
+        let (address, port) = client_origin(peer, forwarded_for(req), trusted);
+        let user_agent = req.headers().get(USER_AGENT).map(|v| {
+            let text = String::from_utf8_lossy(v.as_bytes());
+            truncate_utf8(&text, MAX_USER_AGENT_BYTES).to_owned()
+        });
+        RequestContext {
+            request_id,
+            address,
+            port,
+            user_agent,
+        }
+    }
+}
+
+fn forwarded_for(req: &HttpRequest) -> Vec<IpAddr> {
+    req.headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|hop| hop.trim().parse().ok())
+        .collect()
+}
+
+/// The client is the nearest hop not run by us: walk `X-Forwarded-For` from the right while
+/// the sender is a trusted proxy. Its port is unknown then, so it is not invented.
+fn client_origin(
+    peer: Option<SocketAddr>,
+    forwarded: Vec<IpAddr>,
+    trusted: &[IpAddr],
+) -> (Option<IpAddr>, Option<u16>) {
+    let Some(peer) = peer else {
+        return (None, None);
+    };
+    let peer_ip = peer.ip().to_canonical();
+    if !trusted.contains(&peer_ip) {
+        return (Some(peer_ip), Some(peer.port()));
+    }
+    let mut origin = None;
+    for hop in forwarded.into_iter().rev() {
+        let hop = hop.to_canonical();
+        origin = Some(hop);
+        if !trusted.contains(&hop) {
+            break;
+        }
+    }
+    match origin {
+        Some(ip) => (Some(ip), None),
+        None => (Some(peer_ip), Some(peer.port())),
+    }
+}
+
+fn truncate_utf8(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+impl FromRequest for RequestContext {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        ready(Ok(RequestContext::from_request(req)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn untrusted_peer_is_the_client_whatever_it_forwards() {
+        let peer = Some("203.0.113.9:4000".parse().unwrap());
+        assert_eq!(
+            client_origin(peer, vec![ip("1.2.3.4")], &[]),
+            (Some(ip("203.0.113.9")), Some(4000))
+        );
+    }
+
+    #[test]
+    fn trusted_proxy_chain_is_walked_from_the_right() {
+        let peer = Some("10.0.0.1:4000".parse().unwrap());
+        let trusted = [ip("10.0.0.1"), ip("10.0.0.2")];
+        assert_eq!(
+            client_origin(
+                peer,
+                vec![ip("6.6.6.6"), ip("198.51.100.7"), ip("10.0.0.2")],
+                &trusted
+            ),
+            (Some(ip("198.51.100.7")), None)
+        );
+    }
+
+    #[test]
+    fn ipv4_mapped_peers_are_reported_as_ipv4() {
+        let peer = Some("[::ffff:127.0.0.1]:5".parse().unwrap());
+        assert_eq!(client_origin(peer, vec![], &[]).0, Some(ip("127.0.0.1")));
+    }
+
+    #[test]
+    fn request_ids_must_be_plain() {
+        assert!(sane_request_id(&HeaderValue::from_static("abc-123_x.y:z")).is_some());
+        assert!(sane_request_id(&HeaderValue::from_static("has space")).is_none());
+        assert!(sane_request_id(&HeaderValue::from_str(&"a".repeat(129)).unwrap()).is_none());
+    }
+
+    #[test]
+    fn truncation_respects_char_boundaries() {
+        assert_eq!(truncate_utf8("ééé", 3), "é");
+    }
+}

@@ -1,0 +1,12 @@
+//! chatprefs: IMKIT-compatible notification preferences on an append-only event log.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod provision;
+pub mod secrets;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

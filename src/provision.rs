@@ -1,0 +1,100 @@
+//! Setting up apps: the one place keys are generated and shown.
+
+use chrono::{Duration, Utc};
+use serde::Serialize;
+
+use crate::domain::{AppId, ClientId, RoomId};
+use crate::secrets;
+use crate::store::{
+    directory::{self, ClientProfile, RoomProfile},
+    Pool, StoreError,
+};
+
+/// An app's credentials as issued. The API key exists only here: it is stored hashed.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppCredentials {
+    #[serde(rename = "appID")]
+    pub app_id: String,
+    pub client_key: String,
+    pub api_key: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    #[error("app {0} exists already; its API key cannot be shown again")]
+    AppExists(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[tracing::instrument(skip(pool))]
+pub async fn create_app(pool: &Pool, app: &AppId) -> Result<AppCredentials, ProvisionError> {
+    let conn = pool.get().await.map_err(StoreError::from)?;
+    let client_key = secrets::new_client_key();
+    let api_key = secrets::new_secret();
+    if !directory::insert_app(&conn, app, &client_key, &secrets::sha256(&api_key)).await? {
+        return Err(ProvisionError::AppExists(app.to_string()));
+    }
+    Ok(AppCredentials {
+        app_id: app.to_string(),
+        client_key,
+        api_key,
+    })
+}
+
+pub const DEMO_APP: &str = "demo-app";
+pub const DEMO_USER: &str = "demo-user";
+pub const DEMO_ROOM: &str = "demo-room";
+
+#[derive(Debug, Clone)]
+pub struct Demo {
+    pub credentials: AppCredentials,
+    pub user: String,
+    pub room: String,
+    pub token: String,
+}
+
+/// Makes sure the demo app, user and room exist and issues a fresh token. The demo app's
+/// API key is replaced each time, because a stored key can never be shown again.
+#[tracing::instrument(skip(pool))]
+pub async fn ensure_demo(pool: &Pool) -> Result<Demo, StoreError> {
+    let app = AppId::parse(DEMO_APP).expect("valid demo id");
+    let user = ClientId::parse(DEMO_USER).expect("valid demo id");
+    let room = RoomId::parse(DEMO_ROOM).expect("valid demo id");
+    let mut conn = pool.get().await?;
+    let tx = conn.transaction().await?;
+    let api_key = secrets::new_secret();
+    let api_key_hash = secrets::sha256(&api_key);
+    directory::insert_app(&tx, &app, &secrets::new_client_key(), &api_key_hash).await?;
+    directory::replace_api_key(&tx, &app, &api_key_hash).await?;
+    let client_key = directory::client_key_of(&tx, &app)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("demo app vanished".into()))?;
+    let profile = ClientProfile {
+        nickname: Some("Demo User".into()),
+        email: Some("demo@example.com".into()),
+        avatar_url: None,
+    };
+    directory::upsert_client(&tx, &app, &user, &profile).await?;
+    let room_profile = RoomProfile {
+        name: Some("Demo Room".into()),
+        room_type: Some("group".into()),
+        members: Some(vec![DEMO_USER.into()]),
+    };
+    directory::upsert_room(&tx, &app, &room, &room_profile).await?;
+    let token = secrets::new_secret();
+    let expires_at = Utc::now() + Duration::days(7);
+    directory::insert_token(&tx, &app, &user, &secrets::sha256(&token), expires_at).await?;
+    tx.commit().await?;
+    Ok(Demo {
+        credentials: AppCredentials {
+            app_id: DEMO_APP.into(),
+            client_key,
+            api_key,
+        },
+        user: DEMO_USER.into(),
+        room: DEMO_ROOM.into(),
+        token,
+    })
+}

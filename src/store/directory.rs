@@ -1,0 +1,298 @@
+//! Apps, their users ("clients"), tokens and rooms: the directory the commands check against.
+
+use chrono::{DateTime, Utc};
+
+use super::{execute, query_opt, GenericClient, StoreError};
+use crate::domain::{AppId, ClientId, RoomId};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRecord {
+    pub client_id: ClientId,
+    pub nickname: Option<String>,
+    pub email: Option<String>,
+    pub avatar_url: Option<String>,
+    pub last_login_ms: Option<i64>,
+    pub notification_enabled: bool,
+}
+
+/// Fields of a user that the platform API may set; `None` keeps what is stored.
+#[derive(Debug, Clone, Default)]
+pub struct ClientProfile {
+    pub nickname: Option<String>,
+    pub email: Option<String>,
+    pub avatar_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomRecord {
+    pub room_id: RoomId,
+    pub name: Option<String>,
+    pub room_type: Option<String>,
+    pub members: Vec<String>,
+}
+
+/// Fields of a room that the platform API may set; `None` keeps what is stored.
+#[derive(Debug, Clone, Default)]
+pub struct RoomProfile {
+    pub name: Option<String>,
+    pub room_type: Option<String>,
+    pub members: Option<Vec<String>>,
+}
+
+/// What a client key and token resolve to.
+#[derive(Debug)]
+pub enum ClientAuth {
+    UnknownClientKey,
+    /// The key is valid but the token is unknown, expired, revoked or of another app.
+    InvalidToken(AppId),
+    Authenticated(AppId, ClientRecord),
+}
+
+const CLIENT_COLUMNS: &str =
+    "c.client_id, c.nickname, c.email, c.avatar_url, c.last_login_ms, c.notification_enabled";
+
+fn client_from_row(row: &tokio_postgres::Row, offset: usize) -> Result<ClientRecord, StoreError> {
+    Ok(ClientRecord {
+        client_id: ClientId::parse(row.get::<_, String>(offset))
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        nickname: row.get(offset + 1),
+        email: row.get(offset + 2),
+        avatar_url: row.get(offset + 3),
+        last_login_ms: row.get(offset + 4),
+        notification_enabled: row.get(offset + 5),
+    })
+}
+
+fn app_from_row(row: &tokio_postgres::Row, index: usize) -> Result<AppId, StoreError> {
+    AppId::parse(row.get::<_, String>(index)).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Creates an app; `false` when an app with that id exists already.
+#[tracing::instrument(skip(db, api_key_sha256))]
+pub async fn insert_app<C: GenericClient>(
+    db: &C,
+    app: &AppId,
+    client_key: &str,
+    api_key_sha256: &[u8],
+) -> Result<bool, StoreError> {
+    let inserted = execute(
+        db,
+        "INSERT INTO apps (app_id, client_key, api_key_sha256) VALUES ($1, $2, $3)
+         ON CONFLICT (app_id) DO NOTHING",
+        &[&app.as_str(), &client_key, &api_key_sha256],
+    )
+    .await?;
+    Ok(inserted == 1)
+}
+
+/// The client key of an app, if the app exists.
+#[tracing::instrument(skip(db))]
+pub async fn client_key_of<C: GenericClient>(
+    db: &C,
+    app: &AppId,
+) -> Result<Option<String>, StoreError> {
+    let row = query_opt(
+        db,
+        "SELECT client_key FROM apps WHERE app_id = $1",
+        &[&app.as_str()],
+    )
+    .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Replaces an app's API key; the old one stops working at once.
+#[tracing::instrument(skip(db, api_key_sha256))]
+pub async fn replace_api_key<C: GenericClient>(
+    db: &C,
+    app: &AppId,
+    api_key_sha256: &[u8],
+) -> Result<(), StoreError> {
+    execute(
+        db,
+        "UPDATE apps SET api_key_sha256 = $2 WHERE app_id = $1",
+        &[&app.as_str(), &api_key_sha256],
+    )
+    .await?;
+    Ok(())
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn app_by_api_key<C: GenericClient>(
+    db: &C,
+    api_key_sha256: &[u8],
+) -> Result<Option<AppId>, StoreError> {
+    let row = query_opt(
+        db,
+        "SELECT app_id FROM apps WHERE api_key_sha256 = $1",
+        &[&api_key_sha256],
+    )
+    .await?;
+    row.map(|r| app_from_row(&r, 0)).transpose()
+}
+
+/// Resolves a client key and token hash in one round trip. A token only counts for the app
+/// whose client key came with it.
+#[tracing::instrument(skip_all)]
+pub async fn authenticate_client<C: GenericClient>(
+    db: &C,
+    client_key: &str,
+    token_sha256: &[u8],
+) -> Result<ClientAuth, StoreError> {
+    let sql = format!(
+        "SELECT a.app_id, {CLIENT_COLUMNS}
+         FROM apps a
+         LEFT JOIN tokens t ON t.token_sha256 = $2 AND t.app_id = a.app_id
+                           AND t.revoked_at IS NULL AND t.expires_at > now()
+         LEFT JOIN clients c ON c.app_id = t.app_id AND c.client_id = t.client_id
+         WHERE a.client_key = $1"
+    );
+    let Some(row) = query_opt(db, &sql, &[&client_key, &token_sha256]).await? else {
+        return Ok(ClientAuth::UnknownClientKey);
+    };
+    let app = app_from_row(&row, 0)?;
+    if row.get::<_, Option<String>>(1).is_none() {
+        return Ok(ClientAuth::InvalidToken(app));
+    }
+    Ok(ClientAuth::Authenticated(app, client_from_row(&row, 1)?))
+}
+
+#[tracing::instrument(skip(db))]
+pub async fn find_client<C: GenericClient>(
+    db: &C,
+    app: &AppId,
+    client: &ClientId,
+) -> Result<Option<ClientRecord>, StoreError> {
+    let sql =
+        format!("SELECT {CLIENT_COLUMNS} FROM clients c WHERE c.app_id = $1 AND c.client_id = $2");
+    let row = query_opt(db, &sql, &[&app.as_str(), &client.as_str()]).await?;
+    row.map(|r| client_from_row(&r, 0)).transpose()
+}
+
+/// Creates a user or updates the fields given; the others keep their stored values.
+#[tracing::instrument(skip(db, profile))]
+pub async fn upsert_client<C: GenericClient>(
+    db: &C,
+    app: &AppId,
+    client: &ClientId,
+    profile: &ClientProfile,
+) -> Result<ClientRecord, StoreError> {
+    let sql = format!(
+        "INSERT INTO clients AS c (app_id, client_id, nickname, email, avatar_url)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (app_id, client_id) DO UPDATE SET
+             nickname = coalesce(excluded.nickname, c.nickname),
+             email = coalesce(excluded.email, c.email),
+             avatar_url = coalesce(excluded.avatar_url, c.avatar_url),
+             updated_at = now()
+         RETURNING {CLIENT_COLUMNS}"
+    );
+    let row = query_opt(
+        db,
+        &sql,
+        &[
+            &app.as_str(),
+            &client.as_str(),
+            &profile.nickname,
+            &profile.email,
+            &profile.avatar_url,
+        ],
+    )
+    .await?
+    .ok_or_else(|| StoreError::Corrupt("upsert returned no row".into()))?;
+    client_from_row(&row, 0)
+}
+
+/// Stores a new token for a user and records the issue as their last login.
+#[tracing::instrument(skip(db, token_sha256))]
+pub async fn insert_token<C: GenericClient>(
+    db: &C,
+    app: &AppId,
+    client: &ClientId,
+    token_sha256: &[u8],
+    expires_at: DateTime<Utc>,
+) -> Result<i64, StoreError> {
+    let row = query_opt(
+        db,
+        "WITH issued AS (
+             INSERT INTO tokens (token_sha256, app_id, client_id, expires_at)
+             VALUES ($3, $1, $2, $4) RETURNING issued_at)
+         UPDATE clients SET last_login_ms = (extract(epoch FROM (SELECT issued_at FROM issued)) * 1000)::bigint
+         WHERE app_id = $1 AND client_id = $2
+         RETURNING last_login_ms",
+        &[&app.as_str(), &client.as_str(), &token_sha256, &expires_at],
+    )
+    .await?
+    .ok_or_else(|| StoreError::Corrupt("token issued for a missing user".into()))?;
+    Ok(row.get(0))
+}
+
+/// Revokes one token of a user (when its hash is given) or all of them; answers how many
+/// tokens stopped working.
+#[tracing::instrument(skip(db, token_sha256))]
+pub async fn revoke_tokens<C: GenericClient>(
+    db: &C,
+    app: &AppId,
+    client: &ClientId,
+    token_sha256: Option<&[u8]>,
+) -> Result<u64, StoreError> {
+    execute(
+        db,
+        "UPDATE tokens SET revoked_at = now()
+         WHERE app_id = $1 AND client_id = $2 AND revoked_at IS NULL
+           AND ($3::bytea IS NULL OR token_sha256 = $3)",
+        &[&app.as_str(), &client.as_str(), &token_sha256],
+    )
+    .await
+}
+
+#[tracing::instrument(skip(db))]
+pub async fn room_exists<C: GenericClient>(
+    db: &C,
+    app: &AppId,
+    room: &RoomId,
+) -> Result<bool, StoreError> {
+    Ok(query_opt(
+        db,
+        "SELECT 1 FROM rooms WHERE app_id = $1 AND room_id = $2",
+        &[&app.as_str(), &room.as_str()],
+    )
+    .await?
+    .is_some())
+}
+
+/// Creates a room or updates the fields given; the others keep their stored values.
+#[tracing::instrument(skip(db, profile))]
+pub async fn upsert_room<C: GenericClient>(
+    db: &C,
+    app: &AppId,
+    room: &RoomId,
+    profile: &RoomProfile,
+) -> Result<RoomRecord, StoreError> {
+    let row = query_opt(
+        db,
+        "INSERT INTO rooms AS r (app_id, room_id, name, room_type, members)
+         VALUES ($1, $2, $3, $4, coalesce($5, '{}'::text[]))
+         ON CONFLICT (app_id, room_id) DO UPDATE SET
+             name = coalesce(excluded.name, r.name),
+             room_type = coalesce(excluded.room_type, r.room_type),
+             members = coalesce($5, r.members),
+             updated_at = now()
+         RETURNING room_id, name, room_type, members",
+        &[
+            &app.as_str(),
+            &room.as_str(),
+            &profile.name,
+            &profile.room_type,
+            &profile.members,
+        ],
+    )
+    .await?
+    .ok_or_else(|| StoreError::Corrupt("upsert returned no row".into()))?;
+    Ok(RoomRecord {
+        room_id: RoomId::parse(row.get::<_, String>(0))
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        name: row.get(1),
+        room_type: row.get(2),
+        members: row.get(3),
+    })
+}

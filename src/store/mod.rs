@@ -1,0 +1,91 @@
+//! Everything that speaks SQL. Callers get domain types and [`StoreError`], never rows.
+
+pub mod directory;
+pub mod event_log;
+mod pool;
+pub mod projection;
+
+pub use deadpool_postgres::{GenericClient, Pool};
+pub use pool::{connect_pool, ensure_database, migrate, PoolSettings};
+
+use tokio_postgres::error::SqlState;
+
+/// The unique key that turns a stale append into a concurrency conflict.
+const STREAM_VERSION_CONSTRAINT: &str = "events_stream_version_key";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached in time; the caller may retry later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Another writer appended to the same stream first.
+    #[error("stream was appended to concurrently")]
+    Conflict,
+    /// Stored data that this version cannot read; a bug or a manual edit, never user input.
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[source] tokio_postgres::Error),
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        let db = err.as_db_error();
+        if let Some(db) = db {
+            if *db.code() == SqlState::UNIQUE_VIOLATION
+                && db.constraint() == Some(STREAM_VERSION_CONSTRAINT)
+            {
+                return StoreError::Conflict;
+            }
+        }
+        if err.is_closed() || is_unavailable(err.code()) || (db.is_none() && err.code().is_none()) {
+            return StoreError::Unavailable(err.to_string());
+        }
+        StoreError::Database(err)
+    }
+}
+
+/// Error classes that mean "the server is going away or not there yet", not "your query is wrong".
+fn is_unavailable(code: Option<&SqlState>) -> bool {
+    code.is_some_and(|c| {
+        let c = c.code();
+        c.starts_with("08") || c.starts_with("57P") || c == "53300"
+    })
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(err: deadpool_postgres::PoolError) -> Self {
+        match err {
+            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            other => StoreError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// Prepares once per connection (deadpool keeps the cache), then runs.
+async fn query<C: GenericClient>(
+    client: &C,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+    let statement = client.prepare_cached(sql).await?;
+    Ok(client.query(&statement, params).await?)
+}
+
+async fn query_opt<C: GenericClient>(
+    client: &C,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Option<tokio_postgres::Row>, StoreError> {
+    let statement = client.prepare_cached(sql).await?;
+    Ok(client.query_opt(&statement, params).await?)
+}
+
+async fn execute<C: GenericClient>(
+    client: &C,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<u64, StoreError> {
+    let statement = client.prepare_cached(sql).await?;
+    Ok(client.execute(&statement, params).await?)
+}

@@ -1,0 +1,111 @@
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::{Config, NoTls};
+
+use super::StoreError;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// Key of the advisory lock that keeps two instances from migrating at once.
+const MIGRATION_LOCK_KEY: i64 = 0x6368_6174_7072_6566; // "chatpref"
+
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub max_size: usize,
+    /// How long a request may wait for a connection before it is answered 503.
+    pub timeout: Duration,
+}
+
+pub fn connect_pool(database_url: &str, settings: &PoolSettings) -> anyhow::Result<Pool> {
+    let mut config: Config = database_url.parse()?;
+    config.connect_timeout(settings.timeout);
+    config.application_name("chatprefs");
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Ok(Pool::builder(manager)
+        .max_size(settings.max_size)
+        .wait_timeout(Some(settings.timeout))
+        .create_timeout(Some(settings.timeout))
+        .recycle_timeout(Some(settings.timeout))
+        .runtime(Runtime::Tokio1)
+        .build()?)
+}
+
+async fn connect(config: &Config) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, connection) = config.connect(NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::warn!(error = %err, "database connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// Creates the database named in `database_url` when it does not exist yet, connecting to
+/// the server's `postgres` database to do so.
+#[tracing::instrument(skip_all)]
+pub async fn ensure_database(database_url: &str) -> anyhow::Result<()> {
+    let config: Config = database_url.parse()?;
+    let name = config
+        .get_dbname()
+        .map(str::to_owned)
+        .or_else(|| config.get_user().map(str::to_owned))
+        .ok_or_else(|| anyhow::anyhow!("DATABASE_URL names no database"))?;
+    let mut admin = config.clone();
+    admin.dbname("postgres");
+    let client = connect(&admin).await?;
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await?
+        .is_some();
+    if !exists {
+        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+        match client
+            .batch_execute(&format!("CREATE DATABASE {quoted}"))
+            .await
+        {
+            Ok(()) => tracing::info!(database = %name, "created database"),
+            // Another instance created it between our check and our CREATE: fine.
+            Err(err)
+                if err.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Applies pending migrations under an advisory lock, so instances starting together do
+/// not race each other.
+#[tracing::instrument(skip_all)]
+pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
+    let config: Config = database_url.parse()?;
+    let mut client = connect(&config).await?;
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
+        .await?;
+    let report = embedded::migrations::runner()
+        .set_abort_divergent(true)
+        .run_async(&mut client)
+        .await;
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
+        .await?;
+    for applied in report?.applied_migrations() {
+        tracing::info!(migration = %applied, "applied migration");
+    }
+    Ok(())
+}
+
+impl From<deadpool_postgres::BuildError> for StoreError {
+    fn from(err: deadpool_postgres::BuildError) -> Self {
+        StoreError::Unavailable(err.to_string())
+    }
+}

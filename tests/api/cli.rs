@@ -1,0 +1,95 @@
+//! The binary as an operator or a newcomer runs it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+use crate::helpers::{mutes, ok_result, TestDatabase};
+
+fn chatprefs(db: &TestDatabase) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chatprefs"));
+    command.env("DATABASE_URL", &db.url).env("RUST_LOG", "warn");
+    command
+}
+
+#[test]
+fn app_create_prints_keys_once_and_refuses_a_duplicate() {
+    let db = TestDatabase::new();
+
+    let created = chatprefs(&db)
+        .args(["app", "create", "shop", "--json"])
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{created:?}");
+    let keys: Value = serde_json::from_slice(&created.stdout).unwrap();
+    assert_eq!(keys["appID"], "shop");
+    assert_eq!(keys["apiKey"].as_str().unwrap().len(), 64);
+    assert_eq!(keys["clientKey"].as_str().unwrap().len(), 32);
+
+    let again = chatprefs(&db)
+        .args(["app", "create", "shop"])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The README's first command: `serve --demo` must print a `curl` that works as printed.
+#[tokio::test]
+async fn serve_demo_prints_a_curl_that_mutes_the_demo_room() {
+    let db = TestDatabase::new();
+    let mut child = Killed(
+        chatprefs(&db)
+            .args(["serve", "--demo", "--bind", "127.0.0.1:0", "--workers", "1"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let curl = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find(|line| line.trim_start().starts_with("curl -X POST"))
+    })
+    .await
+    .unwrap()
+    .expect("a curl line");
+
+    // Follow the printed command: its URL and its two quoted headers.
+    let quoted: Vec<&str> = curl.split('\'').skip(1).step_by(2).collect();
+    let [url, client_key, token] = quoted[..] else {
+        panic!("unexpected curl line: {curl}");
+    };
+    let header = |h: &str| h.split_once(": ").unwrap().1.to_owned();
+    let response = reqwest::Client::new()
+        .post(url)
+        .header("IM-CLIENT-KEY", header(client_key))
+        .header("IM-Authorization", header(token))
+        .send()
+        .await
+        .unwrap();
+    let user = ok_result(response).await;
+    assert_eq!(user["_id"], "demo-user");
+    assert_eq!(mutes(&user), ["demo-room"]);
+    drop(child);
+}
+
+#[test]
+fn migrate_creates_the_database_and_is_repeatable() {
+    let db = TestDatabase::new();
+    for _ in 0..2 {
+        let output = chatprefs(&db).arg("migrate").output().unwrap();
+        assert!(output.status.success(), "{output:?}");
+    }
+}

@@ -1,0 +1,109 @@
+use chatprefs::domain::{Actor, ActorKind, AppId, ClientId, Event, EventMetadata, RoomId};
+use chatprefs::store::{event_log, StoreError};
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::helpers::{ok_result, TestApp};
+
+#[tokio::test]
+async fn the_log_refuses_update_delete_and_truncate() {
+    let app = TestApp::spawn().await;
+    let token = app.user("u1").await;
+    app.room("r1").await;
+    ok_result(app.mute(&token, "r1").await).await;
+
+    for sql in [
+        "UPDATE events SET event_type = 'RoomUnmuted'",
+        "DELETE FROM events",
+        "TRUNCATE events",
+        "TRUNCATE events CASCADE",
+    ] {
+        let err = app.sql(sql).await.expect_err(sql);
+        let message = err
+            .as_db_error()
+            .map(|e| e.message().to_owned())
+            .unwrap_or_default();
+        assert!(message.contains("append-only"), "{sql}: {message}");
+    }
+    assert_eq!(app.count_events().await, 1);
+}
+
+#[tokio::test]
+async fn every_event_records_who_when_and_from_where() {
+    let app = TestApp::spawn().await;
+    let token = app.user("u1").await;
+    app.room("r1").await;
+
+    ok_result(
+        app.client(&app.app, &token, Method::POST, "/me/mute/r1")
+            .header("User-Agent", "MobileSDK/3.2")
+            .header("X-Request-Id", "req-client")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    ok_result(
+        app.admin(&app.app, Method::DELETE, "/admin/clients/u1/mute/r1")
+            .header("User-Agent", "backend/1.0")
+            .header("X-Request-Id", "req-admin")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+
+    let rows = app
+        .sql("SELECT event_type, metadata, stream_id, app_id, data, recorded_at IS NOT NULL FROM events ORDER BY position")
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    let expected = [
+        ("RoomMuted", "client", "u1", "req-client", "MobileSDK/3.2"),
+        ("RoomUnmuted", "admin", "app-a", "req-admin", "backend/1.0"),
+    ];
+    for (row, (event_type, kind, actor, request_id, agent)) in rows.iter().zip(expected) {
+        let metadata: Value = row.get(1);
+        assert_eq!(row.get::<_, String>(0), event_type);
+        assert_eq!(metadata["actor"]["kind"], kind);
+        assert_eq!(metadata["actor"]["id"], actor);
+        assert_eq!(metadata["requestId"], request_id);
+        assert_eq!(metadata["address"], "127.0.0.1");
+        assert!(metadata["port"].as_u64().is_some_and(|p| p > 0));
+        assert_eq!(metadata["userAgent"], agent);
+        assert_eq!(row.get::<_, String>(2), "u1");
+        assert_eq!(row.get::<_, String>(3), "app-a");
+        assert_eq!(row.get::<_, Value>(4)["room"], "r1");
+        assert!(row.get::<_, bool>(5));
+    }
+}
+
+#[tokio::test]
+async fn a_stale_append_is_a_conflict_and_leaves_the_log_alone() {
+    let app = TestApp::spawn().await;
+    let (a, u) = (
+        AppId::parse("app-a").unwrap(),
+        ClientId::parse("u1").unwrap(),
+    );
+    let event = Event::RoomMuted {
+        room: RoomId::parse("r1").unwrap(),
+    };
+    let metadata = EventMetadata {
+        actor: Actor {
+            kind: ActorKind::System,
+            id: "test".into(),
+        },
+        request_id: "r".into(),
+        address: None,
+        port: None,
+        user_agent: None,
+    };
+    let conn = app.pool.get().await.unwrap();
+
+    let first = event_log::append(&conn, &a, &u, 0, std::slice::from_ref(&event), &metadata).await;
+    let stale = event_log::append(&conn, &a, &u, 0, &[event], &metadata).await;
+
+    assert_eq!(first.unwrap()[0].stream_version, 1);
+    assert!(matches!(stale, Err(StoreError::Conflict)), "{stale:?}");
+    assert_eq!(app.count_events().await, 1);
+}

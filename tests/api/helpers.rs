@@ -1,0 +1,223 @@
+use std::time::Duration;
+
+use chatprefs::config::ServeSettings;
+use chatprefs::domain::AppId;
+use chatprefs::provision::{self, AppCredentials};
+use chatprefs::startup::Application;
+use chatprefs::store::{Pool, PoolSettings};
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::{json, Value};
+
+/// The server the tests create their databases on; trust auth as superuser by default.
+pub fn server_url() -> String {
+    std::env::var("TEST_DATABASE_SERVER")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+pub fn test_settings(database_url: String) -> ServeSettings {
+    ServeSettings {
+        database_url,
+        bind: "127.0.0.1:0".into(),
+        pool: PoolSettings {
+            max_size: 8,
+            timeout: Duration::from_secs(5),
+        },
+        workers: Some(2),
+        trusted_proxies: Vec::new(),
+        shutdown_timeout_secs: 1,
+    }
+}
+
+/// A database that is dropped (with its connections) when this value is.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub fn new() -> Self {
+        let name = format!("chatprefs_test_{}", uuid::Uuid::new_v4().simple());
+        let url = format!("{}/{}", server_url(), name);
+        TestDatabase { name, url }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let admin = format!("{}/postgres", server_url());
+        let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
+        // Drop runs inside the test's runtime, which cannot be blocked on; a thread of its
+        // own with its own runtime can.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await?;
+                tokio::spawn(conn);
+                client.batch_execute(&sql).await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test database {}: {dropped:?}", self.name);
+        }
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub pool: Pool,
+    pub app: AppCredentials,
+    /// Held for its `Drop`, which removes the database when the test ends.
+    _db: TestDatabase,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        let db = TestDatabase::new();
+        let application = Application::build(&test_settings(db.url.clone()))
+            .await
+            .expect("server builds");
+        let base = format!("http://127.0.0.1:{}", application.port());
+        let pool = application.pool().clone();
+        tokio::spawn(application.run_until_stopped());
+        let app = provision::create_app(&pool, &AppId::parse("app-a").unwrap())
+            .await
+            .expect("app created");
+        TestApp {
+            base,
+            http: reqwest::Client::new(),
+            pool,
+            app,
+            _db: db,
+        }
+    }
+
+    pub async fn create_app(&self, id: &str) -> AppCredentials {
+        provision::create_app(&self.pool, &AppId::parse(id).unwrap())
+            .await
+            .expect("app created")
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http.request(method, format!("{}{}", self.base, path))
+    }
+
+    pub fn admin(&self, app: &AppCredentials, method: Method, path: &str) -> RequestBuilder {
+        self.request(method, path)
+            .header("IM-API-KEY", &app.api_key)
+    }
+
+    pub fn client(
+        &self,
+        app: &AppCredentials,
+        token: &str,
+        method: Method,
+        path: &str,
+    ) -> RequestBuilder {
+        self.request(method, path)
+            .header("IM-CLIENT-KEY", &app.client_key)
+            .header("IM-Authorization", token)
+    }
+
+    /// Creates a user of `app` through the platform API and answers a fresh token.
+    pub async fn user_of(&self, app: &AppCredentials, id: &str) -> String {
+        let body = self
+            .admin(app, Method::POST, "/admin/clients")
+            .json(&json!({ "_id": id, "nickname": format!("Nick {id}"), "email": format!("{id}@example.com"), "avatarUrl": "https://example.com/a.png", "issueAccessToken": true }))
+            .send()
+            .await
+            .unwrap();
+        let body = ok_result(body).await;
+        body["token"].as_str().expect("token issued").to_owned()
+    }
+
+    pub async fn user(&self, id: &str) -> String {
+        self.user_of(&self.app.clone(), id).await
+    }
+
+    pub async fn room_of(&self, app: &AppCredentials, id: &str) {
+        let response = self
+            .admin(app, Method::POST, "/rooms")
+            .json(&json!({ "_id": id, "name": format!("Room {id}") }))
+            .send()
+            .await
+            .unwrap();
+        ok_result(response).await;
+    }
+
+    pub async fn room(&self, id: &str) {
+        self.room_of(&self.app.clone(), id).await
+    }
+
+    pub async fn mute(&self, token: &str, room: &str) -> Response {
+        self.client(&self.app, token, Method::POST, &format!("/me/mute/{room}"))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn unmute(&self, token: &str, room: &str) -> Response {
+        self.client(
+            &self.app,
+            token,
+            Method::DELETE,
+            &format!("/me/mute/{room}"),
+        )
+        .send()
+        .await
+        .unwrap()
+    }
+
+    pub async fn me(&self, token: &str) -> Value {
+        let response = self
+            .client(&self.app, token, Method::GET, "/me")
+            .send()
+            .await
+            .unwrap();
+        ok_result(response).await
+    }
+
+    /// Runs SQL directly: for looking at the log and for breaking things on purpose.
+    pub async fn sql(&self, sql: &str) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+        let conn = self.pool.get().await.expect("connection");
+        conn.query(sql, &[]).await
+    }
+
+    pub async fn count_events(&self) -> i64 {
+        self.sql("SELECT count(*) FROM events").await.unwrap()[0].get(0)
+    }
+}
+
+/// Asserts the IMKIT success envelope and answers `result`.
+pub async fn ok_result(response: Response) -> Value {
+    let status = response.status();
+    let body: Value = response.json().await.expect("JSON body");
+    assert_eq!(status, 200, "body: {body}");
+    assert_eq!(body["RC"], 0, "body: {body}");
+    assert_eq!(body["RM"], "OK");
+    body["result"].clone()
+}
+
+/// Asserts the IMKIT error envelope with this status and code.
+pub async fn assert_error(response: Response, status: u16, code: &str) -> Value {
+    let actual = response.status().as_u16();
+    let body: Value = response.json().await.expect("JSON error body");
+    assert_eq!(actual, status, "body: {body}");
+    assert_eq!(body["RC"], status, "body: {body}");
+    assert_eq!(body["error"]["code"], code, "body: {body}");
+    assert!(body["RM"].is_string() && body["error"]["message"].is_string());
+    body
+}
+
+pub fn mutes(user: &Value) -> Vec<String> {
+    user["mute"]
+        .as_array()
+        .expect("mute is an array")
+        .iter()
+        .map(|r| r.as_str().expect("room ids are strings").to_owned())
+        .collect()
+}

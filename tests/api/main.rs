@@ -1,0 +1,10 @@
+//! Integration tests: the real HTTP server against a real PostgreSQL, one fresh database
+//! per test (named `chatprefs_test_*` and dropped when the test ends, even on failure).
+
+mod admin;
+mod cli;
+mod concurrency;
+mod errors;
+mod event_log;
+mod helpers;
+mod me;
