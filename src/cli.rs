@@ -1,4 +1,4 @@
-//! Command line: `serve`, `migrate`, `app create`.
+//! Command line: `serve`, `migrate`, `app create`, `audit`.
 
 use std::net::IpAddr;
 use std::process::ExitCode;
@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::audit::{self, output::Format, AuditParams};
 use crate::config::{ServeSettings, DEFAULT_DATABASE_URL};
-use crate::domain::AppId;
+use crate::domain::{AppId, ClientId};
 use crate::provision::{self, AppCredentials, Demo, ProvisionError};
 use crate::startup::Application;
 use crate::store::{self, PoolSettings};
@@ -36,6 +37,38 @@ pub enum Command {
     /// Manage apps (tenants).
     #[command(subcommand)]
     App(AppCommand),
+    /// Support: an app's event history with provenance, or a user's mutes at an instant.
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// The app whose events to show (an app only ever sees its own).
+    #[arg(long)]
+    pub app: String,
+    /// Only this user's events.
+    #[arg(long)]
+    pub client: Option<String>,
+    /// Only this room's events.
+    #[arg(long)]
+    pub room: Option<String>,
+    /// From this instant on (RFC 3339 or ms since the epoch), inclusive.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Before this instant (RFC 3339 or ms since the epoch), exclusive.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Entries per page, 1 to 1000 (default 100).
+    #[arg(long)]
+    pub limit: Option<String>,
+    /// Continue after this position (the cursor the previous page printed).
+    #[arg(long)]
+    pub after: Option<String>,
+    /// Instead of events: the user's muted rooms at this instant (needs --client).
+    #[arg(long, requires = "client", conflicts_with_all = ["room", "since", "until", "limit", "after"])]
+    pub as_of: Option<String>,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]
@@ -99,7 +132,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::App(AppCommand::Create { app_id, json }) => {
             create_app(&cli.database_url, &app_id, json).await
         }
+        Command::Audit(args) => run_audit(&cli.database_url, args).await,
     }
+}
+
+async fn run_audit(database_url: &str, args: AuditArgs) -> anyhow::Result<ExitCode> {
+    let app = AppId::parse(args.app)?;
+    store::migrate(database_url).await?;
+    let pool = store::connect_pool(database_url, &pool_settings(1, 5000))?;
+    let mut out = std::io::stdout().lock();
+    if let Some(at) = args.as_of {
+        let client = ClientId::parse(args.client.unwrap_or_default())?;
+        let at = audit::parse_instant("--as-of", &at)?;
+        let as_of = audit::muted_as_of(&pool, &app, &client, at).await?;
+        audit::output::write_as_of(&mut out, args.format, &as_of)?;
+    } else {
+        let params = AuditParams {
+            client: args.client,
+            room: args.room,
+            since: args.since,
+            until: args.until,
+            limit: args.limit,
+            after: args.after,
+        };
+        let page = audit::page(&pool, &params.into_filter(app)?).await?;
+        audit::output::write_page(&mut out, args.format, &page)?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn pool_settings(size: usize, timeout_ms: u64) -> PoolSettings {

@@ -7,6 +7,7 @@ use actix_web::{
 };
 use serde::Serialize;
 
+use crate::audit::{AuditError, InvalidQuery};
 use crate::commands::CommandError;
 use crate::domain::IdError;
 use crate::store::StoreError;
@@ -138,6 +139,22 @@ impl From<CommandError> for ApiError {
             CommandError::RoomNotFound => ApiError::RoomNotFound,
             CommandError::Conflict => ApiError::Conflict,
             CommandError::Store(store) => store.into(),
+        }
+    }
+}
+
+impl From<InvalidQuery> for ApiError {
+    fn from(err: InvalidQuery) -> Self {
+        ApiError::invalid(err)
+    }
+}
+
+impl From<AuditError> for ApiError {
+    fn from(err: AuditError) -> Self {
+        match err {
+            AuditError::Invalid(invalid) => invalid.into(),
+            AuditError::ClientNotFound => ApiError::ClientNotFound,
+            AuditError::Store(store) => store.into(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP edge: routes, extractors, the envelope and error mapping. No SQL here.
 
 mod admin;
+mod audit;
 mod auth;
 mod envelope;
 mod errors;
@@ -42,6 +43,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .error_handler(|err, _| ApiError::from(err).into()),
     )
     .app_data(web::PayloadConfig::default().limit(MAX_JSON_BYTES))
+    .app_data(
+        web::QueryConfig::default()
+            .error_handler(|err, _| ApiError::invalid(format!("invalid query: {err}")).into()),
+    )
     .service(resource("/me").route(web::get().to(me::get_me)))
     .service(
         resource(&format!("/me/mute/{ROOM_SEGMENT}"))
@@ -55,6 +60,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(admin::mute))
             .route(web::delete().to(admin::unmute)),
     )
+    .service(resource("/admin/clients/{uid}/mute").route(web::get().to(audit::as_of)))
+    .service(resource("/admin/audit").route(web::get().to(audit::list)))
     .service(resource("/rooms").route(web::post().to(admin::upsert_room)))
     .service(resource("/rooms/").route(web::post().to(admin::upsert_room)))
     .default_service(web::to(not_found));

@@ -1,5 +1,6 @@
 //! Everything that speaks SQL. Callers get domain types and [`StoreError`], never rows.
 
+pub mod audit;
 pub mod directory;
 pub mod event_log;
 mod pool;

@@ -71,8 +71,8 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub pool: Pool,
     pub app: AppCredentials,
-    /// Held for its `Drop`, which removes the database when the test ends.
-    _db: TestDatabase,
+    /// Its `Drop` removes the database when the test ends.
+    db: TestDatabase,
 }
 
 impl TestApp {
@@ -92,8 +92,12 @@ impl TestApp {
             http: reqwest::Client::new(),
             pool,
             app,
-            _db: db,
+            db,
         }
+    }
+
+    pub fn database_url(&self) -> &str {
+        &self.db.url
     }
 
     pub async fn create_app(&self, id: &str) -> AppCredentials {

@@ -1,0 +1,173 @@
+//! How `chatprefs audit` prints: a table for people, JSON or CSV for tools.
+
+use std::io::Write;
+
+use super::{AsOf, AuditPage};
+use crate::store::audit::{format_instant, AuditEntry};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+const CSV_HEADER: [&str; 14] = [
+    "position",
+    "eventId",
+    "type",
+    "appID",
+    "client",
+    "room",
+    "actorKind",
+    "actorId",
+    "requestId",
+    "address",
+    "port",
+    "userAgent",
+    "recordedAt",
+    "recordedAtMS",
+];
+
+fn or_empty(value: &Option<String>) -> &str {
+    value.as_deref().unwrap_or("")
+}
+
+fn csv_record(entry: &AuditEntry) -> [String; 14] {
+    [
+        entry.position.to_string(),
+        entry.event_id.to_string(),
+        entry.event_type.clone(),
+        entry.app_id.clone(),
+        entry.client.clone(),
+        or_empty(&entry.room).to_owned(),
+        or_empty(&entry.actor.kind).to_owned(),
+        or_empty(&entry.actor.id).to_owned(),
+        or_empty(&entry.request_id).to_owned(),
+        or_empty(&entry.address).to_owned(),
+        entry.port.map(|p| p.to_string()).unwrap_or_default(),
+        or_empty(&entry.user_agent).to_owned(),
+        format_instant(&entry.recorded_at),
+        entry.recorded_at_ms.to_string(),
+    ]
+}
+
+const TABLE_HEADER: [&str; 9] = [
+    "POSITION",
+    "RECORDED AT (UTC)",
+    "TYPE",
+    "CLIENT",
+    "ROOM",
+    "ACTOR",
+    "FROM",
+    "REQUEST ID",
+    "USER AGENT",
+];
+
+fn table_record(entry: &AuditEntry) -> [String; 9] {
+    let from = match (&entry.address, entry.port) {
+        (Some(address), Some(port)) if address.contains(':') => format!("[{address}]:{port}"),
+        (Some(address), Some(port)) => format!("{address}:{port}"),
+        (Some(address), None) => address.clone(),
+        (None, _) => "-".into(),
+    };
+    [
+        entry.position.to_string(),
+        format_instant(&entry.recorded_at),
+        entry.event_type.clone(),
+        entry.client.clone(),
+        entry.room.clone().unwrap_or_else(|| "-".into()),
+        format!(
+            "{}:{}",
+            or_empty(&entry.actor.kind),
+            or_empty(&entry.actor.id)
+        ),
+        from,
+        entry.request_id.clone().unwrap_or_else(|| "-".into()),
+        entry.user_agent.clone().unwrap_or_else(|| "-".into()),
+    ]
+}
+
+fn write_table<const N: usize>(
+    out: &mut impl Write,
+    header: [&str; N],
+    rows: &[[String; N]],
+) -> std::io::Result<()> {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |out: &mut dyn Write, cells: Vec<&str>| -> std::io::Result<()> {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        writeln!(out, "{}", padded.join("  ").trim_end())
+    };
+    line(out, header.to_vec())?;
+    for row in rows {
+        line(out, row.iter().map(String::as_str).collect())?;
+    }
+    Ok(())
+}
+
+/// Prints a page; a person is told on stderr when nothing matched or more pages follow,
+/// so that stdout stays parseable.
+pub fn write_page(out: &mut impl Write, format: Format, page: &AuditPage) -> anyhow::Result<()> {
+    match format {
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(page)?)?,
+        Format::Csv => {
+            let mut csv = csv::Writer::from_writer(&mut *out);
+            csv.write_record(CSV_HEADER)?;
+            for entry in &page.entries {
+                csv.write_record(csv_record(entry))?;
+            }
+            csv.flush()?;
+        }
+        Format::Table if page.entries.is_empty() => {}
+        Format::Table => {
+            let rows: Vec<_> = page.entries.iter().map(table_record).collect();
+            write_table(out, TABLE_HEADER, &rows)?;
+        }
+    }
+    if page.entries.is_empty() {
+        eprintln!("no events match these filters");
+    } else if page.has_more {
+        if let Some(next) = page.next {
+            eprintln!("more events follow: continue with --after {next}");
+        }
+    }
+    Ok(())
+}
+
+/// Prints a user's mutes at an instant.
+pub fn write_as_of(out: &mut impl Write, format: Format, as_of: &AsOf) -> anyhow::Result<()> {
+    match format {
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(as_of)?)?,
+        Format::Csv => {
+            let mut csv = csv::Writer::from_writer(&mut *out);
+            csv.write_record(["room"])?;
+            for room in &as_of.mute {
+                csv.write_record([room])?;
+            }
+            csv.flush()?;
+        }
+        Format::Table => {
+            writeln!(
+                out,
+                "client {} of app {} at {}:",
+                as_of.id, as_of.app_id, as_of.as_of
+            )?;
+            for room in &as_of.mute {
+                writeln!(out, "  {room}")?;
+            }
+        }
+    }
+    if as_of.mute.is_empty() {
+        eprintln!("no room was muted at that instant");
+    }
+    Ok(())
+}

@@ -1,0 +1,573 @@
+//! Support staff's audit trail and as-of answers, over HTTP and through the CLI.
+
+use std::process::Command;
+use std::time::Duration;
+
+use chatprefs::provision::AppCredentials;
+use chrono::{DateTime, Utc};
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::helpers::{assert_error, ok_result, TestApp};
+
+/// Audit pages stop at the snapshot horizon, which any transaction on the server (other
+/// tests' included) holds back while it runs; wait until `events` are below it.
+async fn settled(app: &TestApp, events: i64) {
+    for _ in 0..500 {
+        let below: i64 = app
+            .sql("SELECT count(*) FROM events WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())")
+            .await
+            .unwrap()[0]
+            .get(0);
+        if below >= events {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the snapshot horizon never passed {events} events");
+}
+
+async fn audit_of(app: &TestApp, creds: &AppCredentials, query: &str) -> Value {
+    let response = app
+        .admin(creds, Method::GET, &format!("/admin/audit{query}"))
+        .send()
+        .await
+        .unwrap();
+    ok_result(response).await
+}
+
+async fn audit(app: &TestApp, query: &str) -> Value {
+    audit_of(app, &app.app.clone(), query).await
+}
+
+fn positions(page: &Value) -> Vec<i64> {
+    page["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| e["position"].as_i64().unwrap())
+        .collect()
+}
+
+fn rooms_and_types(page: &Value) -> Vec<(String, String, String)> {
+    page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["client"].as_str().unwrap().to_owned(),
+                e["room"].as_str().unwrap().to_owned(),
+                e["type"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Two users, two rooms, five events (in this order):
+/// u1 mutes r1, u2 mutes r1, u1 mutes r2, u1 unmutes r1, u2 mutes r2.
+async fn five_events(app: &TestApp) {
+    let u1 = app.user("u1").await;
+    let u2 = app.user("u2").await;
+    app.room("r1").await;
+    app.room("r2").await;
+    ok_result(app.mute(&u1, "r1").await).await;
+    ok_result(app.mute(&u2, "r1").await).await;
+    ok_result(app.mute(&u1, "r2").await).await;
+    ok_result(app.unmute(&u1, "r1").await).await;
+    ok_result(app.mute(&u2, "r2").await).await;
+    settled(app, 5).await;
+}
+
+#[tokio::test]
+async fn audit_lists_every_event_with_its_provenance_oldest_first() {
+    let app = TestApp::spawn().await;
+    let token = app.user("u1").await;
+    app.room("r1").await;
+    ok_result(
+        app.client(&app.app, &token, Method::POST, "/me/mute/r1")
+            .header("User-Agent", "MobileSDK/3.2")
+            .header("X-Request-Id", "req-client")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    ok_result(
+        app.admin(&app.app, Method::DELETE, "/admin/clients/u1/mute/r1")
+            .header("User-Agent", "backend/1.0")
+            .header("X-Request-Id", "req-admin")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    settled(&app, 2).await;
+
+    let page = audit(&app, "").await;
+
+    let stored = app
+        .sql("SELECT position, event_id::text, floor(extract(epoch FROM recorded_at) * 1000)::bigint FROM events ORDER BY position")
+        .await
+        .unwrap();
+    let entries = page["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    let expected = [
+        ("RoomMuted", "client", "u1", "req-client", "MobileSDK/3.2"),
+        ("RoomUnmuted", "admin", "app-a", "req-admin", "backend/1.0"),
+    ];
+    for ((entry, row), (kind, actor_kind, actor_id, request_id, agent)) in
+        entries.iter().zip(&stored).zip(expected)
+    {
+        assert_eq!(entry["position"], row.get::<_, i64>(0));
+        assert_eq!(entry["eventId"], row.get::<_, String>(1));
+        assert_eq!(entry["type"], kind);
+        assert_eq!(entry["appID"], "app-a");
+        assert_eq!(entry["client"], "u1");
+        assert_eq!(entry["room"], "r1");
+        assert_eq!(entry["actor"]["kind"], actor_kind);
+        assert_eq!(entry["actor"]["id"], actor_id);
+        assert_eq!(entry["requestId"], request_id);
+        assert_eq!(entry["address"], "127.0.0.1");
+        assert!(entry["port"].as_u64().is_some_and(|p| p > 0), "{entry}");
+        assert_eq!(entry["userAgent"], agent);
+        let recorded_at = entry["recordedAt"].as_str().unwrap();
+        assert!(recorded_at.ends_with('Z'), "UTC: {recorded_at}");
+        let parsed: DateTime<Utc> = recorded_at.parse().unwrap();
+        assert_eq!(entry["recordedAtMS"], parsed.timestamp_millis());
+        assert_eq!(entry["recordedAtMS"], row.get::<_, i64>(2));
+    }
+    assert_eq!(page["hasMore"], false);
+    assert_eq!(page["next"], entries[1]["position"]);
+}
+
+#[tokio::test]
+async fn audit_filters_by_client_room_and_time() {
+    let app = TestApp::spawn().await;
+    five_events(&app).await;
+    let all = audit(&app, "").await;
+    let entries = all["entries"].as_array().unwrap().clone();
+    assert_eq!(entries.len(), 5);
+
+    let s = |c: &str, r: &str, t: &str| (c.to_owned(), r.to_owned(), t.to_owned());
+    assert_eq!(
+        rooms_and_types(&audit(&app, "?client=u1").await),
+        [
+            s("u1", "r1", "RoomMuted"),
+            s("u1", "r2", "RoomMuted"),
+            s("u1", "r1", "RoomUnmuted")
+        ]
+    );
+    assert_eq!(
+        rooms_and_types(&audit(&app, "?room=r2").await),
+        [s("u1", "r2", "RoomMuted"), s("u2", "r2", "RoomMuted")]
+    );
+    assert_eq!(
+        rooms_and_types(&audit(&app, "?client=u2&room=r1").await),
+        [s("u2", "r1", "RoomMuted")]
+    );
+
+    // since is inclusive, until exclusive; RFC 3339 and epoch milliseconds both work.
+    let second = entries[1]["recordedAt"].as_str().unwrap();
+    let fourth = entries[3]["recordedAt"].as_str().unwrap();
+    let window = audit(
+        &app,
+        &format!("?since={}&until={}", urlencode(second), urlencode(fourth)),
+    )
+    .await;
+    assert_eq!(
+        positions(&window),
+        [
+            entries[1]["position"].as_i64().unwrap(),
+            entries[2]["position"].as_i64().unwrap()
+        ]
+    );
+    let after_last_ms = entries[4]["recordedAtMS"].as_i64().unwrap() + 1;
+    let nothing = audit(&app, &format!("?since={after_last_ms}")).await;
+    assert_eq!(nothing["entries"], serde_json::json!([]));
+    assert_eq!(nothing["hasMore"], false);
+    let until_ms = audit(&app, &format!("?until={after_last_ms}&client=u2")).await;
+    assert_eq!(positions(&until_ms).len(), 2);
+
+    let unknown_user = audit(&app, "?client=nobody").await;
+    assert_eq!(unknown_user["entries"], serde_json::json!([]));
+}
+
+fn urlencode(raw: &str) -> String {
+    percent_encoding::utf8_percent_encode(raw, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+#[tokio::test]
+async fn audit_pages_follow_the_cursor_without_gaps_or_repeats() {
+    let app = TestApp::spawn().await;
+    five_events(&app).await;
+    let token = app.user("u3").await;
+    ok_result(app.mute(&token, "r1").await).await;
+    ok_result(app.mute(&token, "r2").await).await;
+    settled(&app, 7).await;
+    let everything = positions(&audit(&app, "?limit=1000").await);
+    assert_eq!(everything.len(), 7);
+
+    let mut seen = Vec::new();
+    let mut query = "?limit=3".to_owned();
+    let mut more = Vec::new();
+    loop {
+        let page = audit(&app, &query).await;
+        let got = positions(&page);
+        assert!(got.len() <= 3);
+        seen.extend(got);
+        more.push(page["hasMore"].as_bool().unwrap());
+        if !page["hasMore"].as_bool().unwrap() {
+            break;
+        }
+        query = format!("?limit=3&after={}", page["next"]);
+    }
+    assert_eq!(seen, everything);
+    assert_eq!(more, [true, true, false]);
+
+    // A filtered walk uses the same cursor.
+    let first = audit(&app, "?client=u1&limit=2").await;
+    let rest = audit(&app, &format!("?client=u1&limit=2&after={}", first["next"])).await;
+    assert_eq!(positions(&first).len() + positions(&rest).len(), 3);
+    assert_eq!(rest["hasMore"], false);
+}
+
+#[tokio::test]
+async fn an_app_sees_only_its_own_events() {
+    let app = TestApp::spawn().await;
+    five_events(&app).await;
+    let other = app.create_app("app-b").await;
+    let stranger = app.user_of(&other, "u1").await;
+    app.room_of(&other, "r1").await;
+    let response = app
+        .client(&other, &stranger, Method::POST, "/me/mute/r1")
+        .send()
+        .await
+        .unwrap();
+    ok_result(response).await;
+    settled(&app, 6).await;
+
+    let mine = audit(&app, "?client=u1&room=r1").await;
+    assert_eq!(positions(&mine).len(), 2);
+    assert!(mine["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["appID"] == "app-a"));
+    let theirs = audit_of(&app, &other, "").await;
+    let their_positions = positions(&theirs);
+    assert_eq!(their_positions.len(), 1);
+    assert_eq!(theirs["entries"][0]["appID"], "app-b");
+
+    // Another app's position is no cursor for me.
+    let response = app
+        .admin(
+            &app.app,
+            Method::GET,
+            &format!("/admin/audit?after={}", their_positions[0]),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, 400, "INVALID_PARAMETERS").await;
+    let response = app
+        .request(Method::GET, "/admin/audit")
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, 403, "INVALID_API_KEY").await;
+}
+
+#[tokio::test]
+async fn bad_audit_parameters_are_400() {
+    let app = TestApp::spawn().await;
+    for query in [
+        "?limit=0",
+        "?limit=1001",
+        "?limit=ten",
+        "?since=yesterday",
+        "?until=2026-13-01T00:00:00Z",
+        "?after=abc",
+        "?after=0",
+        "?clientId=u1",
+        "?client=",
+        "?room=%01",
+    ] {
+        let response = app
+            .admin(&app.app, Method::GET, &format!("/admin/audit{query}"))
+            .send()
+            .await
+            .unwrap();
+        let body = assert_error(response, 400, "INVALID_PARAMETERS").await;
+        assert!(
+            !body["error"]["message"].as_str().unwrap().is_empty(),
+            "{query}"
+        );
+    }
+}
+
+/// The audit's own answer for when the events happened (its recordedAt, exact to the µs).
+async fn recorded(app: &TestApp) -> Vec<DateTime<Utc>> {
+    app.sql("SELECT recorded_at FROM events ORDER BY position")
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+async fn as_of(app: &TestApp, uid: &str, at: &str) -> reqwest::Response {
+    app.admin(
+        &app.app,
+        Method::GET,
+        &format!("/admin/clients/{uid}/mute{at}"),
+    )
+    .send()
+    .await
+    .unwrap()
+}
+
+fn rooms(answer: &Value) -> Vec<String> {
+    serde_json::from_value(answer["mute"].clone()).unwrap()
+}
+
+#[tokio::test]
+async fn as_of_answers_what_was_muted_at_each_instant() {
+    let app = TestApp::spawn().await;
+    let token = app.user("u1").await;
+    for room in ["r1", "r2"] {
+        app.room(room).await;
+    }
+    ok_result(app.mute(&token, "r2").await).await; // t0: r2 muted (stays muted)
+    ok_result(app.mute(&token, "r1").await).await; // t1
+    ok_result(app.unmute(&token, "r1").await).await; // t2
+    ok_result(app.mute(&token, "r1").await).await; // t3
+    let t = recorded(&app).await;
+    let micro = chrono::Duration::microseconds(1);
+    let rfc =
+        |at: DateTime<Utc>| urlencode(&at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+
+    let cases: [(String, &[&str]); 6] = [
+        (format!("?asOf={}", rfc(t[0] - micro)), &[]),
+        (format!("?asOf={}", rfc(t[0])), &["r2"]),
+        (format!("?asOf={}", rfc(t[1])), &["r2", "r1"]),
+        (format!("?asOf={}", rfc(t[2])), &["r2"]),
+        (format!("?asOf={}", rfc(t[3])), &["r2", "r1"]),
+        (String::new(), &["r2", "r1"]),
+    ];
+    for (query, expected) in cases {
+        let answer = ok_result(as_of(&app, "u1", &query).await).await;
+        assert_eq!(rooms(&answer), expected, "{query}");
+        assert_eq!(answer["_id"], "u1");
+        assert_eq!(answer["appID"], "app-a");
+    }
+    // Epoch milliseconds: the millisecond after t3 includes it.
+    let ms = t[3].timestamp_millis() + 1;
+    let answer = ok_result(as_of(&app, "u1", &format!("?asOf={ms}")).await).await;
+    assert_eq!(rooms(&answer), ["r2", "r1"]);
+    assert_eq!(answer["asOfMS"], ms);
+
+    assert_error(
+        as_of(&app, "ghost", "?asOf=0").await,
+        404,
+        "CLIENT_NOT_FOUND",
+    )
+    .await;
+    assert_error(
+        as_of(&app, "u1", "?asOf=soon").await,
+        400,
+        "INVALID_PARAMETERS",
+    )
+    .await;
+    assert_error(
+        as_of(&app, "u%FF", "?asOf=0").await,
+        400,
+        "INVALID_PARAMETERS",
+    )
+    .await;
+}
+
+fn chatprefs(app: &TestApp) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chatprefs"));
+    command
+        .env("DATABASE_URL", app.database_url())
+        .env("RUST_LOG", "warn");
+    command
+}
+
+#[tokio::test]
+async fn cli_audit_prints_tables_json_and_csv_that_parse() {
+    let app = TestApp::spawn().await;
+    five_events(&app).await;
+    let http = audit(&app, "?client=u1").await;
+
+    let json = chatprefs(&app)
+        .args([
+            "audit", "--app", "app-a", "--client", "u1", "--format", "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(json.status.success(), "{json:?}");
+    let parsed: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(parsed, http);
+
+    let csv = chatprefs(&app)
+        .args([
+            "audit", "--app", "app-a", "--client", "u1", "--format", "csv",
+        ])
+        .output()
+        .unwrap();
+    assert!(csv.status.success(), "{csv:?}");
+    let mut reader = csv::Reader::from_reader(csv.stdout.as_slice());
+    let header = reader.headers().unwrap().clone();
+    assert_eq!(&header[0], "position");
+    assert_eq!(&header[7], "actorId");
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(records.len(), 3);
+    for (record, entry) in records.iter().zip(http["entries"].as_array().unwrap()) {
+        assert_eq!(record[0], entry["position"].to_string());
+        assert_eq!(&record[1], entry["eventId"].as_str().unwrap());
+        assert_eq!(&record[2], entry["type"].as_str().unwrap());
+        assert_eq!(&record[5], entry["room"].as_str().unwrap());
+        assert_eq!(&record[6], "client");
+        assert_eq!(&record[12], entry["recordedAt"].as_str().unwrap());
+    }
+
+    let table = chatprefs(&app)
+        .args(["audit", "--app", "app-a", "--room", "r2"])
+        .output()
+        .unwrap();
+    assert!(table.status.success(), "{table:?}");
+    let text = String::from_utf8(table.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[0].starts_with("POSITION"));
+    assert!(lines[1].contains("RoomMuted") && lines[1].contains("u1"));
+
+    let nothing = chatprefs(&app)
+        .args(["audit", "--app", "app-a", "--room", "r9"])
+        .output()
+        .unwrap();
+    assert!(nothing.status.success());
+    assert!(nothing.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&nothing.stderr).contains("no events match"));
+
+    let other_app = chatprefs(&app)
+        .args(["audit", "--app", "app-b", "--format", "json"])
+        .output()
+        .unwrap();
+    let parsed: Value = serde_json::from_slice(&other_app.stdout).unwrap();
+    assert_eq!(parsed["entries"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn cli_as_of_answers_like_the_api() {
+    let app = TestApp::spawn().await;
+    five_events(&app).await;
+    let t = recorded(&app).await;
+    let at = t[2].to_rfc3339();
+
+    let json = chatprefs(&app)
+        .args([
+            "audit", "--app", "app-a", "--client", "u1", "--as-of", &at, "--format", "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(json.status.success(), "{json:?}");
+    let parsed: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(rooms(&parsed), ["r1", "r2"]);
+    let http = ok_result(as_of(&app, "u1", &format!("?asOf={}", urlencode(&at))).await).await;
+    assert_eq!(parsed, http);
+
+    let table = chatprefs(&app)
+        .args([
+            "audit",
+            "--app",
+            "app-a",
+            "--client",
+            "u1",
+            "--as-of",
+            &t[4].timestamp_millis().to_string(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(table.stdout).unwrap();
+    assert_eq!(
+        text.lines().skip(1).map(str::trim).collect::<Vec<_>>(),
+        ["r2"]
+    );
+
+    let without_client = chatprefs(&app)
+        .args(["audit", "--app", "app-a", "--as-of", "0"])
+        .output()
+        .unwrap();
+    assert!(!without_client.status.success());
+}
+
+#[tokio::test]
+async fn the_cursor_never_skips_an_event_that_commits_late() {
+    use chatprefs::domain::{Actor, ActorKind, AppId, ClientId, Event, EventMetadata, RoomId};
+    use chatprefs::store::{event_log, projection};
+
+    let app = TestApp::spawn().await;
+    let early = app.user("early").await;
+    app.room("r1").await;
+    ok_result(app.mute(&early, "r1").await).await;
+    settled(&app, 1).await;
+    let first = audit(&app, "").await;
+    let cursor = first["next"].clone();
+
+    // A write that takes the lower position but commits last.
+    let mut conn = app.pool.get().await.unwrap();
+    let tx = conn.transaction().await.unwrap();
+    let (app_id, client) = (
+        AppId::parse("app-a").unwrap(),
+        ClientId::parse("late").unwrap(),
+    );
+    let (version, _) = projection::lock_stream(&tx, &app_id, &client)
+        .await
+        .unwrap();
+    let metadata = EventMetadata {
+        actor: Actor {
+            kind: ActorKind::System,
+            id: "test".into(),
+        },
+        request_id: "slow".into(),
+        address: None,
+        port: None,
+        user_agent: None,
+    };
+    let slow = event_log::append(
+        &tx,
+        &app_id,
+        &client,
+        version,
+        &[Event::RoomMuted {
+            room: RoomId::parse("r1").unwrap(),
+        }],
+        &metadata,
+    )
+    .await
+    .unwrap();
+    // Meanwhile another user's mute takes a higher position and commits at once.
+    let fast_user = app.user("fast").await;
+    ok_result(app.mute(&fast_user, "r1").await).await;
+    let fast: i64 = app.sql("SELECT max(position) FROM events").await.unwrap()[0].get(0);
+    assert!(slow[0].position < fast);
+
+    let meanwhile = audit(&app, &format!("?after={cursor}")).await;
+    assert_eq!(
+        positions(&meanwhile),
+        Vec::<i64>::new(),
+        "the committed event waits until the lower one is decided"
+    );
+    assert_eq!(meanwhile["next"], cursor);
+
+    tx.commit().await.unwrap();
+    drop(conn);
+    settled(&app, 3).await;
+    let after = audit(&app, &format!("?after={cursor}")).await;
+    let mut got = positions(&after);
+    got.sort();
+    assert_eq!(got, [slow[0].position, fast]);
+}
