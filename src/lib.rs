@@ -7,6 +7,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod provision;
+pub mod rebuild;
 pub mod secrets;
 pub mod startup;
 pub mod store;

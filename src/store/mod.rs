@@ -3,8 +3,10 @@
 pub mod audit;
 pub mod directory;
 pub mod event_log;
+pub mod log_reader;
 mod pool;
 pub mod projection;
+pub mod read_model;
 
 pub use deadpool_postgres::{GenericClient, Pool};
 pub use pool::{connect_pool, ensure_database, migrate, PoolSettings};

@@ -9,3 +9,4 @@ mod errors;
 mod event_log;
 mod helpers;
 mod me;
+mod rebuild;

@@ -1,0 +1,364 @@
+//! The read model as a whole: scanning it for verification, and building a shadow copy
+//! (`room_mutes_rebuild`, `stream_versions_rebuild`) that is swapped in by rename.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Transaction;
+use futures_util::{pin_mut, TryStreamExt};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+
+use super::log_reader::LogCursor;
+use super::{execute, GenericClient, StoreError};
+use crate::domain::STREAM_TYPE_USER_PREFERENCES;
+
+/// The projection name under which a rebuild records how far it read the log.
+pub const PROJECTION: &str = "room_mutes";
+
+/// Held for a whole rebuild, so two rebuilds cannot race over the shadow tables.
+const REBUILD_LOCK_KEY: i64 = 0x6368_6174_7265_6275; // "chatrebu"
+
+/// A row of either read-model table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadModelRow {
+    Mute {
+        app: String,
+        client: String,
+        room: String,
+        muted_at: DateTime<Utc>,
+        position: i64,
+    },
+    Version {
+        app: String,
+        client: String,
+        version: i32,
+    },
+}
+
+/// A `room_mutes` row to write.
+pub struct MuteRecord<'a> {
+    pub app: &'a str,
+    pub client: &'a str,
+    pub room: &'a str,
+    pub muted_at: DateTime<Utc>,
+    pub position: i64,
+}
+
+/// A `stream_versions` row to write.
+pub struct VersionRecord<'a> {
+    pub app: &'a str,
+    pub client: &'a str,
+    pub version: i32,
+}
+
+/// Takes the rebuild lock for this session; `false` when another rebuild holds it.
+#[tracing::instrument(skip(db))]
+pub async fn try_lock_rebuild<C: GenericClient>(db: &C) -> Result<bool, StoreError> {
+    let row = db
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&REBUILD_LOCK_KEY])
+        .await?;
+    Ok(row.get(0))
+}
+
+#[tracing::instrument(skip(db))]
+pub async fn unlock_rebuild<C: GenericClient>(db: &C) -> Result<(), StoreError> {
+    db.query_one("SELECT pg_advisory_unlock($1)", &[&REBUILD_LOCK_KEY])
+        .await?;
+    Ok(())
+}
+
+/// Every row of both read-model tables, streamed to `sink` (memory stays with the caller).
+#[tracing::instrument(skip(db, sink))]
+pub async fn scan<C: GenericClient>(
+    db: &C,
+    mut sink: impl FnMut(ReadModelRow),
+) -> Result<(), StoreError> {
+    let no_params: [&(dyn ToSql + Sync); 0] = [];
+    let mutes = db
+        .query_raw(
+            "SELECT app_id, client_id, room_id, muted_at, position FROM room_mutes",
+            no_params,
+        )
+        .await?;
+    pin_mut!(mutes);
+    while let Some(row) = mutes.try_next().await? {
+        sink(ReadModelRow::Mute {
+            app: row.get(0),
+            client: row.get(1),
+            room: row.get(2),
+            muted_at: row.get(3),
+            position: row.get(4),
+        });
+    }
+    let versions = db
+        .query_raw(
+            "SELECT app_id, stream_id, version FROM stream_versions WHERE stream_type = $1",
+            [&STREAM_TYPE_USER_PREFERENCES],
+        )
+        .await?;
+    pin_mut!(versions);
+    while let Some(row) = versions.try_next().await? {
+        sink(ReadModelRow::Version {
+            app: row.get(0),
+            client: row.get(1),
+            version: row.get(2),
+        });
+    }
+    Ok(())
+}
+
+/// The read-model tables a rebuild replaces, each with a shadow named `<table>_rebuild`.
+const TABLES: [&str; 2] = ["room_mutes", "stream_versions"];
+const SHADOW: &str = "_rebuild";
+
+/// Creates empty shadow tables shaped like the live ones, without indexes (dropping any a
+/// crashed rebuild left behind). Created in the loading transaction, they can be loaded
+/// with `COPY … FREEZE`.
+#[tracing::instrument(skip(tx))]
+pub async fn create_shadow(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    for table in TABLES {
+        tx.batch_execute(&format!(
+            "DROP TABLE IF EXISTS {table}{SHADOW};
+             CREATE TABLE {table}{SHADOW} (LIKE {table} INCLUDING ALL EXCLUDING INDEXES);"
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// Writes mute rows into the shadow table with one binary COPY.
+#[tracing::instrument(skip_all)]
+pub async fn copy_mutes<'a>(
+    tx: &Transaction<'_>,
+    freeze: bool,
+    rows: impl Iterator<Item = MuteRecord<'a>>,
+) -> Result<u64, StoreError> {
+    let sink = tx
+        .copy_in(&format!(
+            "COPY room_mutes_rebuild (app_id, client_id, room_id, muted_at, position)
+             FROM STDIN (FORMAT binary, FREEZE {freeze})"
+        ))
+        .await?;
+    let writer = BinaryCopyInWriter::new(
+        sink,
+        &[
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TIMESTAMPTZ,
+            Type::INT8,
+        ],
+    );
+    pin_mut!(writer);
+    for row in rows {
+        writer
+            .as_mut()
+            .write(&[
+                &row.app,
+                &row.client,
+                &row.room,
+                &row.muted_at,
+                &row.position,
+            ])
+            .await?;
+    }
+    Ok(writer.finish().await?)
+}
+
+/// Writes stream versions into the shadow table with one binary COPY.
+#[tracing::instrument(skip_all)]
+pub async fn copy_versions<'a>(
+    tx: &Transaction<'_>,
+    freeze: bool,
+    rows: impl Iterator<Item = VersionRecord<'a>>,
+) -> Result<u64, StoreError> {
+    let sink = tx
+        .copy_in(&format!(
+            "COPY stream_versions_rebuild (app_id, stream_type, stream_id, version)
+             FROM STDIN (FORMAT binary, FREEZE {freeze})"
+        ))
+        .await?;
+    let writer = BinaryCopyInWriter::new(sink, &[Type::TEXT, Type::TEXT, Type::TEXT, Type::INT4]);
+    pin_mut!(writer);
+    for row in rows {
+        writer
+            .as_mut()
+            .write(&[
+                &row.app,
+                &STREAM_TYPE_USER_PREFERENCES,
+                &row.client,
+                &row.version,
+            ])
+            .await?;
+    }
+    Ok(writer.finish().await?)
+}
+
+/// An index of a live table, as the catalog describes it.
+struct LiveIndex {
+    name: String,
+    definition: String,
+    /// `p` or `u` when the index backs a primary-key or unique constraint.
+    constraint: Option<String>,
+}
+
+async fn indexes_of(tx: &Transaction<'_>, table: &str) -> Result<Vec<LiveIndex>, StoreError> {
+    let rows = tx
+        .query(
+            "SELECT i.relname::text, pg_get_indexdef(x.indexrelid), c.contype::text
+             FROM pg_index x
+             JOIN pg_class i ON i.oid = x.indexrelid
+             LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid AND c.conrelid = x.indrelid
+                                      AND c.contype IN ('p', 'u')
+             WHERE x.indrelid = $1::text::regclass
+             ORDER BY 1",
+            &[&table],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| LiveIndex {
+            name: row.get(0),
+            definition: row.get(1),
+            constraint: row.get(2),
+        })
+        .collect())
+}
+
+/// The definition of a live index rewritten to build its shadow twin on the shadow table:
+/// `CREATE … INDEX name ON public.table USING …` becomes `… name_rebuild ON public.table_rebuild …`.
+fn shadow_definition(definition: &str, index: &str, table: &str) -> Option<String> {
+    let head = format!("INDEX {index} ON ");
+    let at = definition.find(&head)?;
+    let rest = &definition[at + head.len()..];
+    let end = rest.find(" USING ")?;
+    let target = &rest[..end];
+    let ours = target == table || target.ends_with(&format!(".{table}"));
+    ours.then(|| {
+        format!(
+            "{}INDEX {index}{SHADOW} ON {target}{SHADOW}{}",
+            &definition[..at],
+            &rest[end..]
+        )
+    })
+}
+
+/// Gives the loaded shadow tables the live tables' keys and indexes, whatever migrations
+/// made them (built once, after the load, which is far cheaper than maintaining them row
+/// by row), and statistics.
+#[tracing::instrument(skip(tx))]
+pub async fn index_shadow(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    // Enough sort memory to build each index in one in-memory sort rather than an
+    // external merge on disk (the default 64 MB spills at about a million mutes).
+    tx.batch_execute("SET LOCAL maintenance_work_mem = '512MB'")
+        .await?;
+    for table in TABLES {
+        for index in indexes_of(tx, table).await? {
+            let definition =
+                shadow_definition(&index.definition, &index.name, table).ok_or_else(|| {
+                    StoreError::Corrupt(format!("cannot rebuild index {}", index.definition))
+                })?;
+            tx.batch_execute(&definition).await?;
+            let kind = match index.constraint.as_deref() {
+                Some("p") => "PRIMARY KEY",
+                Some("u") => "UNIQUE",
+                _ => continue,
+            };
+            tx.batch_execute(&format!(
+                "ALTER TABLE {table}{SHADOW} ADD CONSTRAINT {name}{SHADOW} {kind} USING INDEX {name}{SHADOW}",
+                name = index.name
+            ))
+            .await?;
+        }
+        tx.batch_execute(&format!("ANALYZE {table}{SHADOW}"))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Removes these streams from the shadow tables, so that their new state can be copied in.
+#[tracing::instrument(skip_all, fields(streams = apps.len()))]
+pub async fn clear_shadow_streams(
+    tx: &Transaction<'_>,
+    apps: &[&str],
+    clients: &[&str],
+) -> Result<(), StoreError> {
+    execute(
+        tx,
+        "DELETE FROM room_mutes_rebuild
+         WHERE (app_id, client_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+        &[&apps, &clients],
+    )
+    .await?;
+    execute(
+        tx,
+        "DELETE FROM stream_versions_rebuild
+         WHERE stream_type = $3
+           AND (app_id, stream_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+        &[&apps, &clients, &STREAM_TYPE_USER_PREFERENCES],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Waits for every in-flight write to finish and holds new ones off until commit. Writers
+/// lock `stream_versions` before anything else, so taking it first cannot deadlock with
+/// them; requests meanwhile wait (within the pool timeout), they do not fail.
+#[tracing::instrument(skip(tx))]
+pub async fn lock_live(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    tx.batch_execute("LOCK TABLE stream_versions, room_mutes IN ACCESS EXCLUSIVE MODE")
+        .await?;
+    Ok(())
+}
+
+/// Replaces the live tables with the shadow ones and records the log cursor they reflect.
+/// Running servers keep their prepared statements: PostgreSQL re-plans them by name against
+/// the new tables, whose columns are the same.
+#[tracing::instrument(skip(tx))]
+pub async fn swap(tx: &Transaction<'_>, cursor: &LogCursor) -> Result<(), StoreError> {
+    for table in TABLES {
+        let shadow_indexes = indexes_of(tx, &format!("{table}{SHADOW}")).await?;
+        tx.batch_execute(&format!(
+            "DROP TABLE {table}; ALTER TABLE {table}{SHADOW} RENAME TO {table};"
+        ))
+        .await?;
+        // Renaming an index renames the constraint it backs, too.
+        for index in shadow_indexes {
+            if let Some(live) = index.name.strip_suffix(SHADOW) {
+                tx.batch_execute(&format!("ALTER INDEX {} RENAME TO {live}", index.name))
+                    .await?;
+            }
+        }
+    }
+    execute(
+        tx,
+        "INSERT INTO projection_checkpoints (projection, position, transaction_id, updated_at)
+         VALUES ($1, $2, $3::text::xid8, now())
+         ON CONFLICT (projection) DO UPDATE SET position = excluded.position,
+             transaction_id = excluded.transaction_id, updated_at = excluded.updated_at",
+        &[&PROJECTION, &cursor.position, &cursor.transaction_id],
+    )
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shadow_indexes_are_defined_on_the_shadow_table() {
+        assert_eq!(
+            shadow_definition(
+                "CREATE UNIQUE INDEX room_mutes_pkey ON public.room_mutes USING btree (app_id, client_id, room_id)",
+                "room_mutes_pkey",
+                "room_mutes"
+            )
+            .as_deref(),
+            Some("CREATE UNIQUE INDEX room_mutes_pkey_rebuild ON public.room_mutes_rebuild USING btree (app_id, client_id, room_id)")
+        );
+        assert_eq!(
+            shadow_definition("CREATE INDEX i ON other USING btree (a)", "i", "room_mutes"),
+            None
+        );
+    }
+}

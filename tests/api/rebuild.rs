@@ -1,0 +1,258 @@
+//! Rebuilding the read model from the log while the service takes writes, and verifying it.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chatprefs::rebuild;
+use chatprefs::store::{connect_pool, PoolSettings};
+use serde_json::Value;
+
+use crate::helpers::{mutes, ok_result, TestApp};
+
+const ROOMS: [&str; 5] = ["r0", "r1", "r2", "r3", "r4"];
+
+/// The read model as the log says it must be, computed in SQL independently of the Rust
+/// fold: a room is muted when its latest event is a `RoomMuted` (the service never appends
+/// a mute of a muted room), ordered by that event.
+async fn folded_in_sql(app: &TestApp) -> Vec<(String, String, i64)> {
+    app.sql(
+        "SELECT stream_id, room, position FROM (
+             SELECT DISTINCT ON (stream_id, data->>'room') stream_id, data->>'room' AS room, event_type, position
+             FROM events ORDER BY stream_id, data->>'room', position DESC) latest
+         WHERE event_type = 'RoomMuted' ORDER BY stream_id, position",
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect()
+}
+
+async fn read_model(app: &TestApp) -> Vec<(String, String, i64)> {
+    app.sql("SELECT client_id, room_id, position FROM room_mutes ORDER BY client_id, position")
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+async fn versions_match_the_log(app: &TestApp) -> bool {
+    app.sql(
+        "SELECT count(*) = 0 FROM (
+             SELECT stream_id, max(stream_version) AS version FROM events GROUP BY stream_id) log
+         FULL JOIN (SELECT stream_id, version FROM stream_versions WHERE version > 0) model
+         USING (stream_id, version)
+         WHERE log.version IS NULL OR model.version IS NULL",
+    )
+    .await
+    .unwrap()[0]
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rebuild_under_concurrent_writes_fails_no_request_and_loses_nothing() {
+    let app = TestApp::spawn().await;
+    for room in ROOMS {
+        app.room(room).await;
+    }
+    let mut tokens = Vec::new();
+    for user in ["w0", "w1", "w2", "w3"] {
+        tokens.push(app.user(user).await);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
+    // Each writer mutes and unmutes its rooms in turn through the API, recording any answer
+    // that is not a 200.
+    let writers: Vec<_> = tokens
+        .iter()
+        .map(|token| {
+            let (http, base, key, token) = (
+                app.http.clone(),
+                app.base.clone(),
+                app.app.client_key.clone(),
+                token.clone(),
+            );
+            let (stop, done) = (stop.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut failures = Vec::new();
+                let mut i = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    let room = ROOMS[i % ROOMS.len()];
+                    let method = if (i / ROOMS.len()).is_multiple_of(2) {
+                        reqwest::Method::POST
+                    } else {
+                        reqwest::Method::DELETE
+                    };
+                    let response = http
+                        .request(method, format!("{base}/me/mute/{room}"))
+                        .header("IM-CLIENT-KEY", &key)
+                        .header("IM-Authorization", &token)
+                        .send()
+                        .await;
+                    match response {
+                        Ok(r) if r.status() == 200 => {}
+                        Ok(r) => failures.push(format!(
+                            "{}: {}",
+                            r.status(),
+                            r.text().await.unwrap_or_default()
+                        )),
+                        Err(e) => failures.push(e.to_string()),
+                    }
+                    i += 1;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                failures
+            })
+        })
+        .collect();
+
+    let pool = connect_pool(
+        app.database_url(),
+        &PoolSettings {
+            max_size: 2,
+            timeout: Duration::from_secs(5),
+        },
+    )
+    .unwrap();
+    let wait_for = |more: usize| {
+        let done = done.clone();
+        async move {
+            let target = done.load(Ordering::Relaxed) + more;
+            while done.load(Ordering::Relaxed) < target {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    wait_for(40).await;
+    let mut swapped = 0;
+    for _ in 0..5 {
+        let report = rebuild::rebuild(&pool).await.expect("rebuild");
+        assert!(report.events > 0);
+        swapped += 1;
+        wait_for(20).await;
+    }
+    // Writes after the last swap run on statements prepared before it.
+    wait_for(40).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut failures = Vec::new();
+    for writer in writers {
+        failures.extend(writer.await.unwrap());
+    }
+
+    assert_eq!(swapped, 5);
+    assert_eq!(failures, Vec::<String>::new(), "no request may fail");
+    assert_eq!(read_model(&app).await, folded_in_sql(&app).await);
+    assert!(versions_match_the_log(&app).await);
+    let verified = rebuild::verify(&pool).await.unwrap();
+    assert!(
+        verified.differences.is_empty(),
+        "{:?}",
+        verified.differences
+    );
+    for (user, token) in ["w0", "w1", "w2", "w3"].iter().zip(&tokens) {
+        let expected: Vec<String> = folded_in_sql(&app)
+            .await
+            .into_iter()
+            .filter(|(u, _, _)| u == user)
+            .map(|(_, room, _)| room)
+            .collect();
+        assert_eq!(mutes(&app.me(token).await), expected);
+    }
+    let checkpoint: i64 = app
+        .sql("SELECT position FROM projection_checkpoints WHERE projection = 'room_mutes'")
+        .await
+        .unwrap()[0]
+        .get(0);
+    assert!(checkpoint > 0);
+}
+
+/// The read-model tables' indexes and constraints, by name and definition.
+async fn read_model_schema(app: &TestApp) -> Vec<String> {
+    app.sql(
+        "SELECT indexname || ': ' || indexdef FROM pg_indexes
+         WHERE tablename IN ('room_mutes', 'stream_versions')
+         UNION ALL
+         SELECT conname || ': ' || pg_get_constraintdef(oid) FROM pg_constraint
+         WHERE conrelid IN ('room_mutes'::regclass, 'stream_versions'::regclass)
+         ORDER BY 1",
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+fn chatprefs(app: &TestApp, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_chatprefs"))
+        .env("DATABASE_URL", app.database_url())
+        .env("RUST_LOG", "warn")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn verify_reports_drift_and_rebuild_repairs_it() {
+    let app = TestApp::spawn().await;
+    let u1 = app.user("u1").await;
+    let u2 = app.user("u2").await;
+    for room in ["r1", "r2"] {
+        app.room(room).await;
+    }
+    for (token, room) in [(&u1, "r1"), (&u1, "r2"), (&u2, "r1")] {
+        ok_result(app.mute(token, room).await).await;
+    }
+    let clean = chatprefs(&app, &["rebuild", "--verify"]);
+    assert!(clean.status.success(), "{clean:?}");
+    let before = read_model(&app).await;
+    let schema_before = read_model_schema(&app).await;
+
+    app.sql("DELETE FROM room_mutes WHERE client_id = 'u1' AND room_id = 'r1'")
+        .await
+        .unwrap();
+    app.sql("INSERT INTO room_mutes VALUES ('app-a', 'u2', 'bogus', now(), 999)")
+        .await
+        .unwrap();
+
+    let drift = chatprefs(&app, &["rebuild", "--verify"]);
+    assert_eq!(drift.status.code(), Some(1), "{drift:?}");
+    let report = String::from_utf8(drift.stdout).unwrap();
+    let lines: Vec<&str> = report.lines().collect();
+    assert!(
+        lines[0].starts_with("missing  app=app-a client=u1 room=r1:"),
+        "{report}"
+    );
+    assert!(
+        lines[1].starts_with("extra    app=app-a client=u2 room=bogus:"),
+        "{report}"
+    );
+    assert!(lines[2].contains("2 difference(s)"), "{report}");
+    assert_eq!(
+        read_model(&app).await.len(),
+        before.len(),
+        "verify changes nothing"
+    );
+
+    let rebuilt = chatprefs(&app, &["rebuild"]);
+    assert!(rebuilt.status.success(), "{rebuilt:?}");
+    assert!(String::from_utf8_lossy(&rebuilt.stdout).contains("from 3 events"));
+    assert_eq!(read_model(&app).await, before);
+    assert_eq!(
+        read_model_schema(&app).await,
+        schema_before,
+        "same keys and indexes"
+    );
+
+    let again = chatprefs(&app, &["rebuild", "--verify"]);
+    assert!(again.status.success(), "{again:?}");
+    assert!(String::from_utf8_lossy(&again.stdout).contains("0 difference(s)"));
+    // The service keeps working on the swapped-in tables.
+    let user: Value = app.me(&u1).await;
+    assert_eq!(mutes(&user), ["r1", "r2"]);
+    ok_result(app.unmute(&u1, "r1").await).await;
+    assert_eq!(mutes(&app.me(&u1).await), ["r2"]);
+}
