@@ -387,22 +387,27 @@ mod tests {
         }
     }
 
+    fn model(rows: impl IntoIterator<Item = ReadModelRow>) -> ReadModel {
+        let mut model = ReadModel::default();
+        for row in rows {
+            model.add(row);
+        }
+        model
+    }
+
     #[test]
     fn a_faithful_read_model_has_no_differences() {
         let fold = fold(&[
             stored(1, "u", 1, "RoomMuted", "a"),
             stored(2, "v", 1, "RoomMuted", "a"),
         ]);
-        let mut model = ReadModel::default();
-        for row in [
+        let model = model([
             mute_row("u", "a", 1, 1000),
             mute_row("v", "a", 2, 2000),
             version_row("u", 1),
             version_row("v", 1),
             version_row("idle", 0),
-        ] {
-            model.add(row);
-        }
+        ]);
         assert_eq!(differences(&fold, &model), []);
     }
 
@@ -414,15 +419,12 @@ mod tests {
             stored(3, "u", 3, "RoomMuted", "c"),
             stored(4, "w", 1, "RoomMuted", "a"),
         ]);
-        let mut model = ReadModel::default();
-        for row in [
+        let model = model([
             mute_row("u", "b", 9, 2000),
             mute_row("u", "c", 3, 9999),
             mute_row("u", "bogus", 5, 5000),
             version_row("u", 2),
-        ] {
-            model.add(row);
-        }
+        ]);
         let found: Vec<String> = differences(&fold, &model)
             .iter()
             .map(|d| {

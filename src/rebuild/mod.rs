@@ -203,8 +203,8 @@ async fn write_moved(
         .map(|(app, client)| (app.as_str(), client.as_str()))
         .unzip();
     read_model::clear_shadow_streams(tx, &apps, &clients).await?;
-    read_model::copy_mutes(tx, false, mute_records(fold, Some(moved))).await?;
-    read_model::copy_versions(tx, false, version_records(fold, Some(moved))).await?;
+    read_model::copy_rows(tx, false, mute_records(fold, Some(moved))).await?;
+    read_model::copy_rows(tx, false, version_records(fold, Some(moved))).await?;
     Ok(())
 }
 
@@ -235,8 +235,8 @@ async fn rebuild_locked(
     tracing::debug!(events = replay.events, elapsed = ?started.elapsed(), "folded the log up to the horizon");
     let tx = writer.transaction().await?;
     read_model::create_shadow(&tx).await?;
-    read_model::copy_mutes(&tx, true, mute_records(&replay.fold, None)).await?;
-    read_model::copy_versions(&tx, true, version_records(&replay.fold, None)).await?;
+    read_model::copy_rows(&tx, true, mute_records(&replay.fold, None)).await?;
+    read_model::copy_rows(&tx, true, version_records(&replay.fold, None)).await?;
     tracing::debug!(elapsed = ?started.elapsed(), "copied the fold into the shadow tables");
     read_model::index_shadow(&tx).await?;
     tx.commit().await?;

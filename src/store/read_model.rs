@@ -125,70 +125,66 @@ pub async fn create_shadow(tx: &Transaction<'_>) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Writes mute rows into the shadow table with one binary COPY.
-#[tracing::instrument(skip_all)]
-pub async fn copy_mutes<'a>(
-    tx: &Transaction<'_>,
-    freeze: bool,
-    rows: impl Iterator<Item = MuteRecord<'a>>,
-) -> Result<u64, StoreError> {
-    let sink = tx
-        .copy_in(&format!(
-            "COPY room_mutes_rebuild (app_id, client_id, room_id, muted_at, position)
-             FROM STDIN (FORMAT binary, FREEZE {freeze})"
-        ))
-        .await?;
-    let writer = BinaryCopyInWriter::new(
-        sink,
-        &[
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TIMESTAMPTZ,
-            Type::INT8,
-        ],
-    );
-    pin_mut!(writer);
-    for row in rows {
-        writer
-            .as_mut()
-            .write(&[
-                &row.app,
-                &row.client,
-                &row.room,
-                &row.muted_at,
-                &row.position,
-            ])
-            .await?;
-    }
-    Ok(writer.finish().await?)
+/// A row that a binary COPY can write into a shadow table.
+pub trait ShadowRow {
+    const COPY: &'static str;
+    const TYPES: &'static [Type];
+    fn values(&self) -> Vec<&(dyn ToSql + Sync)>;
 }
 
-/// Writes stream versions into the shadow table with one binary COPY.
-#[tracing::instrument(skip_all)]
-pub async fn copy_versions<'a>(
+impl ShadowRow for MuteRecord<'_> {
+    const COPY: &'static str =
+        "COPY room_mutes_rebuild (app_id, client_id, room_id, muted_at, position)";
+    const TYPES: &'static [Type] = &[
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TIMESTAMPTZ,
+        Type::INT8,
+    ];
+    fn values(&self) -> Vec<&(dyn ToSql + Sync)> {
+        vec![
+            &self.app,
+            &self.client,
+            &self.room,
+            &self.muted_at,
+            &self.position,
+        ]
+    }
+}
+
+impl ShadowRow for VersionRecord<'_> {
+    const COPY: &'static str =
+        "COPY stream_versions_rebuild (app_id, stream_type, stream_id, version)";
+    const TYPES: &'static [Type] = &[Type::TEXT, Type::TEXT, Type::TEXT, Type::INT4];
+    fn values(&self) -> Vec<&(dyn ToSql + Sync)> {
+        vec![
+            &self.app,
+            &STREAM_TYPE_USER_PREFERENCES,
+            &self.client,
+            &self.version,
+        ]
+    }
+}
+
+/// Writes rows into their shadow table with one binary COPY; `freeze` when the table was
+/// created in this transaction.
+#[tracing::instrument(skip_all, fields(table = R::COPY))]
+pub async fn copy_rows<R: ShadowRow>(
     tx: &Transaction<'_>,
     freeze: bool,
-    rows: impl Iterator<Item = VersionRecord<'a>>,
+    rows: impl Iterator<Item = R>,
 ) -> Result<u64, StoreError> {
     let sink = tx
         .copy_in(&format!(
-            "COPY stream_versions_rebuild (app_id, stream_type, stream_id, version)
-             FROM STDIN (FORMAT binary, FREEZE {freeze})"
+            "{} FROM STDIN (FORMAT binary, FREEZE {freeze})",
+            R::COPY
         ))
         .await?;
-    let writer = BinaryCopyInWriter::new(sink, &[Type::TEXT, Type::TEXT, Type::TEXT, Type::INT4]);
+    let writer = BinaryCopyInWriter::new(sink, R::TYPES);
     pin_mut!(writer);
     for row in rows {
-        writer
-            .as_mut()
-            .write(&[
-                &row.app,
-                &STREAM_TYPE_USER_PREFERENCES,
-                &row.client,
-                &row.version,
-            ])
-            .await?;
+        writer.as_mut().write(&row.values()).await?;
     }
     Ok(writer.finish().await?)
 }

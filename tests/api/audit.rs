@@ -82,26 +82,7 @@ async fn five_events(app: &TestApp) {
 #[tokio::test]
 async fn audit_lists_every_event_with_its_provenance_oldest_first() {
     let app = TestApp::spawn().await;
-    let token = app.user("u1").await;
-    app.room("r1").await;
-    ok_result(
-        app.client(&app.app, &token, Method::POST, "/me/mute/r1")
-            .header("User-Agent", "MobileSDK/3.2")
-            .header("X-Request-Id", "req-client")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    ok_result(
-        app.admin(&app.app, Method::DELETE, "/admin/clients/u1/mute/r1")
-            .header("User-Agent", "backend/1.0")
-            .header("X-Request-Id", "req-admin")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    app.mute_as_client_then_unmute_as_admin().await;
     settled(&app, 2).await;
 
     let page = audit(&app, "").await;

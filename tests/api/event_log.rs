@@ -1,6 +1,5 @@
 use chatprefs::domain::{Actor, ActorKind, AppId, ClientId, Event, EventMetadata, RoomId};
 use chatprefs::store::{event_log, StoreError};
-use reqwest::Method;
 use serde_json::Value;
 
 use crate::helpers::{ok_result, TestApp};
@@ -31,27 +30,7 @@ async fn the_log_refuses_update_delete_and_truncate() {
 #[tokio::test]
 async fn every_event_records_who_when_and_from_where() {
     let app = TestApp::spawn().await;
-    let token = app.user("u1").await;
-    app.room("r1").await;
-
-    ok_result(
-        app.client(&app.app, &token, Method::POST, "/me/mute/r1")
-            .header("User-Agent", "MobileSDK/3.2")
-            .header("X-Request-Id", "req-client")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    ok_result(
-        app.admin(&app.app, Method::DELETE, "/admin/clients/u1/mute/r1")
-            .header("User-Agent", "backend/1.0")
-            .header("X-Request-Id", "req-admin")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    app.mute_as_client_then_unmute_as_admin().await;
 
     let rows = app
         .sql("SELECT event_type, metadata, stream_id, app_id, data, recorded_at IS NOT NULL FROM events ORDER BY position")

@@ -185,6 +185,24 @@ impl TestApp {
         ok_result(response).await
     }
 
+    /// User u1 mutes room r1 from a mobile SDK (request id `req-client`), then the app's
+    /// backend unmutes it for them (`req-admin`): two events with distinct provenance.
+    pub async fn mute_as_client_then_unmute_as_admin(&self) {
+        let token = self.user("u1").await;
+        self.room("r1").await;
+        let requests = [
+            self.client(&self.app, &token, Method::POST, "/me/mute/r1")
+                .header("User-Agent", "MobileSDK/3.2")
+                .header("X-Request-Id", "req-client"),
+            self.admin(&self.app, Method::DELETE, "/admin/clients/u1/mute/r1")
+                .header("User-Agent", "backend/1.0")
+                .header("X-Request-Id", "req-admin"),
+        ];
+        for request in requests {
+            ok_result(request.send().await.unwrap()).await;
+        }
+    }
+
     /// Runs SQL directly: for looking at the log and for breaking things on purpose.
     pub async fn sql(&self, sql: &str) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
         let conn = self.pool.get().await.expect("connection");
