@@ -256,3 +256,54 @@ async fn verify_reports_drift_and_rebuild_repairs_it() {
     ok_result(app.unmute(&u1, "r1").await).await;
     assert_eq!(mutes(&app.me(&u1).await), ["r2"]);
 }
+
+#[tokio::test]
+async fn an_event_the_fold_cannot_read_stops_the_rebuild_before_any_swap() {
+    let app = TestApp::spawn().await;
+    let token = app.user("u1").await;
+    app.room("r1").await;
+    ok_result(app.mute(&token, "r1").await).await;
+    app.sql(
+        "INSERT INTO events (event_id, app_id, stream_type, stream_id, stream_version, event_type, data, metadata)
+         VALUES (gen_random_uuid(), 'app-a', 'user_preferences', 'u1', 2, 'RoomArchived', '{\"room\": \"r1\"}', '{}')",
+    )
+    .await
+    .unwrap();
+
+    let failed = chatprefs(&app, &["rebuild"]);
+    assert_eq!(failed.status.code(), Some(1), "{failed:?}");
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.contains("RoomArchived"), "{stderr}");
+    assert_eq!(
+        mutes(&app.me(&token).await),
+        ["r1"],
+        "the live model is untouched"
+    );
+    let shadows: i64 = app
+        .sql("SELECT count(*) FROM pg_tables WHERE tablename LIKE '%_rebuild'")
+        .await
+        .unwrap()[0]
+        .get(0);
+    assert_eq!(shadows, 0);
+}
+
+#[tokio::test]
+async fn a_second_rebuild_at_the_same_time_is_refused() {
+    let app = TestApp::spawn().await;
+    let held = app.pool.get().await.unwrap();
+    held.query_one("SELECT pg_advisory_lock($1)", &[&0x6368_6174_7265_6275_i64])
+        .await
+        .unwrap();
+
+    let busy = chatprefs(&app, &["rebuild"]);
+    assert_eq!(busy.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&busy.stderr).contains("another rebuild is running"));
+
+    held.query_one(
+        "SELECT pg_advisory_unlock($1)",
+        &[&0x6368_6174_7265_6275_i64],
+    )
+    .await
+    .unwrap();
+    assert!(chatprefs(&app, &["rebuild"]).status.success());
+}
