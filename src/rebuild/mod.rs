@@ -105,6 +105,7 @@ impl Replay {
     /// Folds the events after the cursor (below `horizon`, if given), noting which streams
     /// moved when asked to. The next batch is fetched while this one is folded; memory is
     /// two batches plus the fold.
+    #[tracing::instrument(skip(self, moved), fields(after = self.cursor.position))]
     async fn run(
         &mut self,
         horizon: Option<&str>,
@@ -284,14 +285,10 @@ async fn rebuild_locked(
 /// locking or changing anything.
 #[tracing::instrument(skip(pool))]
 pub async fn verify(pool: &Pool) -> Result<VerifyReport, RebuildError> {
-    let conn = pool.get().await?;
-    // Begun by hand rather than as a `Transaction`, so the connection can be shared with
-    // the task that fetches ahead; rolled back below on every path.
-    conn.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .await?;
-    let mut replay = Replay::new(conn).await?;
+    let mut replay = Replay::new(pool.get().await?).await?;
+    read_model::begin_snapshot(&*replay.reader).await?;
     let compared = compare(&mut replay).await;
-    replay.reader.batch_execute("ROLLBACK").await?;
+    read_model::end_snapshot(&*replay.reader).await?;
     compared
 }
 

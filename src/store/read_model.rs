@@ -66,6 +66,22 @@ pub async fn unlock_rebuild<C: GenericClient>(db: &C) -> Result<(), StoreError> 
     Ok(())
 }
 
+/// Begins a read-only repeatable-read transaction: one snapshot of the log and the read
+/// model, taken by hand rather than as a `Transaction` so the connection can be shared
+/// with a task that fetches ahead. [`end_snapshot`] must follow on every path.
+#[tracing::instrument(skip(db))]
+pub async fn begin_snapshot<C: GenericClient>(db: &C) -> Result<(), StoreError> {
+    db.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await?;
+    Ok(())
+}
+
+#[tracing::instrument(skip(db))]
+pub async fn end_snapshot<C: GenericClient>(db: &C) -> Result<(), StoreError> {
+    db.batch_execute("ROLLBACK").await?;
+    Ok(())
+}
+
 /// Every row of both read-model tables, streamed to `sink` (memory stays with the caller).
 #[tracing::instrument(skip(db, sink))]
 pub async fn scan<C: GenericClient>(
@@ -197,6 +213,7 @@ struct LiveIndex {
     constraint: Option<String>,
 }
 
+#[tracing::instrument(skip(tx))]
 async fn indexes_of(tx: &Transaction<'_>, table: &str) -> Result<Vec<LiveIndex>, StoreError> {
     let rows = tx
         .query(
