@@ -240,6 +240,7 @@ async fn rebuild_locked(
     read_model::copy_rows(&tx, true, version_records(&replay.fold, None)).await?;
     tracing::debug!(elapsed = ?started.elapsed(), "copied the fold into the shadow tables");
     read_model::index_shadow(&tx).await?;
+    read_model::grant_shadow(&tx).await?;
     tx.commit().await?;
     tracing::debug!(elapsed = ?started.elapsed(), "indexed the shadow tables");
 

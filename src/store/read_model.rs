@@ -288,6 +288,45 @@ pub async fn index_shadow(tx: &Transaction<'_>) -> Result<(), StoreError> {
     Ok(())
 }
 
+fn quoted(identifier: &str) -> String {
+    format!("\"{}\"", identifier.replace('"', "\"\""))
+}
+
+/// Grants on the shadow tables what the live tables grant to other roles (a runtime role
+/// that may write the read model, say): a swapped-in table keeps no privileges of the one
+/// it replaces, and the service would lose access at the swap.
+#[tracing::instrument(skip(tx))]
+pub async fn grant_shadow(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    for table in TABLES {
+        let grants = tx
+            .query(
+                "SELECT r.rolname::text, a.privilege_type, a.is_grantable
+                 FROM pg_class c
+                 CROSS JOIN LATERAL aclexplode(c.relacl) a
+                 LEFT JOIN pg_roles r ON r.oid = a.grantee
+                 WHERE c.oid = $1::text::regclass AND a.grantee <> c.relowner",
+                &[&table],
+            )
+            .await?;
+        for grant in grants {
+            let grantee = grant
+                .get::<_, Option<String>>(0)
+                .map_or_else(|| "PUBLIC".to_owned(), |role| quoted(&role));
+            let privilege: String = grant.get(1);
+            let option = if grant.get(2) {
+                " WITH GRANT OPTION"
+            } else {
+                ""
+            };
+            tx.batch_execute(&format!(
+                "GRANT {privilege} ON {table}{SHADOW} TO {grantee}{option}"
+            ))
+            .await?;
+        }
+    }
+    Ok(())
+}
+
 /// Removes these streams from the shadow tables, so that their new state can be copied in.
 #[tracing::instrument(skip_all, fields(streams = apps.len()))]
 pub async fn clear_shadow_streams(

@@ -307,3 +307,41 @@ async fn a_second_rebuild_at_the_same_time_is_refused() {
     .unwrap();
     assert!(chatprefs(&app, &["rebuild"]).status.success());
 }
+
+async fn privileges(app: &TestApp, role: &str) -> (bool, bool, bool) {
+    let row = &app
+        .sql(&format!(
+            "SELECT has_table_privilege('{role}', 'room_mutes', 'DELETE'),
+                    has_table_privilege('{role}', 'stream_versions', 'UPDATE'),
+                    has_table_privilege('{role}', 'stream_versions', 'DELETE')"
+        ))
+        .await
+        .unwrap()[0];
+    (row.get(0), row.get(1), row.get(2))
+}
+
+#[tokio::test]
+async fn the_swapped_in_tables_keep_the_grants_of_the_live_ones() {
+    let app = TestApp::spawn().await;
+    let role = format!(
+        "chatprefs_test_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    for sql in [
+        format!("CREATE ROLE {role} NOLOGIN"),
+        format!("GRANT SELECT, INSERT, UPDATE, DELETE ON room_mutes TO {role}"),
+        format!("GRANT SELECT, INSERT, UPDATE ON stream_versions TO {role}"),
+    ] {
+        app.sql(&sql).await.unwrap();
+    }
+    assert_eq!(privileges(&app, &role).await, (true, true, false));
+
+    let rebuilt = chatprefs(&app, &["rebuild"]);
+
+    let after = privileges(&app, &role).await;
+    for sql in [format!("DROP OWNED BY {role}"), format!("DROP ROLE {role}")] {
+        app.sql(&sql).await.unwrap();
+    }
+    assert!(rebuilt.status.success(), "{rebuilt:?}");
+    assert_eq!(after, (true, true, false));
+}
