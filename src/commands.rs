@@ -6,7 +6,7 @@ use std::time::Duration;
 use rand::Rng;
 
 use crate::domain::{decide, evolve, AppId, ClientId, Command, EventMetadata, MuteState, RoomId};
-use crate::store::{directory, event_log, projection, Pool, StoreError};
+use crate::store::{stream, Pool, StoreError, Unit};
 
 /// Appends are serialised per user by a row lock, so a conflict means a writer that does not
 /// take the lock raced us; a handful of retries is plenty.
@@ -30,6 +30,9 @@ fn room_of(command: &Command) -> &RoomId {
 
 /// Runs a command for one user and answers their state afterwards (which is exactly what
 /// the read model now holds, since both were written in the same transaction).
+///
+/// Two database round trips when something changes, see [`stream`]; one plus a COMMIT
+/// when the command is idempotent and decides nothing.
 #[tracing::instrument(skip(pool, metadata), fields(attempts))]
 pub async fn handle(
     pool: &Pool,
@@ -38,30 +41,22 @@ pub async fn handle(
     command: Command,
     metadata: &EventMetadata,
 ) -> Result<MuteState, CommandError> {
-    let mut conn = pool.get().await.map_err(StoreError::from)?;
-    if !directory::room_exists(&conn, app, room_of(&command)).await? {
-        return Err(CommandError::RoomNotFound);
-    }
+    let unit = Unit::new(pool.get().await.map_err(StoreError::from)?);
     for attempt in 1..=MAX_ATTEMPTS {
         tracing::Span::current().record("attempts", attempt);
-        let tx = conn.transaction().await.map_err(StoreError::from)?;
-        let (version, state) = projection::lock_stream(&tx, app, client).await?;
-        let events = decide(&state, &command);
-        if events.is_empty() {
-            tx.commit().await.map_err(StoreError::from)?;
-            return Ok(state);
+        let locked = stream::lock(&unit, app, client, room_of(&command)).await?;
+        if !locked.room_exists {
+            unit.rollback().await?;
+            return Err(CommandError::RoomNotFound);
         }
-        match event_log::append(&tx, app, client, version, &events, metadata).await {
-            Ok(recorded) => {
-                let appended: Vec<_> = events.into_iter().zip(recorded).collect();
-                projection::apply(&tx, app, client, &appended).await?;
-                tx.commit().await.map_err(StoreError::from)?;
-                return Ok(appended
-                    .iter()
-                    .fold(state, |state, (event, _)| evolve(state, event)));
-            }
+        let events = decide(&locked.state, &command);
+        if events.is_empty() {
+            unit.commit().await?;
+            return Ok(locked.state);
+        }
+        match stream::commit(&unit, app, client, locked.version, &events, metadata).await {
+            Ok(_) => return Ok(events.iter().fold(locked.state, evolve)),
             Err(StoreError::Conflict) => {
-                drop(tx);
                 tracing::info!(attempt, "stream version conflict; retrying");
                 let jitter = rand::thread_rng().gen_range(0..5u64 << attempt);
                 tokio::time::sleep(Duration::from_millis(jitter)).await;

@@ -245,20 +245,7 @@ pub async fn revoke_tokens<C: GenericClient>(
     .await
 }
 
-#[tracing::instrument(skip(db))]
-pub async fn room_exists<C: GenericClient>(
-    db: &C,
-    app: &AppId,
-    room: &RoomId,
-) -> Result<bool, StoreError> {
-    Ok(query_opt(
-        db,
-        "SELECT 1 FROM rooms WHERE app_id = $1 AND room_id = $2",
-        &[&app.as_str(), &room.as_str()],
-    )
-    .await?
-    .is_some())
-}
+pub(super) const ROOM_EXISTS: &str = "SELECT 1 FROM rooms WHERE app_id = $1 AND room_id = $2";
 
 /// Creates a room or updates the fields given; the others keep their stored values.
 #[tracing::instrument(skip(db, profile))]

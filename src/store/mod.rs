@@ -4,9 +4,12 @@ pub mod directory;
 pub mod event_log;
 mod pool;
 pub mod projection;
+pub mod stream;
+mod unit;
 
 pub use deadpool_postgres::{GenericClient, Pool};
 pub use pool::{connect_pool, ensure_database, migrate, PoolSettings};
+pub use unit::Unit;
 
 use tokio_postgres::error::SqlState;
 
