@@ -8,8 +8,8 @@ use rand::Rng;
 use crate::domain::{decide, evolve, AppId, ClientId, Command, EventMetadata, MuteState, RoomId};
 use crate::store::{stream, Pool, StoreError, Unit};
 
-/// Appends are serialised per user by a row lock, so a conflict means a writer that does not
-/// take the lock raced us; a handful of retries is plenty.
+/// The first attempt is optimistic; retries take the stream's row lock, so they queue
+/// instead of failing each other and a handful of attempts is plenty.
 const MAX_ATTEMPTS: u32 = 5;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,9 +31,9 @@ fn room_of(command: &Command) -> &RoomId {
 /// Runs a command for one user and answers their state afterwards (which is exactly what
 /// the read model now holds, since both were written in the same transaction).
 ///
-/// Two database round trips when something changes, see [`stream`]; one plus a COMMIT
-/// when the command is idempotent and decides nothing.
-#[tracing::instrument(skip(pool, metadata), fields(attempts))]
+/// One database round trip when the command decides nothing (idempotent repeats), two
+/// when it appends; see [`stream`].
+#[tracing::instrument(level = "debug", skip(pool, metadata), fields(attempts))]
 pub async fn handle(
     pool: &Pool,
     app: &AppId,
@@ -41,25 +41,34 @@ pub async fn handle(
     command: Command,
     metadata: &EventMetadata,
 ) -> Result<MuteState, CommandError> {
+    let room = room_of(&command);
     let unit = Unit::new(pool.get().await.map_err(StoreError::from)?);
+    let mut snapshot = stream::read(unit.client(), app, client, room).await?;
     for attempt in 1..=MAX_ATTEMPTS {
         tracing::Span::current().record("attempts", attempt);
-        let locked = stream::lock(&unit, app, client, room_of(&command)).await?;
-        if !locked.room_exists {
-            unit.rollback().await?;
+        if !snapshot.room_exists {
+            if unit.is_open() {
+                unit.rollback().await?;
+            }
             return Err(CommandError::RoomNotFound);
         }
-        let events = decide(&locked.state, &command);
+        let events = decide(&snapshot.state, &command);
         if events.is_empty() {
-            unit.commit().await?;
-            return Ok(locked.state);
+            if unit.is_open() {
+                unit.commit().await?;
+            }
+            return Ok(snapshot.state);
         }
-        match stream::commit(&unit, app, client, locked.version, &events, metadata).await {
-            Ok(_) => return Ok(events.iter().fold(locked.state, evolve)),
+        match stream::commit(&unit, app, client, snapshot.version, &events, metadata).await {
+            Ok(_) => return Ok(events.iter().fold(snapshot.state, evolve)),
             Err(StoreError::Conflict) => {
-                tracing::info!(attempt, "stream version conflict; retrying");
-                let jitter = rand::thread_rng().gen_range(0..5u64 << attempt);
+                tracing::info!(
+                    attempt,
+                    "stream version conflict; retrying under the stream lock"
+                );
+                let jitter = rand::thread_rng().gen_range(0..1u64 << attempt);
                 tokio::time::sleep(Duration::from_millis(jitter)).await;
+                snapshot = stream::lock(&unit, app, client, room).await?;
             }
             Err(other) => return Err(other.into()),
         }

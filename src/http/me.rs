@@ -13,7 +13,7 @@ use crate::commands;
 use crate::domain::{Actor, ActorKind, Command, RoomId};
 use crate::store::{projection, Pool, StoreError};
 
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn get_me(
     auth: AuthenticatedClient,
     request: RequestContext,

@@ -28,7 +28,7 @@ pub(super) const INSERT_EVENT: &str =
 
 /// Appends `events` to a user's preference stream right after `expected_version`.
 /// Must run inside the caller's transaction so the projection commits with it.
-#[tracing::instrument(skip(tx, events, metadata), fields(events = events.len()))]
+#[tracing::instrument(level = "debug", skip(tx, events, metadata), fields(events = events.len()))]
 pub async fn append<C: GenericClient>(
     tx: &C,
     app: &AppId,

@@ -33,8 +33,11 @@ pub(super) const PROJECT_MUTED: &str =
 pub(super) const PROJECT_UNMUTED: &str =
     "DELETE FROM room_mutes WHERE app_id = $1 AND client_id = $2 AND room_id = $3";
 
-pub(super) const SET_VERSION: &str = "UPDATE stream_versions SET version = $4
-     WHERE app_id = $1 AND stream_type = $2 AND stream_id = $3";
+/// An upsert: an optimistic first append to a stream has no version row yet.
+pub(super) const SET_VERSION: &str =
+    "INSERT INTO stream_versions (app_id, stream_type, stream_id, version)
+     VALUES ($1, $2, $3, $4)
+     ON CONFLICT (app_id, stream_type, stream_id) DO UPDATE SET version = excluded.version";
 
 pub(super) fn rooms_from_rows(rows: &[tokio_postgres::Row]) -> Result<MuteState, StoreError> {
     let muted = rows
@@ -46,7 +49,7 @@ pub(super) fn rooms_from_rows(rows: &[tokio_postgres::Row]) -> Result<MuteState,
 }
 
 /// A user's muted rooms as the read model holds them, oldest mute first.
-#[tracing::instrument(skip(db))]
+#[tracing::instrument(level = "debug", skip(db))]
 pub async fn muted_rooms<C: GenericClient>(
     db: &C,
     app: &AppId,
@@ -78,8 +81,31 @@ impl Projector {
     }
 }
 
-/// Projects events appended after `expected_version` and moves the stream's version to
-/// the last of them. Every statement is sent at the first poll.
+/// Moves the stream's version row to `version`, taking its row lock. Sent before the
+/// append so every writer of a stream takes its locks in the same order (version row, then
+/// log), which keeps an optimistic writer and a locked retry from deadlocking.
+pub(super) async fn set_version<C: GenericClient>(
+    tx: &C,
+    projector: &Projector,
+    app: &AppId,
+    client: &ClientId,
+    version: i32,
+) -> Result<(), StoreError> {
+    tx.execute(
+        &projector.set_version,
+        &[
+            &app.as_str(),
+            &STREAM_TYPE_USER_PREFERENCES,
+            &client.as_str(),
+            &version,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Projects events appended after `expected_version` into `room_mutes`. Every statement
+/// is sent at the first poll.
 pub(super) async fn project<C: GenericClient>(
     tx: &C,
     projector: &Projector,
@@ -88,13 +114,9 @@ pub(super) async fn project<C: GenericClient>(
     expected_version: i32,
     events: &[Event],
 ) -> Result<(), StoreError> {
-    let versions: Vec<i32> = (1..=events.len() as i32)
-        .map(|offset| expected_version + offset)
-        .collect();
-    let applied = events
-        .iter()
-        .zip(&versions)
-        .map(|(event, version)| async move {
+    let applied = (expected_version + 1..)
+        .zip(events)
+        .map(|(version, event)| async move {
             let changed = match event {
                 Event::RoomMuted { .. } => {
                     tx.execute(
@@ -103,7 +125,7 @@ pub(super) async fn project<C: GenericClient>(
                             &app.as_str(),
                             &STREAM_TYPE_USER_PREFERENCES,
                             &client.as_str(),
-                            version,
+                            &version,
                         ],
                     )
                     .await?
@@ -127,22 +149,6 @@ pub(super) async fn project<C: GenericClient>(
                 )))
             }
         });
-    let last = versions.last().copied().unwrap_or(expected_version);
-    let (applied, _) =
-        futures_util::try_join!(futures_util::future::try_join_all(applied), async {
-            Ok::<_, StoreError>(
-                tx.execute(
-                    &projector.set_version,
-                    &[
-                        &app.as_str(),
-                        &STREAM_TYPE_USER_PREFERENCES,
-                        &client.as_str(),
-                        &last,
-                    ],
-                )
-                .await?,
-            )
-        },)?;
-    debug_assert_eq!(applied.len(), events.len());
+    futures_util::future::try_join_all(applied).await?;
     Ok(())
 }

@@ -29,6 +29,10 @@ impl Unit {
         self.conn.as_ref().expect("connection is held until drop")
     }
 
+    pub fn is_open(&self) -> bool {
+        self.open.load(Ordering::SeqCst)
+    }
+
     /// Starts the transaction. Await it together with the first statements so that all of
     /// them are sent at once; statements polled after this one run inside the transaction.
     pub async fn begin(&self) -> Result<(), StoreError> {
