@@ -56,12 +56,11 @@ fn is_unavailable(code: Option<&SqlState>) -> bool {
     })
 }
 
+/// Failing to get a connection, whatever the reason (refused, timed out, the database
+/// being dropped or restarted), means the service cannot work right now: unavailable.
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(err: deadpool_postgres::PoolError) -> Self {
-        match err {
-            deadpool_postgres::PoolError::Backend(e) => e.into(),
-            other => StoreError::Unavailable(other.to_string()),
-        }
+        StoreError::Unavailable(err.to_string())
     }
 }
 
