@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::helpers::{mutes, ok_result, TestDatabase};
 
-fn chatprefs(db: &TestDatabase) -> Command {
+pub fn chatprefs(db: &TestDatabase) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_chatprefs"));
     command.env("DATABASE_URL", &db.url).env("RUST_LOG", "warn");
     command
@@ -35,7 +35,7 @@ fn app_create_prints_keys_once_and_refuses_a_duplicate() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
 }
 
-struct Killed(Child);
+pub struct Killed(pub Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -57,10 +57,11 @@ async fn serve_demo_prints_a_curl_that_mutes_the_demo_room() {
     );
     let stdout = child.0.stdout.take().unwrap();
     let curl = tokio::task::spawn_blocking(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .find(|line| line.trim_start().starts_with("curl -X POST"))
+        let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+        let curl = lines.find(|line| line.trim_start().starts_with("curl -X POST"));
+        // The server is still printing: closing its stdout now would fail its next print.
+        std::thread::spawn(move || lines.for_each(drop));
+        curl
     })
     .await
     .unwrap()
