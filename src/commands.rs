@@ -6,6 +6,7 @@ use std::time::Duration;
 use rand::Rng;
 
 use crate::domain::{decide, evolve, AppId, ClientId, Command, EventMetadata, MuteState, RoomId};
+use crate::metrics;
 use crate::store::{directory, event_log, projection, Pool, StoreError};
 
 /// Appends are serialised per user by a row lock, so a conflict means a writer that does not
@@ -56,12 +57,16 @@ pub async fn handle(
                 let appended: Vec<_> = events.into_iter().zip(recorded).collect();
                 projection::apply(&tx, app, client, &appended).await?;
                 tx.commit().await.map_err(StoreError::from)?;
+                appended
+                    .iter()
+                    .for_each(|(e, _)| metrics::event_appended(e.event_type()));
                 return Ok(appended
                     .iter()
                     .fold(state, |state, (event, _)| evolve(state, event)));
             }
             Err(StoreError::Conflict) => {
                 drop(tx);
+                metrics::conflict_retried();
                 tracing::info!(attempt, "stream version conflict; retrying");
                 let jitter = rand::thread_rng().gen_range(0..5u64 << attempt);
                 tokio::time::sleep(Duration::from_millis(jitter)).await;

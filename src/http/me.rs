@@ -5,14 +5,25 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::{
     auth::AuthenticatedClient,
     envelope,
-    envelope::User,
-    errors::ApiError,
+    envelope::{Success, User},
+    errors::{ApiError, ErrorEnvelope},
     request::{path_segment, RequestContext},
 };
 use crate::commands;
 use crate::domain::{Actor, ActorKind, Command, RoomId};
 use crate::store::{projection, Pool, StoreError};
 
+/// The signed-in user.
+#[utoipa::path(
+    get, path = "/me", tag = "client",
+    responses(
+        (status = 200, description = "The user", body = Success<User>),
+        (status = 401, description = "Missing, unknown, expired or revoked token (`INVALID_TOKEN`)", body = ErrorEnvelope),
+        (status = 403, description = "Missing or unknown client key (`INVALID_CLIENT_KEY`)", body = ErrorEnvelope),
+        (status = 503, description = "Database unavailable (`SERVICE_UNAVAILABLE`)", body = ErrorEnvelope),
+    ),
+    security(("clientKey" = [], "clientToken" = []))
+)]
 #[tracing::instrument(skip_all)]
 pub async fn get_me(
     auth: AuthenticatedClient,
@@ -29,6 +40,21 @@ pub async fn get_me(
     )))
 }
 
+/// Mutes the room for the signed-in user (idempotent).
+#[utoipa::path(
+    post, path = "/me/mute/{room}", tag = "client",
+    params(("room" = String, Path, description = "Room id (percent-encoded)")),
+    responses(
+        (status = 200, description = "The user, with the room last in `mute`", body = Success<User>),
+        (status = 400, description = "Malformed room id (`INVALID_PARAMETERS`)", body = ErrorEnvelope),
+        (status = 401, description = "Missing, unknown, expired or revoked token (`INVALID_TOKEN`)", body = ErrorEnvelope),
+        (status = 403, description = "Missing or unknown client key (`INVALID_CLIENT_KEY`)", body = ErrorEnvelope),
+        (status = 404, description = "The room is not in the app (`ROOM_NOT_FOUND`)", body = ErrorEnvelope),
+        (status = 409, description = "Concurrent writes kept conflicting (`CONFLICT`)", body = ErrorEnvelope),
+        (status = 503, description = "Database unavailable (`SERVICE_UNAVAILABLE`)", body = ErrorEnvelope),
+    ),
+    security(("clientKey" = [], "clientToken" = []))
+)]
 pub async fn mute(
     auth: AuthenticatedClient,
     request: RequestContext,
@@ -39,6 +65,21 @@ pub async fn mute(
     run(auth, request, Command::MuteRoom { room }, &pool).await
 }
 
+/// Unmutes the room for the signed-in user (idempotent).
+#[utoipa::path(
+    delete, path = "/me/mute/{room}", tag = "client",
+    params(("room" = String, Path, description = "Room id (percent-encoded)")),
+    responses(
+        (status = 200, description = "The user, with the room no longer in `mute`", body = Success<User>),
+        (status = 400, description = "Malformed room id (`INVALID_PARAMETERS`)", body = ErrorEnvelope),
+        (status = 401, description = "Missing, unknown, expired or revoked token (`INVALID_TOKEN`)", body = ErrorEnvelope),
+        (status = 403, description = "Missing or unknown client key (`INVALID_CLIENT_KEY`)", body = ErrorEnvelope),
+        (status = 404, description = "The room is not in the app (`ROOM_NOT_FOUND`)", body = ErrorEnvelope),
+        (status = 409, description = "Concurrent writes kept conflicting (`CONFLICT`)", body = ErrorEnvelope),
+        (status = 503, description = "Database unavailable (`SERVICE_UNAVAILABLE`)", body = ErrorEnvelope),
+    ),
+    security(("clientKey" = [], "clientToken" = []))
+)]
 pub async fn unmute(
     auth: AuthenticatedClient,
     request: RequestContext,

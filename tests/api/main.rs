@@ -4,6 +4,8 @@
 mod admin;
 mod cli;
 mod concurrency;
+mod dispatch;
+mod ecosystem;
 mod errors;
 mod event_log;
 mod helpers;
