@@ -51,7 +51,11 @@ async fn existing_client(pool: &Pool, app: &AppId, uid: String) -> Result<Client
 pub struct ClientBody {
     /// User id (1–255 bytes, no control characters).
     #[serde(rename = "_id")]
-    #[schema(min_length = 1)]
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$"
+    )]
     id: String,
     /// Left out: keeps the stored value. At most 2048 bytes, as are `email` and `avatarUrl`.
     nickname: Option<String>,
@@ -155,7 +159,7 @@ struct Revoked {
 /// Revokes all of a user's tokens, or only the one named in an optional `{"token": …}` body.
 #[utoipa::path(
     delete, path = "/admin/clients/{uid}/token", tag = "platform",
-    params(("uid" = String, Path, description = "User id (percent-encoded)")),
+    params(("uid" = String, Path, description = "User id (percent-encoded): 1–255 bytes of UTF-8, no control characters", min_length = 1, max_length = 255, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$")),
     request_body(content = Option<RevokeBody>, description = "Optional: revoke only this token"),
     responses(
         (status = 200, description = "How many tokens were revoked", body = Success<Revoked>),
@@ -202,7 +206,11 @@ pub async fn revoke_tokens(
 pub struct RoomBody {
     /// Room id; left out, a random one (32 hex characters) is chosen.
     #[serde(rename = "_id")]
-    #[schema(min_length = 1)]
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$"
+    )]
     id: Option<String>,
     name: Option<String>,
     room_type: Option<String>,
@@ -281,8 +289,8 @@ pub async fn upsert_room(
 #[utoipa::path(
     post, path = "/admin/clients/{uid}/mute/{room}", tag = "platform",
     params(
-        ("uid" = String, Path, description = "User id (percent-encoded)"),
-        ("room" = String, Path, description = "Room id (percent-encoded)"),
+        ("uid" = String, Path, description = "User id (percent-encoded): 1–255 bytes of UTF-8, no control characters", min_length = 1, max_length = 255, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$"),
+        ("room" = String, Path, description = "Room id (percent-encoded): 1–255 bytes of UTF-8, no control characters", min_length = 1, max_length = 255, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$"),
     ),
     responses(
         (status = 200, description = "The user, with the room last in `mute`", body = Success<User>),
@@ -311,8 +319,8 @@ pub async fn mute(
 #[utoipa::path(
     delete, path = "/admin/clients/{uid}/mute/{room}", tag = "platform",
     params(
-        ("uid" = String, Path, description = "User id (percent-encoded)"),
-        ("room" = String, Path, description = "Room id (percent-encoded)"),
+        ("uid" = String, Path, description = "User id (percent-encoded): 1–255 bytes of UTF-8, no control characters", min_length = 1, max_length = 255, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$"),
+        ("room" = String, Path, description = "Room id (percent-encoded): 1–255 bytes of UTF-8, no control characters", min_length = 1, max_length = 255, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$"),
     ),
     responses(
         (status = 200, description = "The user, with the room no longer in `mute`", body = Success<User>),

@@ -38,7 +38,7 @@ pub struct MutedAmong {
     post,
     path = "/admin/rooms/{room}/mutes/check",
     tag = "push dispatcher",
-    params(("room" = String, Path, description = "Room id (percent-encoded)")),
+    params(("room" = String, Path, description = "Room id (percent-encoded): 1–255 bytes of UTF-8, no control characters", min_length = 1, max_length = 255, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$")),
     request_body = CheckBody,
     responses(
         (status = 200, description = "The users among those given who muted the room", body = Success<MutedAmong>),
@@ -83,6 +83,11 @@ pub async fn check(
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Answer users with ids after this one: the `next` of the previous page.
+    #[param(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$"
+    )]
     after: Option<String>,
     /// Most users in one page (1 to 1000, default 100).
     #[param(minimum = 1, maximum = 1000)]
@@ -112,7 +117,7 @@ pub struct MutersPage {
     get,
     path = "/admin/rooms/{room}/mutes",
     tag = "push dispatcher",
-    params(("room" = String, Path, description = "Room id (percent-encoded)"), PageQuery),
+    params(("room" = String, Path, description = "Room id (percent-encoded): 1–255 bytes of UTF-8, no control characters", min_length = 1, max_length = 255, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$"), PageQuery),
     responses(
         (status = 200, description = "A page of the room's muters", body = Success<MutersPage>),
         (status = 400, description = "Malformed room id, `after` or `limit` (`INVALID_PARAMETERS`)", body = ErrorEnvelope),

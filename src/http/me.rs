@@ -43,7 +43,7 @@ pub async fn get_me(
 /// Mutes the room for the signed-in user (idempotent).
 #[utoipa::path(
     post, path = "/me/mute/{room}", tag = "client",
-    params(("room" = String, Path, description = "Room id (percent-encoded)")),
+    params(("room" = String, Path, description = "Room id (percent-encoded): 1–255 bytes of UTF-8, no control characters", min_length = 1, max_length = 255, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$")),
     responses(
         (status = 200, description = "The user, with the room last in `mute`", body = Success<User>),
         (status = 400, description = "Malformed room id (`INVALID_PARAMETERS`)", body = ErrorEnvelope),
@@ -68,7 +68,7 @@ pub async fn mute(
 /// Unmutes the room for the signed-in user (idempotent).
 #[utoipa::path(
     delete, path = "/me/mute/{room}", tag = "client",
-    params(("room" = String, Path, description = "Room id (percent-encoded)")),
+    params(("room" = String, Path, description = "Room id (percent-encoded): 1–255 bytes of UTF-8, no control characters", min_length = 1, max_length = 255, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$")),
     responses(
         (status = 200, description = "The user, with the room no longer in `mute`", body = Success<User>),
         (status = 400, description = "Malformed room id (`INVALID_PARAMETERS`)", body = ErrorEnvelope),

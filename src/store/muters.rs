@@ -10,8 +10,13 @@ fn client_id(raw: String) -> Result<ClientId, StoreError> {
     ClientId::parse(raw).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-/// Which of `clients` muted `room`, in id order; `None` when the room is not in the app.
-/// One statement: the room lookup and the `= ANY` index lookup travel together.
+/// Which of `clients` muted `room`, sorted by id, each once; `None` when the room is not in
+/// the app. One statement: the room lookup and the muters' lookup travel together.
+///
+/// The ids are joined as a set (`unnest`) rather than tested with `client_id = ANY($3)`:
+/// once PostgreSQL switches the prepared statement to its generic plan, `= ANY` of a
+/// parameter is a linear search per index entry (about 0.5 s for 1,000 ids against a
+/// room of 50,000 muters, against 11 ms for the join; docs/api.md).
 #[tracing::instrument(skip(db, clients), fields(clients = clients.len()))]
 pub async fn muted_among<C: GenericClient>(
     db: &C,
@@ -22,21 +27,25 @@ pub async fn muted_among<C: GenericClient>(
     let ids: Vec<&str> = clients.iter().map(ClientId::as_str).collect();
     let row = query_opt(
         db,
-        "SELECT ARRAY(SELECT m.client_id FROM room_mutes m
-                      WHERE m.app_id = r.app_id AND m.room_id = r.room_id
-                        AND m.client_id = ANY($3)
-                      ORDER BY m.client_id)
+        "SELECT ARRAY(SELECT m.client_id
+                      FROM unnest($3::text[]) AS wanted(client_id)
+                      JOIN room_mutes m ON m.app_id = $1 AND m.room_id = $2
+                                       AND m.client_id = wanted.client_id)
          FROM rooms r WHERE r.app_id = $1 AND r.room_id = $2",
         &[&app.as_str(), &room.as_str(), &ids],
     )
     .await?;
-    row.map(|row| {
-        row.get::<_, Vec<String>>(0)
-            .into_iter()
-            .map(client_id)
-            .collect()
-    })
-    .transpose()
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let mut muted = row.get::<_, Vec<String>>(0);
+    muted.sort_unstable();
+    muted.dedup();
+    muted
+        .into_iter()
+        .map(client_id)
+        .collect::<Result<_, _>>()
+        .map(Some)
 }
 
 /// One who muted a room, and when.
