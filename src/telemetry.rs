@@ -8,6 +8,7 @@ const DEFAULT_FILTER: &str = "info,tracing_actix_web=error";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
+    /// One line per event with the span's fields in front, for people.
     Pretty,
     /// One JSON object per line; the request span's fields (request id, route, status,
     /// app, client) are under `span`.
