@@ -9,7 +9,12 @@ use super::{
     auth::PlatformApp,
     envelope,
     envelope::{Success, User},
-    errors::{ApiError, ErrorEnvelope},
+    errors::ApiError,
+    openapi::params::{RoomPath, UserPath},
+    openapi::responses::{
+        BadRequest, ClientNotFound, InvalidApiKey, PayloadTooLarge, PlatformCommandErrors,
+        Unavailable,
+    },
     request::{path_segment, RequestContext},
 };
 use crate::commands;
@@ -89,10 +94,10 @@ struct IssuedClient {
     request_body = ClientBody,
     responses(
         (status = 200, description = "The user (with `token` and `expirationDate` when one was issued)", body = Success<IssuedClient>),
-        (status = 400, description = "Malformed body or field (`INVALID_PARAMETERS`)", body = ErrorEnvelope),
-        (status = 403, description = "Missing or unknown API key (`INVALID_API_KEY`)", body = ErrorEnvelope),
-        (status = 413, description = "Body over 64 KiB (`PAYLOAD_TOO_LARGE`)", body = ErrorEnvelope),
-        (status = 503, description = "Database unavailable (`SERVICE_UNAVAILABLE`)", body = ErrorEnvelope),
+        BadRequest,
+        InvalidApiKey,
+        PayloadTooLarge,
+        Unavailable,
     ),
     security(("apiKey" = []))
 )]
@@ -159,15 +164,15 @@ struct Revoked {
 /// Revokes all of a user's tokens, or only the one named in an optional `{"token": …}` body.
 #[utoipa::path(
     delete, path = "/admin/clients/{uid}/token", tag = "platform",
-    params(("uid" = String, Path, description = "User id (percent-encoded): 1–255 bytes of UTF-8, no control characters", min_length = 1, max_length = 255, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$")),
+    params(UserPath),
     request_body(content = Option<RevokeBody>, description = "Optional: revoke only this token"),
     responses(
         (status = 200, description = "How many tokens were revoked", body = Success<Revoked>),
-        (status = 400, description = "Malformed user id or body (`INVALID_PARAMETERS`)", body = ErrorEnvelope),
-        (status = 403, description = "Missing or unknown API key (`INVALID_API_KEY`)", body = ErrorEnvelope),
-        (status = 404, description = "The user is not in the app (`CLIENT_NOT_FOUND`)", body = ErrorEnvelope),
-        (status = 413, description = "Body over 64 KiB (`PAYLOAD_TOO_LARGE`)", body = ErrorEnvelope),
-        (status = 503, description = "Database unavailable (`SERVICE_UNAVAILABLE`)", body = ErrorEnvelope),
+        BadRequest,
+        InvalidApiKey,
+        ClientNotFound,
+        PayloadTooLarge,
+        Unavailable,
     ),
     security(("apiKey" = []))
 )]
@@ -237,10 +242,10 @@ struct Room {
     request_body = RoomBody,
     responses(
         (status = 200, description = "The room", body = Success<Room>),
-        (status = 400, description = "Malformed body or field (`INVALID_PARAMETERS`)", body = ErrorEnvelope),
-        (status = 403, description = "Missing or unknown API key (`INVALID_API_KEY`)", body = ErrorEnvelope),
-        (status = 413, description = "Body over 64 KiB (`PAYLOAD_TOO_LARGE`)", body = ErrorEnvelope),
-        (status = 503, description = "Database unavailable (`SERVICE_UNAVAILABLE`)", body = ErrorEnvelope),
+        BadRequest,
+        InvalidApiKey,
+        PayloadTooLarge,
+        Unavailable,
     ),
     security(("apiKey" = []))
 )]
@@ -288,17 +293,10 @@ pub async fn upsert_room(
 /// Mutes the room on the user's behalf (actor recorded as admin).
 #[utoipa::path(
     post, path = "/admin/clients/{uid}/mute/{room}", tag = "platform",
-    params(
-        ("uid" = String, Path, description = "User id (percent-encoded): 1–255 bytes of UTF-8, no control characters", min_length = 1, max_length = 255, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$"),
-        ("room" = String, Path, description = "Room id (percent-encoded): 1–255 bytes of UTF-8, no control characters", min_length = 1, max_length = 255, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$"),
-    ),
+    params(UserPath, RoomPath),
     responses(
         (status = 200, description = "The user, with the room last in `mute`", body = Success<User>),
-        (status = 400, description = "Malformed user or room id (`INVALID_PARAMETERS`)", body = ErrorEnvelope),
-        (status = 403, description = "Missing or unknown API key (`INVALID_API_KEY`)", body = ErrorEnvelope),
-        (status = 404, description = "The user or the room is not in the app (`CLIENT_NOT_FOUND`, `ROOM_NOT_FOUND`)", body = ErrorEnvelope),
-        (status = 409, description = "Concurrent writes kept conflicting (`CONFLICT`)", body = ErrorEnvelope),
-        (status = 503, description = "Database unavailable (`SERVICE_UNAVAILABLE`)", body = ErrorEnvelope),
+        PlatformCommandErrors,
     ),
     security(("apiKey" = []))
 )]
@@ -318,17 +316,10 @@ pub async fn mute(
 /// Unmutes the room on the user's behalf (actor recorded as admin).
 #[utoipa::path(
     delete, path = "/admin/clients/{uid}/mute/{room}", tag = "platform",
-    params(
-        ("uid" = String, Path, description = "User id (percent-encoded): 1–255 bytes of UTF-8, no control characters", min_length = 1, max_length = 255, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$"),
-        ("room" = String, Path, description = "Room id (percent-encoded): 1–255 bytes of UTF-8, no control characters", min_length = 1, max_length = 255, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$"),
-    ),
+    params(UserPath, RoomPath),
     responses(
         (status = 200, description = "The user, with the room no longer in `mute`", body = Success<User>),
-        (status = 400, description = "Malformed user or room id (`INVALID_PARAMETERS`)", body = ErrorEnvelope),
-        (status = 403, description = "Missing or unknown API key (`INVALID_API_KEY`)", body = ErrorEnvelope),
-        (status = 404, description = "The user or the room is not in the app (`CLIENT_NOT_FOUND`, `ROOM_NOT_FOUND`)", body = ErrorEnvelope),
-        (status = 409, description = "Concurrent writes kept conflicting (`CONFLICT`)", body = ErrorEnvelope),
-        (status = 503, description = "Database unavailable (`SERVICE_UNAVAILABLE`)", body = ErrorEnvelope),
+        PlatformCommandErrors,
     ),
     security(("apiKey" = []))
 )]

@@ -7,7 +7,9 @@ use utoipa::{IntoParams, ToSchema};
 use super::{
     auth::PlatformApp,
     envelope::{self, Success},
-    errors::{ApiError, ErrorEnvelope},
+    errors::ApiError,
+    openapi::params::RoomPath,
+    openapi::responses::{BadRequest, InvalidApiKey, PayloadTooLarge, RoomNotFound, Unavailable},
     request::path_segment,
 };
 use crate::domain::{ClientId, RoomId};
@@ -38,15 +40,15 @@ pub struct MutedAmong {
     post,
     path = "/admin/rooms/{room}/mutes/check",
     tag = "push dispatcher",
-    params(("room" = String, Path, description = "Room id (percent-encoded): 1–255 bytes of UTF-8, no control characters", min_length = 1, max_length = 255, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$")),
+    params(RoomPath),
     request_body = CheckBody,
     responses(
         (status = 200, description = "The users among those given who muted the room", body = Success<MutedAmong>),
-        (status = 400, description = "Malformed room id or body, or not 1 to 1000 users (`INVALID_PARAMETERS`)", body = ErrorEnvelope),
-        (status = 403, description = "Missing or unknown API key (`INVALID_API_KEY`)", body = ErrorEnvelope),
-        (status = 404, description = "The room is not in the app (`ROOM_NOT_FOUND`)", body = ErrorEnvelope),
-        (status = 413, description = "Body over 64 KiB (`PAYLOAD_TOO_LARGE`)", body = ErrorEnvelope),
-        (status = 503, description = "Database unavailable (`SERVICE_UNAVAILABLE`)", body = ErrorEnvelope),
+        BadRequest,
+        InvalidApiKey,
+        RoomNotFound,
+        PayloadTooLarge,
+        Unavailable,
     ),
     security(("apiKey" = []))
 )]
@@ -117,13 +119,13 @@ pub struct MutersPage {
     get,
     path = "/admin/rooms/{room}/mutes",
     tag = "push dispatcher",
-    params(("room" = String, Path, description = "Room id (percent-encoded): 1–255 bytes of UTF-8, no control characters", min_length = 1, max_length = 255, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$"), PageQuery),
+    params(RoomPath, PageQuery),
     responses(
         (status = 200, description = "A page of the room's muters", body = Success<MutersPage>),
-        (status = 400, description = "Malformed room id, `after` or `limit` (`INVALID_PARAMETERS`)", body = ErrorEnvelope),
-        (status = 403, description = "Missing or unknown API key (`INVALID_API_KEY`)", body = ErrorEnvelope),
-        (status = 404, description = "The room is not in the app (`ROOM_NOT_FOUND`)", body = ErrorEnvelope),
-        (status = 503, description = "Database unavailable (`SERVICE_UNAVAILABLE`)", body = ErrorEnvelope),
+        BadRequest,
+        InvalidApiKey,
+        RoomNotFound,
+        Unavailable,
     ),
     security(("apiKey" = []))
 )]

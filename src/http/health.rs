@@ -58,7 +58,8 @@ pub async fn readyz(pool: web::Data<Pool>) -> Result<HttpResponse, ApiError> {
             schema_version: version,
         })),
         applied => Err(ApiError::Unavailable(format!(
-            "database schema is at {applied:?}, this binary needs {}",
+            "database schema is at version {}, this binary needs {}",
+            applied.map_or_else(|| "none".to_owned(), |v| v.to_string()),
             schema.expected
         ))),
     }

@@ -6,7 +6,9 @@ use super::{
     auth::AuthenticatedClient,
     envelope,
     envelope::{Success, User},
-    errors::{ApiError, ErrorEnvelope},
+    errors::ApiError,
+    openapi::params::RoomPath,
+    openapi::responses::{ClientCommandErrors, InvalidClientKey, InvalidToken, Unavailable},
     request::{path_segment, RequestContext},
 };
 use crate::commands;
@@ -18,9 +20,9 @@ use crate::store::{projection, Pool, StoreError};
     get, path = "/me", tag = "client",
     responses(
         (status = 200, description = "The user", body = Success<User>),
-        (status = 401, description = "Missing, unknown, expired or revoked token (`INVALID_TOKEN`)", body = ErrorEnvelope),
-        (status = 403, description = "Missing or unknown client key (`INVALID_CLIENT_KEY`)", body = ErrorEnvelope),
-        (status = 503, description = "Database unavailable (`SERVICE_UNAVAILABLE`)", body = ErrorEnvelope),
+        InvalidToken,
+        InvalidClientKey,
+        Unavailable,
     ),
     security(("clientKey" = [], "clientToken" = []))
 )]
@@ -43,15 +45,10 @@ pub async fn get_me(
 /// Mutes the room for the signed-in user (idempotent).
 #[utoipa::path(
     post, path = "/me/mute/{room}", tag = "client",
-    params(("room" = String, Path, description = "Room id (percent-encoded): 1–255 bytes of UTF-8, no control characters", min_length = 1, max_length = 255, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$")),
+    params(RoomPath),
     responses(
         (status = 200, description = "The user, with the room last in `mute`", body = Success<User>),
-        (status = 400, description = "Malformed room id (`INVALID_PARAMETERS`)", body = ErrorEnvelope),
-        (status = 401, description = "Missing, unknown, expired or revoked token (`INVALID_TOKEN`)", body = ErrorEnvelope),
-        (status = 403, description = "Missing or unknown client key (`INVALID_CLIENT_KEY`)", body = ErrorEnvelope),
-        (status = 404, description = "The room is not in the app (`ROOM_NOT_FOUND`)", body = ErrorEnvelope),
-        (status = 409, description = "Concurrent writes kept conflicting (`CONFLICT`)", body = ErrorEnvelope),
-        (status = 503, description = "Database unavailable (`SERVICE_UNAVAILABLE`)", body = ErrorEnvelope),
+        ClientCommandErrors,
     ),
     security(("clientKey" = [], "clientToken" = []))
 )]
@@ -68,15 +65,10 @@ pub async fn mute(
 /// Unmutes the room for the signed-in user (idempotent).
 #[utoipa::path(
     delete, path = "/me/mute/{room}", tag = "client",
-    params(("room" = String, Path, description = "Room id (percent-encoded): 1–255 bytes of UTF-8, no control characters", min_length = 1, max_length = 255, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$")),
+    params(RoomPath),
     responses(
         (status = 200, description = "The user, with the room no longer in `mute`", body = Success<User>),
-        (status = 400, description = "Malformed room id (`INVALID_PARAMETERS`)", body = ErrorEnvelope),
-        (status = 401, description = "Missing, unknown, expired or revoked token (`INVALID_TOKEN`)", body = ErrorEnvelope),
-        (status = 403, description = "Missing or unknown client key (`INVALID_CLIENT_KEY`)", body = ErrorEnvelope),
-        (status = 404, description = "The room is not in the app (`ROOM_NOT_FOUND`)", body = ErrorEnvelope),
-        (status = 409, description = "Concurrent writes kept conflicting (`CONFLICT`)", body = ErrorEnvelope),
-        (status = 503, description = "Database unavailable (`SERVICE_UNAVAILABLE`)", body = ErrorEnvelope),
+        ClientCommandErrors,
     ),
     security(("clientKey" = [], "clientToken" = []))
 )]

@@ -10,7 +10,7 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use super::{admin, dispatch, health, me, metrics};
+use super::{admin, dispatch, errors::ErrorEnvelope, health, me, metrics};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -25,6 +25,7 @@ use super::{admin, dispatch, health, me, metrics};
         dispatch::check, dispatch::list,
         health::healthz, health::readyz, metrics::scrape, serve,
     ),
+    components(schemas(ErrorEnvelope)),
     modifiers(&SecuritySchemes, &RoomsWithTrailingSlash),
     tags(
         (name = "client", description = "The signed-in user's own preferences (headers `IM-CLIENT-KEY` and `IM-Authorization`)"),
@@ -34,6 +35,90 @@ use super::{admin, dispatch, health, me, metrics};
     )
 )]
 struct ApiDoc;
+
+/// Path parameters as documented; the handlers decode them strictly from the raw path
+/// (`path_segment`), so these types only describe them.
+pub mod params {
+    use utoipa::IntoParams;
+
+    #[derive(IntoParams)]
+    #[into_params(parameter_in = Path)]
+    pub struct RoomPath {
+        /// Room id, percent-encoded: 1–255 bytes of UTF-8, no control characters.
+        #[param(
+            min_length = 1,
+            max_length = 255,
+            pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$"
+        )]
+        pub room: String,
+    }
+
+    #[derive(IntoParams)]
+    #[into_params(parameter_in = Path)]
+    pub struct UserPath {
+        /// User id, percent-encoded: 1–255 bytes of UTF-8, no control characters.
+        #[param(
+            min_length = 1,
+            max_length = 255,
+            pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$"
+        )]
+        pub uid: String,
+    }
+}
+
+/// The error answers, one type per case, so that each operation lists exactly the ones it
+/// can give (`responses(…, BadRequest, RoomNotFound)`) and each is described once.
+pub mod responses {
+    use utoipa::IntoResponses;
+
+    use crate::http::errors::ErrorEnvelope;
+
+    macro_rules! error_response {
+        ($($name:ident = $status:literal, $description:literal;)+) => {$(
+            #[derive(IntoResponses)]
+            #[response(status = $status, description = $description)]
+            pub struct $name(pub ErrorEnvelope<'static>);
+        )+};
+    }
+
+    error_response! {
+        BadRequest = 400, "Malformed id, body or query (`INVALID_PARAMETERS`)";
+        InvalidToken = 401, "Missing, unknown, expired or revoked token, or one of another app (`INVALID_TOKEN`)";
+        InvalidClientKey = 403, "Missing or unknown client key (`INVALID_CLIENT_KEY`)";
+        InvalidApiKey = 403, "Missing or unknown API key (`INVALID_API_KEY`)";
+        RoomNotFound = 404, "The room is not in the app (`ROOM_NOT_FOUND`)";
+        ClientNotFound = 404, "The user is not in the app (`CLIENT_NOT_FOUND`)";
+        ClientOrRoomNotFound = 404, "The user or the room is not in the app (`CLIENT_NOT_FOUND`, `ROOM_NOT_FOUND`)";
+        Conflict = 409, "Concurrent writes kept conflicting (`CONFLICT`)";
+        PayloadTooLarge = 413, "Body over 64 KiB (`PAYLOAD_TOO_LARGE`)";
+        Unavailable = 503, "Database unreachable or no connection in time (`SERVICE_UNAVAILABLE`, with `Retry-After`)";
+    }
+
+    macro_rules! error_responses {
+        ($($(#[$doc:meta])* $name:ident = $($case:ident),+;)+) => {$(
+            $(#[$doc])*
+            pub struct $name;
+
+            impl IntoResponses for $name {
+                fn responses() -> std::collections::BTreeMap<
+                    String,
+                    utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+                > {
+                    let mut all = std::collections::BTreeMap::new();
+                    $(all.extend($case::responses());)+
+                    all
+                }
+            }
+        )+};
+    }
+
+    error_responses! {
+        /// What a mute or unmute through the client API can fail with.
+        ClientCommandErrors = BadRequest, InvalidToken, InvalidClientKey, RoomNotFound, Conflict, Unavailable;
+        /// What a mute or unmute on a user's behalf can fail with.
+        PlatformCommandErrors = BadRequest, InvalidApiKey, ClientOrRoomNotFound, Conflict, Unavailable;
+    }
+}
 
 struct SecuritySchemes;
 
