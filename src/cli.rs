@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::bench::{self, BenchConfig, Stop};
 use crate::config::{ServeSettings, DEFAULT_DATABASE_URL};
 use crate::domain::AppId;
 use crate::provision::{self, AppCredentials, Demo, ProvisionError};
@@ -46,6 +47,56 @@ pub enum Command {
     /// Print the OpenAPI 3.1 document (as served at /openapi.json); regenerate the committed
     /// copy with `chatprefs openapi > docs/openapi.json`.
     Openapi,
+    /// Load-test a running server (like pgbench, for this API): set up users and rooms
+    /// through the platform API, then drive mute/unmute/GET /me over keep-alive connections.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Base URL of the running server.
+    #[arg(long, env = "CHATPREFS_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: hyper::Uri,
+
+    /// The app's client key (`IM-CLIENT-KEY`).
+    #[arg(long, env = "CHATPREFS_CLIENT_KEY", hide_env_values = true)]
+    pub client_key: String,
+
+    /// The app's API key (`IM-API-KEY`), to set up users and rooms.
+    #[arg(long, env = "CHATPREFS_API_KEY", hide_env_values = true)]
+    pub api_key: String,
+
+    /// Users to set up and spread requests over (each gets a fresh token).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub users: u32,
+
+    /// Rooms to set up and spread requests over.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rooms: u32,
+
+    /// Keep-alive connections, each with one request in flight.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub connections: u32,
+
+    /// How long to run the load (e.g. 20s, 1m).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, conflicts_with = "requests")]
+    pub duration: Duration,
+
+    /// Stop after this many requests instead of after --duration.
+    #[arg(long)]
+    pub requests: Option<u64>,
+
+    /// Weights of the operations, e.g. `mute=50,unmute=50,me=0`.
+    #[arg(long, default_value = "mute=50,unmute=50,me=0")]
+    pub mix: bench::Mix,
+
+    /// Prefix of the bench's user and room ids, so runs reuse them.
+    #[arg(long, default_value = "bench")]
+    pub prefix: String,
+
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -122,6 +173,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", crate::http::openapi::json());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench(args) => run_bench(args).await,
     }
 }
 
@@ -196,6 +248,41 @@ async fn create_app(database_url: &str, app_id: &str, json: bool) -> anyhow::Res
         }
         Err(err) => Err(err.into()),
     }
+}
+
+async fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let config = BenchConfig {
+        url: args.url,
+        client_key: args.client_key,
+        api_key: args.api_key,
+        users: args.users as usize,
+        rooms: args.rooms as usize,
+        connections: args.connections as usize,
+        stop: args
+            .requests
+            .map_or(Stop::After(args.duration), Stop::Requests),
+        mix: args.mix,
+        prefix: args.prefix,
+        progress: bench::progress_wanted(),
+    };
+    if config.progress {
+        eprintln!(
+            "setting up {} users and {} rooms…",
+            config.users, config.rooms
+        );
+    }
+    let fixture = bench::setup(&config).await?;
+    let report = bench::run(&config, fixture).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        bench::print_report(&report);
+    }
+    Ok(if report.failed() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn print_credentials(credentials: &AppCredentials, json: bool) -> anyhow::Result<()> {

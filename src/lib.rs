@@ -1,5 +1,6 @@
 //! chatprefs: IMKIT-compatible notification preferences on an append-only event log.
 
+pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -108,7 +108,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             &r,
             IntCounter::new(
                 "chatprefs_command_conflicts_retried_total",
-                "Commands retried after a concurrent append to the same stream.",
+                "Appends retried after losing a race with a concurrent append to the same stream.",
             )
             .expect("valid metric"),
         ),

@@ -26,7 +26,7 @@ use crate::store::{projection, Pool, StoreError};
     ),
     security(("clientKey" = [], "clientToken" = []))
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn get_me(
     auth: AuthenticatedClient,
     request: RequestContext,

@@ -51,7 +51,7 @@ async fn connect(config: &Config) -> Result<tokio_postgres::Client, tokio_postgr
 
 /// Creates the database named in `database_url` when it does not exist yet, connecting to
 /// the server's `postgres` database to do so.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn ensure_database(database_url: &str) -> anyhow::Result<()> {
     let config: Config = database_url.parse()?;
     let name = config
@@ -84,7 +84,7 @@ pub async fn ensure_database(database_url: &str) -> anyhow::Result<()> {
 
 /// Applies pending migrations under an advisory lock, so instances starting together do
 /// not race each other.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
     let config: Config = database_url.parse()?;
     let mut client = connect(&config).await?;

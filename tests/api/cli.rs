@@ -56,16 +56,19 @@ async fn serve_demo_prints_a_curl_that_mutes_the_demo_room() {
             .unwrap(),
     );
     let stdout = child.0.stdout.take().unwrap();
-    let curl = tokio::task::spawn_blocking(move || {
-        let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
-        let curl = lines.find(|line| line.trim_start().starts_with("curl -X POST"));
-        // The server is still printing: closing its stdout now would fail its next print.
-        std::thread::spawn(move || lines.for_each(drop));
-        curl
-    })
-    .await
-    .unwrap()
-    .expect("a curl line");
+    let (found, curl) = tokio::sync::oneshot::channel();
+    // Keep draining stdout after the line is found, as a terminal would.
+    std::thread::spawn(move || {
+        let mut found = Some(found);
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.trim_start().starts_with("curl -X POST") {
+                if let Some(found) = found.take() {
+                    let _ = found.send(line);
+                }
+            }
+        }
+    });
+    let curl = curl.await.expect("a curl line");
 
     // Follow the printed command: its URL and its two quoted headers.
     let quoted: Vec<&str> = curl.split('\'').skip(1).step_by(2).collect();

@@ -1,5 +1,7 @@
 use chatprefs::domain::{Actor, ActorKind, AppId, ClientId, Event, EventMetadata, RoomId};
-use chatprefs::store::{event_log, StoreError};
+use std::time::Duration;
+
+use chatprefs::store::{self, event_log, PoolSettings, StoreError, Unit};
 use reqwest::Method;
 use serde_json::Value;
 
@@ -106,4 +108,34 @@ async fn a_stale_append_is_a_conflict_and_leaves_the_log_alone() {
     assert_eq!(first.unwrap()[0].stream_version, 1);
     assert!(matches!(stale, Err(StoreError::Conflict)), "{stale:?}");
     assert_eq!(app.count_events().await, 1);
+}
+
+#[tokio::test]
+async fn an_abandoned_unit_rolls_back_before_its_connection_is_reused() {
+    let app = TestApp::spawn().await;
+    let settings = PoolSettings {
+        max_size: 1,
+        timeout: Duration::from_secs(5),
+    };
+    let pool = store::connect_pool(app.database_url(), &settings).unwrap();
+
+    let unit = Unit::new(pool.get().await.unwrap());
+    unit.begin().await.unwrap();
+    unit.client()
+        .execute("INSERT INTO stream_versions VALUES ('a', 't', 's', 7)", &[])
+        .await
+        .unwrap();
+    drop(unit);
+
+    // The pool has one connection: this waits until the abandoned one is back.
+    let conn = pool.get().await.unwrap();
+    let row = conn
+        .query_one(
+            "SELECT count(*), pg_current_xact_id_if_assigned() IS NULL FROM stream_versions",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 0, "the insert was rolled back");
+    assert!(row.get::<_, bool>(1), "no transaction was left open");
 }

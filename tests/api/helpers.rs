@@ -102,6 +102,10 @@ impl TestApp {
         }
     }
 
+    pub fn database_url(&self) -> &str {
+        &self._db.url
+    }
+
     pub async fn create_app(&self, id: &str) -> AppCredentials {
         provision::create_app(&self.pool, &AppId::parse(id).unwrap())
             .await

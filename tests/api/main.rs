@@ -2,6 +2,7 @@
 //! per test (named `chatprefs_test_*` and dropped when the test ends, even on failure).
 
 mod admin;
+mod bench;
 mod cli;
 mod concurrency;
 mod dispatch;
