@@ -75,8 +75,9 @@ fn run(listener: TcpListener, pool: Pool, settings: &ServeSettings) -> std::io::
     Ok(server.listen(listener)?.run())
 }
 
-/// For the browser SDKs: preflights from the configured origins may send the IMKIT headers,
-/// and scripts may read `X-Request-Id`. Other origins get no CORS headers, so browsers
+/// For the browser SDKs: preflights from the configured origins may send the IMKIT client
+/// headers (not `IM-API-KEY`: the platform API is server to server, and a browser holding
+/// that key would leak it), and scripts may read `X-Request-Id`. Other origins get no CORS headers, so browsers
 /// refuse them, while their requests are still answered (non-browser callers send `Origin`
 /// too, and every answer stays in the envelope).
 fn cors(origins: &[String]) -> Cors {
@@ -89,7 +90,6 @@ fn cors(origins: &[String]) -> Cors {
             header::HeaderName::from_static("im-authorization"),
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
-            header::HeaderName::from_static("im-api-key"),
             http::X_REQUEST_ID,
         ])
         .expose_headers([http::X_REQUEST_ID])

@@ -14,7 +14,7 @@ mod tracing_span;
 
 pub use errors::ApiError;
 pub use metrics::observe as observe_metrics;
-pub use request::{assign_request_id, route_of, TrustedProxies, X_REQUEST_ID};
+pub use request::{assign_request_id, TrustedProxies, X_REQUEST_ID};
 pub use tracing_span::RequestSpan;
 
 use actix_web::{web, HttpResponse, Resource};

@@ -113,8 +113,9 @@ pub struct SchemaStatus {
 }
 
 impl SchemaStatus {
-    /// A newer schema counts as current: migrations only add, and during a rolling deploy
-    /// the instances not yet replaced must stay in the load balancer.
+    /// A newer schema counts as current: each migration keeps the previous release working,
+    /// and during a rolling deploy the instances not yet replaced must stay in the load
+    /// balancer.
     pub fn is_current(&self) -> bool {
         self.applied.is_some_and(|v| v >= self.expected)
     }

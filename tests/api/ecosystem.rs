@@ -190,6 +190,10 @@ async fn cors_preflight_from_an_allowed_origin_allows_the_imkit_headers() {
     for header in ["im-client-key", "im-authorization", "content-type"] {
         assert!(allowed.contains(header), "{header} not in {allowed}");
     }
+    assert!(
+        !allowed.contains("im-api-key"),
+        "the server-to-server key must not be offered to browsers"
+    );
     assert!(headers["access-control-allow-methods"]
         .to_str()
         .unwrap()
