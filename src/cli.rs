@@ -1,4 +1,4 @@
-//! Command line: `serve`, `migrate`, `app create`.
+//! Command line: `serve`, `migrate`, `app create`, `openapi`.
 
 use std::net::IpAddr;
 use std::process::ExitCode;
@@ -12,6 +12,7 @@ use crate::domain::AppId;
 use crate::provision::{self, AppCredentials, Demo, ProvisionError};
 use crate::startup::Application;
 use crate::store::{self, PoolSettings};
+use crate::telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -23,6 +24,12 @@ pub struct Cli {
     /// PostgreSQL connection URL; the database is created if it does not exist.
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true, hide_env_values = true)]
     pub database_url: String,
+
+    /// Log line format on stderr: `pretty` for people, `json` (one object per line) for log
+    /// pipelines. Which lines are written is set by `RUST_LOG` (default
+    /// `info,tracing_actix_web=error`).
+    #[arg(long, env = "CHATPREFS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
+    pub log_format: LogFormat,
 
     #[command(subcommand)]
     pub command: Command,
@@ -37,6 +44,9 @@ pub enum Command {
     /// Manage apps (tenants).
     #[command(subcommand)]
     App(AppCommand),
+    /// Print the OpenAPI 3.1 document (as served at /openapi.json); regenerate the committed
+    /// copy with `chatprefs openapi > docs/openapi.json`.
+    Openapi,
     /// Load-test a running server (like pgbench, for this API): set up users and rooms
     /// through the platform API, then drive mute/unmute/GET /me over keep-alive connections.
     Bench(BenchArgs),
@@ -124,6 +134,15 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
     #[arg(long, env = "CHATPREFS_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,
+
+    /// A browser origin allowed to call the API, e.g. `https://chat.example.com` (repeatable,
+    /// or comma-separated in the env variable). None: no CORS headers are sent.
+    #[arg(
+        long = "cors-origin",
+        env = "CHATPREFS_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,6 +169,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::App(AppCommand::Create { app_id, json }) => {
             create_app(&cli.database_url, &app_id, json).await
         }
+        Command::Openapi => {
+            print!("{}", crate::http::openapi::json());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(args) => run_bench(args).await,
     }
 }
@@ -169,6 +192,7 @@ async fn serve(database_url: String, args: ServeArgs) -> anyhow::Result<ExitCode
         workers: args.workers,
         trusted_proxies: args.trusted_proxies,
         shutdown_timeout_secs: args.shutdown_timeout_secs,
+        cors_origins: args.cors_origins,
     };
     let app = Application::build(&settings).await?;
     if args.demo {

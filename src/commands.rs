@@ -6,6 +6,7 @@ use std::time::Duration;
 use rand::Rng;
 
 use crate::domain::{decide, evolve, AppId, ClientId, Command, EventMetadata, MuteState, RoomId};
+use crate::metrics;
 use crate::store::{stream, Pool, StoreError, Unit};
 
 /// The first attempt is optimistic; retries take the stream's row lock, so they queue
@@ -60,8 +61,14 @@ pub async fn handle(
             return Ok(snapshot.state);
         }
         match stream::commit(&unit, app, client, snapshot.version, &events, metadata).await {
-            Ok(_) => return Ok(events.iter().fold(snapshot.state, evolve)),
+            Ok(_) => {
+                events
+                    .iter()
+                    .for_each(|e| metrics::event_appended(e.event_type()));
+                return Ok(events.iter().fold(snapshot.state, evolve));
+            }
             Err(StoreError::Conflict) => {
+                metrics::conflict_retried();
                 tracing::info!(
                     attempt,
                     "stream version conflict; retrying under the stream lock"

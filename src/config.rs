@@ -15,4 +15,6 @@ pub struct ServeSettings {
     pub workers: Option<usize>,
     pub trusted_proxies: Vec<IpAddr>,
     pub shutdown_timeout_secs: u64,
+    /// Browser origins allowed by CORS; empty turns CORS off.
+    pub cors_origins: Vec<String>,
 }

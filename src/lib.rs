@@ -6,6 +6,7 @@ pub mod commands;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod metrics;
 pub mod provision;
 pub mod secrets;
 pub mod startup;

@@ -2,7 +2,13 @@
 
 use std::net::TcpListener;
 
-use actix_web::{dev::Server, middleware::from_fn, web, App, HttpServer};
+use actix_cors::Cors;
+use actix_web::{
+    dev::Server,
+    http::{header, Method},
+    middleware::{from_fn, Condition},
+    web, App, HttpServer,
+};
 use tracing_actix_web::TracingLogger;
 
 use crate::config::ServeSettings;
@@ -51,9 +57,12 @@ impl Application {
 fn run(listener: TcpListener, pool: Pool, settings: &ServeSettings) -> std::io::Result<Server> {
     let pool = web::Data::new(pool);
     let trusted = TrustedProxies(settings.trusted_proxies.clone());
+    let origins = settings.cors_origins.clone();
     let mut server = HttpServer::new(move || {
         App::new()
+            .wrap(Condition::new(!origins.is_empty(), cors(&origins)))
             .wrap(TracingLogger::<RequestSpan>::new())
+            .wrap(from_fn(http::observe_metrics))
             .wrap(from_fn(http::assign_request_id))
             .app_data(pool.clone())
             .app_data(trusted.clone())
@@ -64,4 +73,26 @@ fn run(listener: TcpListener, pool: Pool, settings: &ServeSettings) -> std::io::
         server = server.workers(workers);
     }
     Ok(server.listen(listener)?.run())
+}
+
+/// For the browser SDKs: preflights from the configured origins may send the IMKIT client
+/// headers (not `IM-API-KEY`: the platform API is server to server, and a browser holding
+/// that key would leak it), and scripts may read `X-Request-Id`. Other origins get no CORS headers, so browsers
+/// refuse them, while their requests are still answered (non-browser callers send `Origin`
+/// too, and every answer stays in the envelope).
+fn cors(origins: &[String]) -> Cors {
+    origins
+        .iter()
+        .fold(Cors::default(), |cors, origin| cors.allowed_origin(origin))
+        .allowed_methods([Method::GET, Method::POST, Method::DELETE])
+        .allowed_headers([
+            header::HeaderName::from_static("im-client-key"),
+            header::HeaderName::from_static("im-authorization"),
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            http::X_REQUEST_ID,
+        ])
+        .expose_headers([http::X_REQUEST_ID])
+        .block_on_origin_mismatch(false)
+        .max_age(3600)
 }

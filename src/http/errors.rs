@@ -6,6 +6,7 @@ use actix_web::{
     HttpResponse, ResponseError,
 };
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::commands::CommandError;
 use crate::domain::IdError;
@@ -65,16 +66,19 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
+/// The IMKIT error envelope: `RC` equals the HTTP status.
+#[derive(Serialize, ToSchema)]
 #[allow(non_snake_case)]
-struct ErrorEnvelope<'a> {
+pub struct ErrorEnvelope<'a> {
+    #[schema(minimum = 400, maximum = 599)]
     RC: u16,
     RM: &'a str,
     error: ErrorBody<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ErrorBody<'a> {
+    /// Machine-readable, e.g. `ROOM_NOT_FOUND`.
     code: &'a str,
     message: String,
 }

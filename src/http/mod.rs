@@ -2,13 +2,18 @@
 
 mod admin;
 mod auth;
+mod dispatch;
 mod envelope;
 mod errors;
+mod health;
 mod me;
+mod metrics;
+pub mod openapi;
 mod request;
 mod tracing_span;
 
 pub use errors::ApiError;
+pub use metrics::observe as observe_metrics;
 pub use request::{assign_request_id, TrustedProxies, X_REQUEST_ID};
 pub use tracing_span::RequestSpan;
 
@@ -31,6 +36,22 @@ async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
 
 async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound)
+}
+
+/// The push dispatcher's queries, probes, metrics and the OpenAPI document.
+fn configure_ecosystem(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource(&format!("/admin/rooms/{ROOM_SEGMENT}/mutes/check"))
+            .route(web::post().to(dispatch::check)),
+    )
+    .service(
+        resource(&format!("/admin/rooms/{ROOM_SEGMENT}/mutes"))
+            .route(web::get().to(dispatch::list)),
+    )
+    .service(resource("/healthz").route(web::get().to(health::healthz)))
+    .service(resource("/readyz").route(web::get().to(health::readyz)))
+    .service(resource("/metrics").route(web::get().to(metrics::scrape)))
+    .service(resource("/openapi.json").route(web::get().to(openapi::serve)));
 }
 
 /// Registers every route, and the extractor settings that keep bad input in the envelope.
@@ -57,5 +78,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(resource("/rooms").route(web::post().to(admin::upsert_room)))
     .service(resource("/rooms/").route(web::post().to(admin::upsert_room)))
+    .configure(configure_ecosystem)
     .default_service(web::to(not_found));
 }

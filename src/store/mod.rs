@@ -2,13 +2,14 @@
 
 pub mod directory;
 pub mod event_log;
+pub mod muters;
 mod pool;
 pub mod projection;
 pub mod stream;
 mod unit;
 
 pub use deadpool_postgres::{GenericClient, Pool};
-pub use pool::{connect_pool, ensure_database, migrate, PoolSettings};
+pub use pool::{connect_pool, ensure_database, migrate, schema_status, PoolSettings, SchemaStatus};
 pub use unit::Unit;
 
 use tokio_postgres::error::SqlState;

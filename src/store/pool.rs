@@ -104,6 +104,44 @@ pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The schema version the database has, next to the one this binary migrates to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaStatus {
+    /// `None` when no migration was ever applied.
+    pub applied: Option<u32>,
+    pub expected: u32,
+}
+
+impl SchemaStatus {
+    /// A newer schema counts as current: each migration keeps the previous release working,
+    /// and during a rolling deploy the instances not yet replaced must stay in the load
+    /// balancer.
+    pub fn is_current(&self) -> bool {
+        self.applied.is_some_and(|v| v >= self.expected)
+    }
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn schema_status(pool: &Pool) -> Result<SchemaStatus, StoreError> {
+    let mut conn = pool.get().await?;
+    let runner = embedded::migrations::runner();
+    let expected = runner
+        .get_migrations()
+        .iter()
+        .map(|m| m.version())
+        .max()
+        .unwrap_or_default();
+    let client: &mut tokio_postgres::Client = &mut conn;
+    // refinery wraps the driver's error; a failure to read its history table (missing,
+    // connection lost) means the same to a caller: the schema is not known to be current.
+    let applied = runner
+        .get_last_applied_migration_async(client)
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?
+        .map(|m| m.version());
+    Ok(SchemaStatus { applied, expected })
+}
+
 impl From<deadpool_postgres::BuildError> for StoreError {
     fn from(err: deadpool_postgres::BuildError) -> Self {
         StoreError::Unavailable(err.to_string())

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::helpers::{mutes, ok_result, TestDatabase};
 
-fn chatprefs(db: &TestDatabase) -> Command {
+pub fn chatprefs(db: &TestDatabase) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_chatprefs"));
     command.env("DATABASE_URL", &db.url).env("RUST_LOG", "warn");
     command
@@ -35,7 +35,7 @@ fn app_create_prints_keys_once_and_refuses_a_duplicate() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
 }
 
-struct Killed(Child);
+pub struct Killed(pub Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {

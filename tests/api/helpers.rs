@@ -25,6 +25,7 @@ pub fn test_settings(database_url: String) -> ServeSettings {
         workers: Some(2),
         trusted_proxies: Vec::new(),
         shutdown_timeout_secs: 1,
+        cors_origins: Vec::new(),
     }
 }
 
@@ -77,10 +78,15 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// A server with settings changed from the tests' defaults.
+    pub async fn spawn_with(configure: impl FnOnce(&mut ServeSettings)) -> TestApp {
         let db = TestDatabase::new();
-        let application = Application::build(&test_settings(db.url.clone()))
-            .await
-            .expect("server builds");
+        let mut settings = test_settings(db.url.clone());
+        configure(&mut settings);
+        let application = Application::build(&settings).await.expect("server builds");
         let base = format!("http://127.0.0.1:{}", application.port());
         let pool = application.pool().clone();
         tokio::spawn(application.run_until_stopped());

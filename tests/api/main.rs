@@ -5,6 +5,8 @@ mod admin;
 mod bench;
 mod cli;
 mod concurrency;
+mod dispatch;
+mod ecosystem;
 mod errors;
 mod event_log;
 mod helpers;
