@@ -110,7 +110,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub demo: bool,
 
-    /// Most database connections held open.
+    /// Most database connections held open, split evenly over the HTTP workers (each
+    /// worker has its own pool, so queries are driven by the thread that awaits them).
     #[arg(long, env = "CHATPREFS_POOL_SIZE", default_value_t = 16)]
     pub pool_size: usize,
 

@@ -13,7 +13,7 @@ use tracing_actix_web::TracingLogger;
 
 use crate::config::ServeSettings;
 use crate::http::{self, RequestSpan, TrustedProxies};
-use crate::store::{self, Pool};
+use crate::store::{self, Pool, PoolSettings, WorkerPools};
 
 pub struct Application {
     port: u16,
@@ -32,11 +32,20 @@ impl Application {
     /// Binds and returns a server without touching the database first: connections are
     /// made on demand, so the service starts (and answers 503) while PostgreSQL is down.
     pub fn start(settings: &ServeSettings) -> anyhow::Result<Self> {
-        let pool = store::connect_pool(&settings.database_url, &settings.pool)?;
+        let workers = settings.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
+        let pools = WorkerPools::new(&settings.database_url, &settings.pool, workers)?;
+        // Setup work outside the workers (the demo, tests) gets a small pool of its own.
+        let admin = PoolSettings {
+            max_size: 2,
+            ..settings.pool.clone()
+        };
+        let pool = store::connect_pool(&settings.database_url, &admin)?;
         let listener = TcpListener::bind(&settings.bind)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind))?;
         let port = listener.local_addr()?.port();
-        let server = run(listener, pool.clone(), settings)?;
+        let server = run(listener, pools, workers, settings)?;
         Ok(Self { port, server, pool })
     }
 
@@ -54,24 +63,27 @@ impl Application {
     }
 }
 
-fn run(listener: TcpListener, pool: Pool, settings: &ServeSettings) -> std::io::Result<Server> {
-    let pool = web::Data::new(pool);
+fn run(
+    listener: TcpListener,
+    pools: WorkerPools,
+    workers: usize,
+    settings: &ServeSettings,
+) -> std::io::Result<Server> {
     let trusted = TrustedProxies(settings.trusted_proxies.clone());
     let origins = settings.cors_origins.clone();
-    let mut server = HttpServer::new(move || {
+    let server = HttpServer::new(move || {
         App::new()
             .wrap(Condition::new(!origins.is_empty(), cors(&origins)))
             .wrap(TracingLogger::<RequestSpan>::new())
             .wrap(from_fn(http::observe_metrics))
             .wrap(from_fn(http::assign_request_id))
-            .app_data(pool.clone())
+            .app_data(web::Data::new(pools.for_worker()))
+            .app_data(web::Data::new(pools.clone()))
             .app_data(trusted.clone())
             .configure(http::configure)
     })
+    .workers(workers)
     .shutdown_timeout(settings.shutdown_timeout_secs);
-    if let Some(workers) = settings.workers {
-        server = server.workers(workers);
-    }
     Ok(server.listen(listener)?.run())
 }
 

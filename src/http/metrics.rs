@@ -12,7 +12,7 @@ use actix_web::{
 
 use super::request::route_of;
 use crate::metrics::{self, PoolStatus};
-use crate::store::Pool;
+use crate::store::WorkerPools;
 
 /// Methods outside this API's are counted together: a label per invented method would let
 /// any caller create time series at will.
@@ -50,8 +50,8 @@ pub async fn observe(
     tag = "operations",
     responses((status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain", body = String))
 )]
-pub async fn scrape(pool: web::Data<Pool>) -> HttpResponse {
-    let status = pool.status();
+pub async fn scrape(pools: web::Data<WorkerPools>) -> HttpResponse {
+    let status = pools.status();
     metrics::set_pool_status(PoolStatus {
         max_size: status.max_size,
         size: status.size,

@@ -9,7 +9,9 @@ pub mod stream;
 mod unit;
 
 pub use deadpool_postgres::{GenericClient, Pool};
-pub use pool::{connect_pool, ensure_database, migrate, schema_status, PoolSettings, SchemaStatus};
+pub use pool::{
+    connect_pool, ensure_database, migrate, schema_status, PoolSettings, SchemaStatus, WorkerPools,
+};
 pub use unit::Unit;
 
 use tokio_postgres::error::SqlState;

@@ -1,6 +1,8 @@
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Status};
 use tokio_postgres::{Config, NoTls};
 
 use super::StoreError;
@@ -37,6 +39,62 @@ pub fn connect_pool(database_url: &str, settings: &PoolSettings) -> anyhow::Resu
         .recycle_timeout(Some(settings.timeout))
         .runtime(Runtime::Tokio1)
         .build()?)
+}
+
+/// One pool per HTTP worker thread. A connection's I/O task runs on the runtime that
+/// opened it; with a pool per worker, that is the worker using it, so a query wakes no
+/// other thread (a shared pool hands a worker connections driven by another thread,
+/// which costs a cross-thread wake-up in each direction of every round trip).
+#[derive(Clone)]
+pub struct WorkerPools {
+    pools: Arc<Vec<Pool>>,
+    next: Arc<AtomicUsize>,
+}
+
+impl WorkerPools {
+    /// Splits `settings.max_size` connections evenly over `workers` pools (at least one each).
+    pub fn new(
+        database_url: &str,
+        settings: &PoolSettings,
+        workers: usize,
+    ) -> anyhow::Result<Self> {
+        let workers = workers.max(1);
+        let each = PoolSettings {
+            max_size: settings.max_size.div_ceil(workers),
+            ..settings.clone()
+        };
+        let pools = (0..workers)
+            .map(|_| connect_pool(database_url, &each))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(WorkerPools {
+            pools: Arc::new(pools),
+            next: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// The pool for the worker being started; a restarted worker takes the next one round.
+    pub fn for_worker(&self) -> Pool {
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.pools.len();
+        self.pools[index].clone()
+    }
+
+    /// All pools together, for metrics.
+    pub fn status(&self) -> Status {
+        self.pools.iter().map(Pool::status).fold(
+            Status {
+                max_size: 0,
+                size: 0,
+                available: 0,
+                waiting: 0,
+            },
+            |sum, s| Status {
+                max_size: sum.max_size + s.max_size,
+                size: sum.size + s.size,
+                available: sum.available + s.available,
+                waiting: sum.waiting + s.waiting,
+            },
+        )
+    }
 }
 
 async fn connect(config: &Config) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
