@@ -5,11 +5,13 @@ pub mod event_log;
 pub mod muters;
 mod pool;
 pub mod projection;
+mod roles;
 pub mod stream;
 mod unit;
 
 pub use deadpool_postgres::{GenericClient, Pool};
 pub use pool::{connect_pool, ensure_database, migrate, schema_status, PoolSettings, SchemaStatus};
+pub use roles::grant_runtime_role;
 pub use unit::Unit;
 
 use tokio_postgres::error::SqlState;
