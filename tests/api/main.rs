@@ -4,10 +4,14 @@
 mod admin;
 mod bench;
 mod cli;
+mod cluster;
 mod concurrency;
 mod dispatch;
 mod ecosystem;
 mod errors;
 mod event_log;
+mod faults;
 mod helpers;
+mod ledger;
 mod me;
+mod process;
