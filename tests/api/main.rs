@@ -12,6 +12,8 @@ mod errors;
 mod event_log;
 mod faults;
 mod helpers;
+mod hostile;
 mod ledger;
 mod me;
 mod process;
+mod security;
