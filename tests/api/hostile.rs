@@ -443,6 +443,14 @@ async fn the_header_limit_is_configurable_and_answered_431_in_the_envelope() {
     // Past actix's own 128 KiB head buffer the parser refuses first, with an empty 431.
     let parser = send_raw(port, with_header(200 * 1024)).await.unwrap();
     assert_eq!((parser.status, parser.body.len()), (431, 0));
+    // So does a head with more than the parser's 96 header lines.
+    let mut many = b"GET /healthz HTTP/1.1\r\nHost: x\r\n".to_vec();
+    for i in 0..100 {
+        many.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"\r\n");
+    let parser = send_raw(port, many).await.unwrap();
+    assert_eq!((parser.status, parser.body.len()), (431, 0));
     assert_eq!(send_raw(port, with_header(10)).await.unwrap().status, 200);
 }
 
