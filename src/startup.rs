@@ -1,10 +1,9 @@
 //! Builds the HTTP server from settings: the one place that wires pool, routes and middleware.
 
 use std::net::TcpListener;
-
-use actix_cors::Cors;
 use std::time::Duration;
 
+use actix_cors::Cors;
 use actix_web::{
     dev::Server,
     http::{header, KeepAlive, Method},

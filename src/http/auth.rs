@@ -118,10 +118,9 @@ impl FromRequest for AuthenticatedClient {
             attempt.admit(&presented)?;
             let conn = pool?.get().await.map_err(crate::store::StoreError::from)?;
             match directory::authenticate_client(&conn, &client_key, &token_hash).await? {
-                ClientAuth::UnknownClientKey => attempt.failed(
-                    &key_hash.map_or(vec![], |k| vec![k]),
-                    Err(ApiError::InvalidClientKey),
-                ),
+                ClientAuth::UnknownClientKey => {
+                    attempt.failed(key_hash.as_slice(), Err(ApiError::InvalidClientKey))
+                }
                 ClientAuth::InvalidToken(app) => {
                     record_caller(&app, None);
                     let tokens: &[KeyHash] = if token.is_some() { &[token_hash] } else { &[] };
