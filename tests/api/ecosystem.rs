@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use crate::cli::{chatprefs, Killed};
 use crate::helpers::{assert_error, ok_result, test_settings, TestApp, TestDatabase};
+use crate::process::issue_token;
 
 #[tokio::test]
 async fn the_served_openapi_document_is_the_committed_one() {
@@ -291,17 +292,7 @@ async fn json_logs_have_one_line_per_request_and_no_secrets() {
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
 
-    let issued = http
-        .post(format!("{base}/admin/clients"))
-        .header("IM-API-KEY", &api_key)
-        .json(&json!({ "_id": "u1", "issueAccessToken": true }))
-        .send()
-        .await
-        .unwrap();
-    let token = ok_result(issued).await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = issue_token(&base, &api_key, "u1").await;
     let me = http
         .get(format!("{base}/me"))
         .header("IM-CLIENT-KEY", &client_key)

@@ -105,6 +105,22 @@ pub fn create_app(database_url: &str, app: &str) -> AppCredentials {
     }
 }
 
+/// Creates (or updates) user `id` through the platform API at `base` and answers a fresh
+/// token.
+pub async fn issue_token(base: &str, api_key: &str, id: &str) -> String {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/admin/clients"))
+        .header("IM-API-KEY", api_key)
+        .json(&serde_json::json!({ "_id": id, "issueAccessToken": true }))
+        .send()
+        .await
+        .unwrap();
+    ok_result(response).await["token"]
+        .as_str()
+        .expect("a token")
+        .to_owned()
+}
+
 /// Users (each with a token) and rooms, set up through the platform API at `base`.
 pub async fn populate(
     base: &str,
@@ -116,17 +132,7 @@ pub async fn populate(
     let mut issued = Vec::new();
     for i in 0..users {
         let id = format!("user-{i}");
-        let response = http
-            .post(format!("{base}/admin/clients"))
-            .header("IM-API-KEY", &app.api_key)
-            .json(&serde_json::json!({ "_id": id, "issueAccessToken": true }))
-            .send()
-            .await
-            .unwrap();
-        let token = ok_result(response).await["token"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let token = issue_token(base, &app.api_key, &id).await;
         issued.push((id, token));
     }
     let mut names = Vec::new();

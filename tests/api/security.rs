@@ -9,7 +9,7 @@ use reqwest::{Method, RequestBuilder};
 use serde_json::json;
 
 use crate::helpers::{assert_error, ok_result, server_url, test_settings, TestApp, TestDatabase};
-use crate::process::create_app;
+use crate::process::{create_app, issue_token};
 
 fn limited(burst: u32, window_secs: u64) -> impl FnOnce(&mut chatprefs::config::ServeSettings) {
     move |s| {
@@ -24,6 +24,11 @@ fn limited(burst: u32, window_secs: u64) -> impl FnOnce(&mut chatprefs::config::
 
 fn from(request: RequestBuilder, address: &str) -> RequestBuilder {
     request.header("X-Forwarded-For", address)
+}
+
+/// `GET /me` with `token` and the app's client key, from `address`.
+fn me_from(app: &TestApp, token: &str, address: &str) -> RequestBuilder {
+    from(app.client(&app.app, token, Method::GET, "/me"), address)
 }
 
 #[tokio::test]
@@ -52,16 +57,10 @@ async fn failed_authentications_from_one_address_are_429_with_retry_after() {
     assert_error(refused, 429, "RATE_LIMITED").await;
 
     // While blocked, the address learns nothing, even with valid credentials…
-    let valid = from(
-        app.client(&app.app, &token, Method::GET, "/me"),
-        "198.51.100.1",
-    );
+    let valid = me_from(&app, &token, "198.51.100.1");
     assert_error(valid.send().await.unwrap(), 429, "RATE_LIMITED").await;
     // …and other addresses are not affected.
-    let other = from(
-        app.client(&app.app, &token, Method::GET, "/me"),
-        "198.51.100.2",
-    );
+    let other = me_from(&app, &token, "198.51.100.2");
     ok_result(other.send().await.unwrap()).await;
 }
 
@@ -69,12 +68,7 @@ async fn failed_authentications_from_one_address_are_429_with_retry_after() {
 async fn a_presented_key_that_keeps_failing_is_429_from_any_address() {
     let app = TestApp::spawn_with(limited(3, 60)).await;
     let token = app.user("u1").await;
-    let stale = |address: &str| {
-        from(
-            app.client(&app.app, "revoked-or-stale-token", Method::GET, "/me"),
-            address,
-        )
-    };
+    let stale = |address: &str| me_from(&app, "revoked-or-stale-token", address);
     for i in 1..=3 {
         let response = stale(&format!("203.0.113.{i}")).send().await.unwrap();
         assert_error(response, 401, "INVALID_TOKEN").await;
@@ -84,10 +78,7 @@ async fn a_presented_key_that_keeps_failing_is_429_from_any_address() {
     assert_error(response, 429, "RATE_LIMITED").await;
     // The app's client key came with every failure but was not the wrong credential: the
     // app's users are not locked out, from that very address either.
-    let valid = from(
-        app.client(&app.app, &token, Method::GET, "/me"),
-        "203.0.113.9",
-    );
+    let valid = me_from(&app, &token, "203.0.113.9");
     ok_result(valid.send().await.unwrap()).await;
 }
 
@@ -97,10 +88,7 @@ async fn successful_traffic_is_never_throttled_whatever_its_volume() {
     app.room("r1").await;
     let token = app.user("u1").await;
     // One failure: below the burst, but it makes the limiter track this address.
-    let wrong = from(
-        app.client(&app.app, "wrong", Method::GET, "/me"),
-        "192.0.2.7",
-    );
+    let wrong = me_from(&app, "wrong", "192.0.2.7");
     assert_error(wrong.send().await.unwrap(), 401, "INVALID_TOKEN").await;
 
     for i in 0..100 {
@@ -198,15 +186,7 @@ async fn the_runtime_role_serves_but_cannot_rewrite_the_log() {
         http.request(method, format!("{base}{path}"))
             .header("IM-API-KEY", &keys.api_key)
     };
-    let issued = platform(Method::POST, "/admin/clients")
-        .json(&json!({ "_id": "u1", "issueAccessToken": true }))
-        .send()
-        .await
-        .unwrap();
-    let token = ok_result(issued).await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = issue_token(&base, &keys.api_key, "u1").await;
     let room = platform(Method::POST, "/rooms").json(&json!({ "_id": "r1" }));
     ok_result(room.send().await.unwrap()).await;
     for method in [Method::POST, Method::DELETE, Method::POST] {
