@@ -133,6 +133,11 @@ impl Load {
                 }
             };
             let elapsed = started.elapsed();
+            if status == 503 {
+                // Back off a little (less than Retry-After, to keep probing the outage), so
+                // an outage does not turn the test into a busy loop on a shared machine.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
             let mut outcomes = self.ledger.outcomes.lock().unwrap();
             match status {
                 200 => {
