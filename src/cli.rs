@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::bench::{self, BenchConfig, Stop};
-use crate::config::{ServeSettings, DEFAULT_DATABASE_URL};
+use crate::config::{AuthFailureLimit, HttpLimits, ServeSettings, DEFAULT_DATABASE_URL};
 use crate::domain::AppId;
 use crate::provision::{self, AppCredentials, Demo, ProvisionError};
 use crate::startup::Application;
@@ -40,7 +40,7 @@ pub enum Command {
     /// Run the HTTP service (migrates the database first).
     Serve(ServeArgs),
     /// Create the database if needed and apply pending migrations, then exit.
-    Migrate,
+    Migrate(MigrateArgs),
     /// Manage apps (tenants).
     #[command(subcommand)]
     App(AppCommand),
@@ -144,6 +144,53 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub cors_origins: Vec<String>,
+
+    /// Largest request body in bytes; larger ones are answered 413.
+    #[arg(long, env = "CHATPREFS_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Most bytes of header names and values in one request; more is answered 431. (actix
+    /// closes a connection whose request head exceeds 128 KiB whatever this says.)
+    #[arg(long, env = "CHATPREFS_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
+
+    /// Milliseconds a client has to send a whole request head before it is answered 408
+    /// and disconnected (slow clients); 0: no limit.
+    #[arg(
+        long,
+        env = "CHATPREFS_CLIENT_REQUEST_TIMEOUT_MS",
+        default_value_t = 5000
+    )]
+    pub client_request_timeout_ms: u64,
+
+    /// Seconds an idle keep-alive connection is kept open; 0 turns keep-alive off.
+    #[arg(long, env = "CHATPREFS_KEEP_ALIVE_SECS", default_value_t = 5)]
+    pub keep_alive_secs: u64,
+
+    /// Connections each worker holds at once (the process: workers × this); further
+    /// connections wait in the listen backlog until one closes.
+    #[arg(long, env = "CHATPREFS_MAX_CONNECTIONS", default_value_t = 25_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Failed authentications allowed at once per client address and per presented key
+    /// before answers are 429 `RATE_LIMITED`; 0 turns the limit off.
+    #[arg(long, env = "CHATPREFS_AUTH_FAILURE_BURST", default_value_t = 20)]
+    pub auth_failure_burst: u32,
+
+    /// Seconds in which a blocked address or key regains its whole burst (it regains one
+    /// attempt every window/burst seconds).
+    #[arg(long, env = "CHATPREFS_AUTH_FAILURE_WINDOW_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub auth_failure_window_secs: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Also create (or update) this least-privilege role for `serve`: it may log in, read
+    /// the directory and the read model, append to `events` (SELECT and INSERT only) and
+    /// nothing else. Idempotent; run it again after every upgrade. Give it a password with
+    /// `ALTER ROLE … PASSWORD` unless your pg_hba.conf authenticates it otherwise.
+    #[arg(long, env = "CHATPREFS_RUNTIME_ROLE", value_name = "NAME")]
+    pub runtime_role: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -161,10 +208,14 @@ pub enum AppCommand {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve(cli.database_url, args).await,
-        Command::Migrate => {
+        Command::Migrate(args) => {
             store::ensure_database(&cli.database_url).await?;
             store::migrate(&cli.database_url).await?;
             println!("database is migrated");
+            if let Some(role) = args.runtime_role {
+                store::grant_runtime_role(&cli.database_url, &role).await?;
+                println!("role {role} may now run `chatprefs serve` with least privilege");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::App(AppCommand::Create { app_id, json }) => {
@@ -194,6 +245,17 @@ async fn serve(database_url: String, args: ServeArgs) -> anyhow::Result<ExitCode
         trusted_proxies: args.trusted_proxies,
         shutdown_timeout_secs: args.shutdown_timeout_secs,
         cors_origins: args.cors_origins,
+        limits: HttpLimits {
+            max_body_bytes: args.max_body_bytes,
+            max_header_bytes: args.max_header_bytes,
+            client_request_timeout: Duration::from_millis(args.client_request_timeout_ms),
+            keep_alive: Duration::from_secs(args.keep_alive_secs),
+            max_connections_per_worker: args.max_connections as usize,
+        },
+        auth_failures: AuthFailureLimit {
+            burst: args.auth_failure_burst,
+            window: Duration::from_secs(args.auth_failure_window_secs),
+        },
     };
     let app = Application::build(&settings).await?;
     if args.demo {

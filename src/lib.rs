@@ -8,6 +8,7 @@ pub mod domain;
 pub mod http;
 pub mod metrics;
 pub mod provision;
+pub mod ratelimit;
 pub mod secrets;
 pub mod startup;
 pub mod store;

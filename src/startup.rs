@@ -1,18 +1,20 @@
 //! Builds the HTTP server from settings: the one place that wires pool, routes and middleware.
 
 use std::net::TcpListener;
+use std::time::Duration;
 
 use actix_cors::Cors;
 use actix_web::{
     dev::Server,
-    http::{header, Method},
-    middleware::{from_fn, Condition},
+    http::{header, KeepAlive, Method},
+    middleware::{from_fn, Condition, ErrorHandlers},
     web, App, HttpServer,
 };
 use tracing_actix_web::TracingLogger;
 
 use crate::config::ServeSettings;
-use crate::http::{self, RequestSpan, TrustedProxies};
+use crate::http::{self, MaxHeaderBytes, RequestSpan, TrustedProxies};
+use crate::ratelimit::FailureLimiter;
 use crate::store::{self, Pool, PoolSettings, WorkerPools};
 
 pub struct Application {
@@ -71,20 +73,43 @@ fn run(
 ) -> std::io::Result<Server> {
     let trusted = TrustedProxies(settings.trusted_proxies.clone());
     let origins = settings.cors_origins.clone();
+    let limits = settings.limits.clone();
+    let max_headers = MaxHeaderBytes(limits.max_header_bytes);
+    // One limiter for all workers: failures on one worker count on every other.
+    let limiter = FailureLimiter::new(&settings.auth_failures).map(web::Data::new);
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(from_fn(http::limit_headers))
             .wrap(Condition::new(!origins.is_empty(), cors(&origins)))
+            .wrap(ErrorHandlers::new().default_handler(http::envelope_plain_errors))
             .wrap(TracingLogger::<RequestSpan>::new())
             .wrap(from_fn(http::observe_metrics))
             .wrap(from_fn(http::assign_request_id))
             .app_data(web::Data::new(pools.for_worker()))
             .app_data(web::Data::new(pools.clone()))
             .app_data(trusted.clone())
-            .configure(http::configure)
+            .app_data(max_headers)
+            .configure(|cfg| {
+                if let Some(limiter) = &limiter {
+                    cfg.app_data(limiter.clone());
+                }
+                http::configure(cfg, limits.max_body_bytes)
+            })
     })
     .workers(workers)
-    .shutdown_timeout(settings.shutdown_timeout_secs);
+    .shutdown_timeout(settings.shutdown_timeout_secs)
+    .client_request_timeout(settings.limits.client_request_timeout)
+    .keep_alive(keep_alive(settings.limits.keep_alive))
+    .max_connections(settings.limits.max_connections_per_worker);
     Ok(server.listen(listener)?.run())
+}
+
+fn keep_alive(idle: Duration) -> KeepAlive {
+    if idle.is_zero() {
+        KeepAlive::Disabled
+    } else {
+        KeepAlive::Timeout(idle)
+    }
 }
 
 /// For the browser SDKs: preflights from the configured origins may send the IMKIT client

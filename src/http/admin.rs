@@ -13,7 +13,7 @@ use super::{
     openapi::params::{RoomPath, UserPath},
     openapi::responses::{
         BadRequest, ClientNotFound, InvalidApiKey, PayloadTooLarge, PlatformCommandErrors,
-        Unavailable,
+        RateLimited, Unavailable,
     },
     request::{path_segment, RequestContext},
 };
@@ -96,6 +96,7 @@ struct IssuedClient {
         (status = 200, description = "The user (with `token` and `expirationDate` when one was issued)", body = Success<IssuedClient>),
         BadRequest,
         InvalidApiKey,
+        RateLimited,
         PayloadTooLarge,
         Unavailable,
     ),
@@ -170,6 +171,7 @@ struct Revoked {
         (status = 200, description = "How many tokens were revoked", body = Success<Revoked>),
         BadRequest,
         InvalidApiKey,
+        RateLimited,
         ClientNotFound,
         PayloadTooLarge,
         Unavailable,
@@ -244,6 +246,7 @@ struct Room {
         (status = 200, description = "The room", body = Success<Room>),
         BadRequest,
         InvalidApiKey,
+        RateLimited,
         PayloadTooLarge,
         Unavailable,
     ),

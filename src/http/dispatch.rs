@@ -9,7 +9,9 @@ use super::{
     envelope::{self, Success},
     errors::ApiError,
     openapi::params::RoomPath,
-    openapi::responses::{BadRequest, InvalidApiKey, PayloadTooLarge, RoomNotFound, Unavailable},
+    openapi::responses::{
+        BadRequest, InvalidApiKey, PayloadTooLarge, RateLimited, RoomNotFound, Unavailable,
+    },
     request::path_segment,
 };
 use crate::domain::{ClientId, RoomId};
@@ -46,6 +48,7 @@ pub struct MutedAmong {
         (status = 200, description = "The users among those given who muted the room", body = Success<MutedAmong>),
         BadRequest,
         InvalidApiKey,
+        RateLimited,
         RoomNotFound,
         PayloadTooLarge,
         Unavailable,
@@ -124,6 +127,7 @@ pub struct MutersPage {
         (status = 200, description = "A page of the room's muters", body = Success<MutersPage>),
         BadRequest,
         InvalidApiKey,
+        RateLimited,
         RoomNotFound,
         Unavailable,
     ),

@@ -1,5 +1,7 @@
 //! The one error type of the HTTP edge, rendered as the IMKIT envelope.
 
+use std::time::Duration;
+
 use actix_web::{
     error::{JsonPayloadError, PayloadError},
     http::{header, StatusCode},
@@ -31,6 +33,10 @@ pub enum ApiError {
     InvalidParameters(String),
     #[error("request body is too large")]
     PayloadTooLarge,
+    #[error("request headers are too large")]
+    HeadersTooLarge,
+    #[error("too many failed authentications; retry later")]
+    RateLimited(Duration),
     #[error("no such endpoint")]
     NotFound,
     #[error("method not allowed on this endpoint")]
@@ -53,6 +59,8 @@ impl ApiError {
             ApiError::ClientNotFound => "CLIENT_NOT_FOUND",
             ApiError::InvalidParameters(_) => "INVALID_PARAMETERS",
             ApiError::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            ApiError::HeadersTooLarge => "HEADERS_TOO_LARGE",
+            ApiError::RateLimited(_) => "RATE_LIMITED",
             ApiError::NotFound => "NOT_FOUND",
             ApiError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ApiError::Conflict => "CONFLICT",
@@ -93,6 +101,8 @@ impl ResponseError for ApiError {
             }
             ApiError::InvalidParameters(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -112,18 +122,33 @@ impl ResponseError for ApiError {
             _ => {}
         }
         let mut response = HttpResponse::build(status);
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECONDS));
+        match self {
+            ApiError::Unavailable(_) => {
+                response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECONDS));
+            }
+            ApiError::RateLimited(wait) => {
+                // Whole seconds, rounded up: retrying earlier would only be refused again.
+                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                response.insert_header((header::RETRY_AFTER, seconds.max(1)));
+            }
+            _ => {}
         }
-        response.json(ErrorEnvelope {
-            RC: status.as_u16(),
-            RM: status.canonical_reason().unwrap_or("Error"),
-            error: ErrorBody {
-                code: self.code(),
-                message: self.to_string(),
-            },
-        })
+        envelope(response, status, self.code(), self.to_string())
     }
+}
+
+/// Any error answer in the IMKIT envelope; also used to wrap answers actix makes itself.
+pub fn envelope(
+    mut response: actix_web::HttpResponseBuilder,
+    status: StatusCode,
+    code: &str,
+    message: String,
+) -> HttpResponse {
+    response.json(ErrorEnvelope {
+        RC: status.as_u16(),
+        RM: status.canonical_reason().unwrap_or("Error"),
+        error: ErrorBody { code, message },
+    })
 }
 
 impl From<StoreError> for ApiError {

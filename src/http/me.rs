@@ -8,7 +8,9 @@ use super::{
     envelope::{Success, User},
     errors::ApiError,
     openapi::params::RoomPath,
-    openapi::responses::{ClientCommandErrors, InvalidClientKey, InvalidToken, Unavailable},
+    openapi::responses::{
+        ClientCommandErrors, InvalidClientKey, InvalidToken, RateLimited, Unavailable,
+    },
     request::{path_segment, RequestContext},
 };
 use crate::commands;
@@ -22,6 +24,7 @@ use crate::store::{projection, Pool, StoreError};
         (status = 200, description = "The user", body = Success<User>),
         InvalidToken,
         InvalidClientKey,
+        RateLimited,
         Unavailable,
     ),
     security(("clientKey" = [], "clientToken" = []))

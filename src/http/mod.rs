@@ -6,6 +6,7 @@ mod dispatch;
 mod envelope;
 mod errors;
 mod health;
+mod limits;
 mod me;
 mod metrics;
 pub mod openapi;
@@ -13,14 +14,12 @@ mod request;
 mod tracing_span;
 
 pub use errors::ApiError;
+pub use limits::{envelope_plain_errors, limit_headers, MaxHeaderBytes};
 pub use metrics::observe as observe_metrics;
 pub use request::{assign_request_id, TrustedProxies, X_REQUEST_ID};
 pub use tracing_span::RequestSpan;
 
 use actix_web::{web, HttpResponse, Resource};
-
-/// JSON bodies on this API are small profiles; anything bigger is a mistake or an attack.
-pub const MAX_JSON_BYTES: usize = 64 * 1024;
 
 /// A room id is one path segment that may be empty, so that `/me/mute/` is answered as a
 /// bad room id (400) rather than as an unknown endpoint.
@@ -55,14 +54,15 @@ fn configure_ecosystem(cfg: &mut web::ServiceConfig) {
 }
 
 /// Registers every route, and the extractor settings that keep bad input in the envelope.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// Bodies on this API are small profiles and id lists; `max_body_bytes` bounds them.
+pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     cfg.app_data(
         web::JsonConfig::default()
-            .limit(MAX_JSON_BYTES)
+            .limit(max_body_bytes)
             .content_type_required(false)
             .error_handler(|err, _| ApiError::from(err).into()),
     )
-    .app_data(web::PayloadConfig::default().limit(MAX_JSON_BYTES))
+    .app_data(web::PayloadConfig::default().limit(max_body_bytes))
     .service(resource("/me").route(web::get().to(me::get_me)))
     .service(
         resource(&format!("/me/mute/{ROOM_SEGMENT}"))

@@ -90,7 +90,8 @@ pub mod responses {
         ClientNotFound = 404, "The user is not in the app (`CLIENT_NOT_FOUND`)";
         ClientOrRoomNotFound = 404, "The user or the room is not in the app (`CLIENT_NOT_FOUND`, `ROOM_NOT_FOUND`)";
         Conflict = 409, "Concurrent writes kept conflicting (`CONFLICT`)";
-        PayloadTooLarge = 413, "Body over 64 KiB (`PAYLOAD_TOO_LARGE`)";
+        PayloadTooLarge = 413, "Body over the configured limit, 64 KiB by default (`PAYLOAD_TOO_LARGE`)";
+        RateLimited = 429, "Too many failed authentications from this address or with this key (`RATE_LIMITED`, with `Retry-After`)";
         Unavailable = 503, "Database unreachable or no connection in time (`SERVICE_UNAVAILABLE`, with `Retry-After`)";
     }
 
@@ -114,9 +115,9 @@ pub mod responses {
 
     error_responses! {
         /// What a mute or unmute through the client API can fail with.
-        ClientCommandErrors = BadRequest, InvalidToken, InvalidClientKey, RoomNotFound, Conflict, Unavailable;
+        ClientCommandErrors = BadRequest, InvalidToken, InvalidClientKey, RoomNotFound, Conflict, RateLimited, Unavailable;
         /// What a mute or unmute on a user's behalf can fail with.
-        PlatformCommandErrors = BadRequest, InvalidApiKey, ClientOrRoomNotFound, Conflict, Unavailable;
+        PlatformCommandErrors = BadRequest, InvalidApiKey, ClientOrRoomNotFound, Conflict, RateLimited, Unavailable;
     }
 }
 

@@ -157,6 +157,15 @@ impl RequestContext {
     }
 }
 
+/// The client's address as [`RequestContext`] reports it (trusted proxies walked).
+pub fn client_address(req: &HttpRequest) -> Option<IpAddr> {
+    let trusted = req
+        .app_data::<TrustedProxies>()
+        .map(|t| t.0.as_slice())
+        .unwrap_or_default();
+    client_origin(req.peer_addr(), forwarded_for(req), trusted).0
+}
+
 fn forwarded_for(req: &HttpRequest) -> Vec<IpAddr> {
     req.headers()
         .get_all("x-forwarded-for")

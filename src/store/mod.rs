@@ -5,6 +5,7 @@ pub mod event_log;
 pub mod muters;
 mod pool;
 pub mod projection;
+mod roles;
 pub mod stream;
 mod unit;
 
@@ -12,6 +13,7 @@ pub use deadpool_postgres::{GenericClient, Pool};
 pub use pool::{
     connect_pool, ensure_database, migrate, schema_status, PoolSettings, SchemaStatus, WorkerPools,
 };
+pub use roles::grant_runtime_role;
 pub use unit::Unit;
 
 use tokio_postgres::error::SqlState;

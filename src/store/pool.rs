@@ -97,7 +97,9 @@ impl WorkerPools {
     }
 }
 
-async fn connect(config: &Config) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+pub(super) async fn connect(
+    config: &Config,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
     let (client, connection) = config.connect(NoTls).await?;
     tokio::spawn(async move {
         if let Err(err) = connection.await {
@@ -117,6 +119,10 @@ pub async fn ensure_database(database_url: &str) -> anyhow::Result<()> {
         .map(str::to_owned)
         .or_else(|| config.get_user().map(str::to_owned))
         .ok_or_else(|| anyhow::anyhow!("DATABASE_URL names no database"))?;
+    // A role that may connect to its database (the runtime role) needs nothing more.
+    if connect(&config).await.is_ok() {
+        return Ok(());
+    }
     let mut admin = config.clone();
     admin.dbname("postgres");
     let client = connect(&admin).await?;
@@ -149,10 +155,26 @@ pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await?;
-    let report = embedded::migrations::runner()
-        .set_abort_divergent(true)
-        .run_async(&mut client)
-        .await;
+    let runner = embedded::migrations::runner().set_abort_divergent(true);
+    let report = if may_change_schema(&client).await? {
+        runner.run_async(&mut client).await
+    } else {
+        // The runtime role cannot migrate, and must not try: it only checks that an owner did.
+        let expected = runner.get_migrations().iter().map(|m| m.version()).max();
+        let applied = runner
+            .get_last_applied_migration_async(&mut client)
+            .await
+            .ok()
+            .flatten()
+            .map(|m| m.version());
+        if applied < expected {
+            anyhow::bail!(
+                "the database schema is behind and this role may not migrate it: \
+                 run `chatprefs migrate` as the schema owner first"
+            );
+        }
+        Ok(refinery::Report::new(Vec::new()))
+    };
     client
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
         .await?;
@@ -160,6 +182,13 @@ pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
         tracing::info!(migration = %applied, "applied migration");
     }
     Ok(())
+}
+
+async fn may_change_schema(client: &tokio_postgres::Client) -> anyhow::Result<bool> {
+    let row = client
+        .query_one("SELECT has_schema_privilege('public', 'CREATE')", &[])
+        .await?;
+    Ok(row.get(0))
 }
 
 /// The schema version the database has, next to the one this binary migrates to.

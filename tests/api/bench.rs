@@ -54,7 +54,8 @@ async fn bench_reads_only_with_the_me_mix() {
 
 #[tokio::test]
 async fn bench_reports_failures_by_status_and_code_and_exits_non_zero() {
-    let app = TestApp::spawn().await;
+    // Thirty failed authentications in a row would be rate-limited; this is about reporting.
+    let app = TestApp::spawn_with(|s| s.auth_failures.burst = 0).await;
     let output = tokio::task::spawn_blocking({
         let (base, api_key) = (app.base.clone(), app.app.api_key.clone());
         move || {

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use crate::cli::{chatprefs, Killed};
 use crate::helpers::{assert_error, ok_result, test_settings, TestApp, TestDatabase};
+use crate::process::issue_token;
 
 #[tokio::test]
 async fn the_served_openapi_document_is_the_committed_one() {
@@ -249,7 +250,9 @@ async fn without_cors_origins_no_cors_headers_are_sent() {
 }
 
 /// The operator's view: `serve --log-format json` writes one JSON line per request with
-/// its id, route, status, latency, app and client, and never a key or token.
+/// its id, route, status, latency, app and client, and never a key or token: not when a
+/// token is issued, used, refused or revoked, not at debug level (which includes the
+/// database driver's statement parameters).
 #[tokio::test]
 async fn json_logs_have_one_line_per_request_and_no_secrets() {
     let db = TestDatabase::new();
@@ -289,17 +292,7 @@ async fn json_logs_have_one_line_per_request_and_no_secrets() {
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
 
-    let issued = http
-        .post(format!("{base}/admin/clients"))
-        .header("IM-API-KEY", &api_key)
-        .json(&json!({ "_id": "u1", "issueAccessToken": true }))
-        .send()
-        .await
-        .unwrap();
-    let token = ok_result(issued).await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = issue_token(&base, &api_key, "u1").await;
     let me = http
         .get(format!("{base}/me"))
         .header("IM-CLIENT-KEY", &client_key)
@@ -309,6 +302,35 @@ async fn json_logs_have_one_line_per_request_and_no_secrets() {
         .await
         .unwrap();
     ok_result(me).await;
+    // Wrong secrets are secrets too (a typo of the real one, another app's): never logged.
+    let (wrong_api_key, wrong_token) = (
+        chatprefs::secrets::new_secret(),
+        chatprefs::secrets::new_secret(),
+    );
+    let refused = http
+        .post(format!("{base}/rooms"))
+        .header("IM-API-KEY", &wrong_api_key)
+        .json(&json!({ "_id": "r1" }))
+        .send()
+        .await
+        .unwrap();
+    assert_error(refused, 403, "INVALID_API_KEY").await;
+    let refused = http
+        .get(format!("{base}/me"))
+        .header("IM-CLIENT-KEY", &client_key)
+        .header("Authorization", format!("Bearer {wrong_token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(refused, 401, "INVALID_TOKEN").await;
+    let revoked = http
+        .delete(format!("{base}/admin/clients/u1/token"))
+        .header("IM-API-KEY", &api_key)
+        .json(&json!({ "token": token }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok_result(revoked).await["revokedTokens"], 1);
     drop(server);
     let log: Vec<String> = lines_rx.iter().collect();
 
@@ -317,7 +339,7 @@ async fn json_logs_have_one_line_per_request_and_no_secrets() {
         .map(|line| serde_json::from_str::<Value>(line).expect("every line is JSON"))
         .filter(|entry| entry["fields"]["message"] == "request finished")
         .collect();
-    assert_eq!(finished.len(), 2, "one line per request: {finished:?}");
+    assert_eq!(finished.len(), 5, "one line per request: {finished:?}");
     let line = finished
         .iter()
         .find(|e| e["span"]["request_id"] == "trace-me-42")
@@ -328,7 +350,7 @@ async fn json_logs_have_one_line_per_request_and_no_secrets() {
     assert_eq!(line["fields"]["status"], 200);
     assert!(line["fields"]["latency_us"].is_u64());
     let everything = log.join("\n");
-    for secret in [&api_key, &token] {
+    for secret in [&api_key, &token, &wrong_api_key, &wrong_token] {
         assert!(!everything.contains(secret.as_str()), "a secret was logged");
     }
 }

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use chatprefs::config::ServeSettings;
+use chatprefs::config::{AuthFailureLimit, HttpLimits, ServeSettings};
 use chatprefs::domain::AppId;
 use chatprefs::provision::{self, AppCredentials};
 use chatprefs::startup::Application;
@@ -26,6 +26,8 @@ pub fn test_settings(database_url: String) -> ServeSettings {
         trusted_proxies: Vec::new(),
         shutdown_timeout_secs: 1,
         cors_origins: Vec::new(),
+        limits: HttpLimits::default(),
+        auth_failures: AuthFailureLimit::default(),
     }
 }
 

@@ -4,10 +4,16 @@
 mod admin;
 mod bench;
 mod cli;
+mod cluster;
 mod concurrency;
 mod dispatch;
 mod ecosystem;
 mod errors;
 mod event_log;
+mod faults;
 mod helpers;
+mod hostile;
+mod ledger;
 mod me;
+mod process;
+mod security;
