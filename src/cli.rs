@@ -1,4 +1,4 @@
-//! Command line: `serve`, `migrate`, `app create`, `audit`, `rebuild`.
+//! Command line: `serve`, `migrate`, `app create`, `openapi`, `bench`, `audit`, `rebuild`.
 
 use std::net::IpAddr;
 use std::process::ExitCode;
@@ -7,12 +7,14 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::audit::{self, output::Format, AuditParams};
-use crate::config::{ServeSettings, DEFAULT_DATABASE_URL};
+use crate::bench::{self, BenchConfig, Stop};
+use crate::config::{AuthFailureLimit, HttpLimits, ServeSettings, DEFAULT_DATABASE_URL};
 use crate::domain::{AppId, ClientId};
 use crate::provision::{self, AppCredentials, Demo, ProvisionError};
 use crate::rebuild;
 use crate::startup::Application;
 use crate::store::{self, PoolSettings};
+use crate::telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -25,6 +27,12 @@ pub struct Cli {
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true, hide_env_values = true)]
     pub database_url: String,
 
+    /// Log line format on stderr: `pretty` for people, `json` (one object per line) for log
+    /// pipelines. Which lines are written is set by `RUST_LOG` (default
+    /// `info,tracing_actix_web=error`).
+    #[arg(long, env = "CHATPREFS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
+    pub log_format: LogFormat,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -34,7 +42,7 @@ pub enum Command {
     /// Run the HTTP service (migrates the database first).
     Serve(ServeArgs),
     /// Create the database if needed and apply pending migrations, then exit.
-    Migrate,
+    Migrate(MigrateArgs),
     /// Manage apps (tenants).
     #[command(subcommand)]
     App(AppCommand),
@@ -47,6 +55,12 @@ pub enum Command {
         #[arg(long)]
         verify: bool,
     },
+    /// Print the OpenAPI 3.1 document (as served at /openapi.json); regenerate the committed
+    /// copy with `chatprefs openapi > docs/openapi.json`.
+    Openapi,
+    /// Load-test a running server (like pgbench, for this API): set up users and rooms
+    /// through the platform API, then drive mute/unmute/GET /me over keep-alive connections.
+    Bench(BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -80,6 +94,53 @@ pub struct AuditArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Base URL of the running server.
+    #[arg(long, env = "CHATPREFS_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: hyper::Uri,
+
+    /// The app's client key (`IM-CLIENT-KEY`).
+    #[arg(long, env = "CHATPREFS_CLIENT_KEY", hide_env_values = true)]
+    pub client_key: String,
+
+    /// The app's API key (`IM-API-KEY`), to set up users and rooms.
+    #[arg(long, env = "CHATPREFS_API_KEY", hide_env_values = true)]
+    pub api_key: String,
+
+    /// Users to set up and spread requests over (each gets a fresh token).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub users: u32,
+
+    /// Rooms to set up and spread requests over.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rooms: u32,
+
+    /// Keep-alive connections, each with one request in flight.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub connections: u32,
+
+    /// How long to run the load (e.g. 20s, 1m).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, conflicts_with = "requests")]
+    pub duration: Duration,
+
+    /// Stop after this many requests instead of after --duration.
+    #[arg(long)]
+    pub requests: Option<u64>,
+
+    /// Weights of the operations, e.g. `mute=50,unmute=50,me=0`.
+    #[arg(long, default_value = "mute=50,unmute=50,me=0")]
+    pub mix: bench::Mix,
+
+    /// Prefix of the bench's user and room ids, so runs reuse them.
+    #[arg(long, default_value = "bench")]
+    pub prefix: String,
+
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address and port to listen on.
     #[arg(long, env = "CHATPREFS_BIND", default_value = "127.0.0.1:8080")]
@@ -90,7 +151,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub demo: bool,
 
-    /// Most database connections held open.
+    /// Most database connections held open, split evenly over the HTTP workers (each
+    /// worker has its own pool, so queries are driven by the thread that awaits them).
     #[arg(long, env = "CHATPREFS_POOL_SIZE", default_value_t = 16)]
     pub pool_size: usize,
 
@@ -114,6 +176,62 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
     #[arg(long, env = "CHATPREFS_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,
+
+    /// A browser origin allowed to call the API, e.g. `https://chat.example.com` (repeatable,
+    /// or comma-separated in the env variable). None: no CORS headers are sent.
+    #[arg(
+        long = "cors-origin",
+        env = "CHATPREFS_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+
+    /// Largest request body in bytes; larger ones are answered 413.
+    #[arg(long, env = "CHATPREFS_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Most bytes of header names and values in one request; more is answered 431. (actix
+    /// closes a connection whose request head exceeds 128 KiB whatever this says.)
+    #[arg(long, env = "CHATPREFS_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
+
+    /// Milliseconds a client has to send a whole request head before it is answered 408
+    /// and disconnected (slow clients); 0: no limit.
+    #[arg(
+        long,
+        env = "CHATPREFS_CLIENT_REQUEST_TIMEOUT_MS",
+        default_value_t = 5000
+    )]
+    pub client_request_timeout_ms: u64,
+
+    /// Seconds an idle keep-alive connection is kept open; 0 turns keep-alive off.
+    #[arg(long, env = "CHATPREFS_KEEP_ALIVE_SECS", default_value_t = 5)]
+    pub keep_alive_secs: u64,
+
+    /// Connections each worker holds at once (the process: workers × this); further
+    /// connections wait in the listen backlog until one closes.
+    #[arg(long, env = "CHATPREFS_MAX_CONNECTIONS", default_value_t = 25_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Failed authentications allowed at once per client address and per presented key
+    /// before answers are 429 `RATE_LIMITED`; 0 turns the limit off.
+    #[arg(long, env = "CHATPREFS_AUTH_FAILURE_BURST", default_value_t = 20)]
+    pub auth_failure_burst: u32,
+
+    /// Seconds in which a blocked address or key regains its whole burst (it regains one
+    /// attempt every window/burst seconds).
+    #[arg(long, env = "CHATPREFS_AUTH_FAILURE_WINDOW_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub auth_failure_window_secs: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Also create (or update) this least-privilege role for `serve`: it may log in, read
+    /// the directory and the read model, append to `events` (SELECT and INSERT only) and
+    /// nothing else. Idempotent; run it again after every upgrade. Give it a password with
+    /// `ALTER ROLE … PASSWORD` unless your pg_hba.conf authenticates it otherwise.
+    #[arg(long, env = "CHATPREFS_RUNTIME_ROLE", value_name = "NAME")]
+    pub runtime_role: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -131,10 +249,14 @@ pub enum AppCommand {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve(cli.database_url, args).await,
-        Command::Migrate => {
+        Command::Migrate(args) => {
             store::ensure_database(&cli.database_url).await?;
             store::migrate(&cli.database_url).await?;
             println!("database is migrated");
+            if let Some(role) = args.runtime_role {
+                store::grant_runtime_role(&cli.database_url, &role).await?;
+                println!("role {role} may now run `chatprefs serve` with least privilege");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::App(AppCommand::Create { app_id, json }) => {
@@ -142,6 +264,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Audit(args) => run_audit(&cli.database_url, args).await,
         Command::Rebuild { verify } => run_rebuild(&cli.database_url, verify).await,
+        Command::Openapi => {
+            print!("{}", crate::http::openapi::json());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(args) => run_bench(args).await,
     }
 }
 
@@ -221,6 +348,18 @@ async fn serve(database_url: String, args: ServeArgs) -> anyhow::Result<ExitCode
         workers: args.workers,
         trusted_proxies: args.trusted_proxies,
         shutdown_timeout_secs: args.shutdown_timeout_secs,
+        cors_origins: args.cors_origins,
+        limits: HttpLimits {
+            max_body_bytes: args.max_body_bytes,
+            max_header_bytes: args.max_header_bytes,
+            client_request_timeout: Duration::from_millis(args.client_request_timeout_ms),
+            keep_alive: Duration::from_secs(args.keep_alive_secs),
+            max_connections_per_worker: args.max_connections as usize,
+        },
+        auth_failures: AuthFailureLimit {
+            burst: args.auth_failure_burst,
+            window: Duration::from_secs(args.auth_failure_window_secs),
+        },
     };
     let app = Application::build(&settings).await?;
     if args.demo {
@@ -276,6 +415,41 @@ async fn create_app(database_url: &str, app_id: &str, json: bool) -> anyhow::Res
         }
         Err(err) => Err(err.into()),
     }
+}
+
+async fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let config = BenchConfig {
+        url: args.url,
+        client_key: args.client_key,
+        api_key: args.api_key,
+        users: args.users as usize,
+        rooms: args.rooms as usize,
+        connections: args.connections as usize,
+        stop: args
+            .requests
+            .map_or(Stop::After(args.duration), Stop::Requests),
+        mix: args.mix,
+        prefix: args.prefix,
+        progress: bench::progress_wanted(),
+    };
+    if config.progress {
+        eprintln!(
+            "setting up {} users and {} rooms…",
+            config.users, config.rooms
+        );
+    }
+    let fixture = bench::setup(&config).await?;
+    let report = bench::run(&config, fixture).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        bench::print_report(&report);
+    }
+    Ok(if report.failed() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn print_credentials(credentials: &AppCredentials, json: bool) -> anyhow::Result<()> {

@@ -6,10 +6,11 @@ use std::time::Duration;
 use rand::Rng;
 
 use crate::domain::{decide, evolve, AppId, ClientId, Command, EventMetadata, MuteState, RoomId};
-use crate::store::{directory, event_log, projection, Pool, StoreError};
+use crate::metrics;
+use crate::store::{stream, Pool, StoreError, Unit};
 
-/// Appends are serialised per user by a row lock, so a conflict means a writer that does not
-/// take the lock raced us; a handful of retries is plenty.
+/// The first attempt is optimistic; retries take the stream's row lock, so they queue
+/// instead of failing each other and a handful of attempts is plenty.
 const MAX_ATTEMPTS: u32 = 5;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +31,10 @@ fn room_of(command: &Command) -> &RoomId {
 
 /// Runs a command for one user and answers their state afterwards (which is exactly what
 /// the read model now holds, since both were written in the same transaction).
-#[tracing::instrument(skip(pool, metadata), fields(attempts))]
+///
+/// One database round trip when the command decides nothing (idempotent repeats), two
+/// when it appends; see [`stream`].
+#[tracing::instrument(level = "debug", skip(pool, metadata), fields(attempts))]
 pub async fn handle(
     pool: &Pool,
     app: &AppId,
@@ -38,33 +42,40 @@ pub async fn handle(
     command: Command,
     metadata: &EventMetadata,
 ) -> Result<MuteState, CommandError> {
-    let mut conn = pool.get().await.map_err(StoreError::from)?;
-    if !directory::room_exists(&conn, app, room_of(&command)).await? {
-        return Err(CommandError::RoomNotFound);
-    }
+    let room = room_of(&command);
+    let unit = Unit::new(pool.get().await.map_err(StoreError::from)?);
+    let mut snapshot = stream::read(unit.client(), app, client, room).await?;
     for attempt in 1..=MAX_ATTEMPTS {
         tracing::Span::current().record("attempts", attempt);
-        let tx = conn.transaction().await.map_err(StoreError::from)?;
-        let (version, state) = projection::lock_stream(&tx, app, client).await?;
-        let events = decide(&state, &command);
-        if events.is_empty() {
-            tx.commit().await.map_err(StoreError::from)?;
-            return Ok(state);
+        if !snapshot.room_exists {
+            if unit.is_open() {
+                unit.rollback().await?;
+            }
+            return Err(CommandError::RoomNotFound);
         }
-        match event_log::append(&tx, app, client, version, &events, metadata).await {
-            Ok(recorded) => {
-                let appended: Vec<_> = events.into_iter().zip(recorded).collect();
-                projection::apply(&tx, app, client, &appended).await?;
-                tx.commit().await.map_err(StoreError::from)?;
-                return Ok(appended
+        let events = decide(&snapshot.state, &command);
+        if events.is_empty() {
+            if unit.is_open() {
+                unit.commit().await?;
+            }
+            return Ok(snapshot.state);
+        }
+        match stream::commit(&unit, app, client, snapshot.version, &events, metadata).await {
+            Ok(_) => {
+                events
                     .iter()
-                    .fold(state, |state, (event, _)| evolve(state, event)));
+                    .for_each(|e| metrics::event_appended(e.event_type()));
+                return Ok(events.iter().fold(snapshot.state, evolve));
             }
             Err(StoreError::Conflict) => {
-                drop(tx);
-                tracing::info!(attempt, "stream version conflict; retrying");
-                let jitter = rand::thread_rng().gen_range(0..5u64 << attempt);
+                metrics::conflict_retried();
+                tracing::info!(
+                    attempt,
+                    "stream version conflict; retrying under the stream lock"
+                );
+                let jitter = rand::thread_rng().gen_range(0..1u64 << attempt);
                 tokio::time::sleep(Duration::from_millis(jitter)).await;
+                snapshot = stream::lock(&unit, app, client, room).await?;
             }
             Err(other) => return Err(other.into()),
         }

@@ -1,6 +1,7 @@
 //! Settings a running service needs, gathered from the CLI (flags with env fallbacks).
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use crate::store::PoolSettings;
 
@@ -15,4 +16,52 @@ pub struct ServeSettings {
     pub workers: Option<usize>,
     pub trusted_proxies: Vec<IpAddr>,
     pub shutdown_timeout_secs: u64,
+    /// Browser origins allowed by CORS; empty turns CORS off.
+    pub cors_origins: Vec<String>,
+    pub limits: HttpLimits,
+    pub auth_failures: AuthFailureLimit,
+}
+
+/// What one client may make the server hold: bytes, time and connections.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Largest request body; larger ones are answered 413.
+    pub max_body_bytes: usize,
+    /// Largest sum of header names and values; larger heads are answered 431.
+    pub max_header_bytes: usize,
+    /// Time a client has to send a complete request head (slowloris); zero: no limit.
+    pub client_request_timeout: Duration,
+    /// How long an idle keep-alive connection is kept; zero turns keep-alive off.
+    pub keep_alive: Duration,
+    /// Connections each worker holds at once; further ones wait in the listen backlog.
+    pub max_connections_per_worker: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_body_bytes: 64 * 1024,
+            max_header_bytes: 16 * 1024,
+            client_request_timeout: Duration::from_secs(5),
+            keep_alive: Duration::from_secs(5),
+            max_connections_per_worker: 25_000,
+        }
+    }
+}
+
+/// Failed authentications allowed per client address and per presented key: `burst` at
+/// once, then one more every `window / burst`. Zero `burst` turns the limit off.
+#[derive(Debug, Clone)]
+pub struct AuthFailureLimit {
+    pub burst: u32,
+    pub window: Duration,
+}
+
+impl Default for AuthFailureLimit {
+    fn default() -> Self {
+        AuthFailureLimit {
+            burst: 20,
+            window: Duration::from_secs(60),
+        }
+    }
 }

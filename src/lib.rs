@@ -1,12 +1,15 @@
 //! chatprefs: IMKIT-compatible notification preferences on an append-only event log.
 
 pub mod audit;
+pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod metrics;
 pub mod provision;
+pub mod ratelimit;
 pub mod rebuild;
 pub mod secrets;
 pub mod startup;

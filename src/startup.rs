@@ -1,13 +1,21 @@
 //! Builds the HTTP server from settings: the one place that wires pool, routes and middleware.
 
 use std::net::TcpListener;
+use std::time::Duration;
 
-use actix_web::{dev::Server, middleware::from_fn, web, App, HttpServer};
+use actix_cors::Cors;
+use actix_web::{
+    dev::Server,
+    http::{header, KeepAlive, Method},
+    middleware::{from_fn, Condition, ErrorHandlers},
+    web, App, HttpServer,
+};
 use tracing_actix_web::TracingLogger;
 
 use crate::config::ServeSettings;
-use crate::http::{self, RequestSpan, TrustedProxies};
-use crate::store::{self, Pool};
+use crate::http::{self, MaxHeaderBytes, RequestSpan, TrustedProxies};
+use crate::ratelimit::FailureLimiter;
+use crate::store::{self, Pool, PoolSettings, WorkerPools};
 
 pub struct Application {
     port: u16,
@@ -26,11 +34,20 @@ impl Application {
     /// Binds and returns a server without touching the database first: connections are
     /// made on demand, so the service starts (and answers 503) while PostgreSQL is down.
     pub fn start(settings: &ServeSettings) -> anyhow::Result<Self> {
-        let pool = store::connect_pool(&settings.database_url, &settings.pool)?;
+        let workers = settings.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
+        let pools = WorkerPools::new(&settings.database_url, &settings.pool, workers)?;
+        // Setup work outside the workers (the demo, tests) gets a small pool of its own.
+        let admin = PoolSettings {
+            max_size: 2,
+            ..settings.pool.clone()
+        };
+        let pool = store::connect_pool(&settings.database_url, &admin)?;
         let listener = TcpListener::bind(&settings.bind)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind))?;
         let port = listener.local_addr()?.port();
-        let server = run(listener, pool.clone(), settings)?;
+        let server = run(listener, pools, workers, settings)?;
         Ok(Self { port, server, pool })
     }
 
@@ -48,20 +65,71 @@ impl Application {
     }
 }
 
-fn run(listener: TcpListener, pool: Pool, settings: &ServeSettings) -> std::io::Result<Server> {
-    let pool = web::Data::new(pool);
+fn run(
+    listener: TcpListener,
+    pools: WorkerPools,
+    workers: usize,
+    settings: &ServeSettings,
+) -> std::io::Result<Server> {
     let trusted = TrustedProxies(settings.trusted_proxies.clone());
-    let mut server = HttpServer::new(move || {
+    let origins = settings.cors_origins.clone();
+    let limits = settings.limits.clone();
+    let max_headers = MaxHeaderBytes(limits.max_header_bytes);
+    // One limiter for all workers: failures on one worker count on every other.
+    let limiter = FailureLimiter::new(&settings.auth_failures).map(web::Data::new);
+    let server = HttpServer::new(move || {
         App::new()
+            .wrap(from_fn(http::limit_headers))
+            .wrap(Condition::new(!origins.is_empty(), cors(&origins)))
+            .wrap(ErrorHandlers::new().default_handler(http::envelope_plain_errors))
             .wrap(TracingLogger::<RequestSpan>::new())
+            .wrap(from_fn(http::observe_metrics))
             .wrap(from_fn(http::assign_request_id))
-            .app_data(pool.clone())
+            .app_data(web::Data::new(pools.for_worker()))
+            .app_data(web::Data::new(pools.clone()))
             .app_data(trusted.clone())
-            .configure(http::configure)
+            .app_data(max_headers)
+            .configure(|cfg| {
+                if let Some(limiter) = &limiter {
+                    cfg.app_data(limiter.clone());
+                }
+                http::configure(cfg, limits.max_body_bytes)
+            })
     })
-    .shutdown_timeout(settings.shutdown_timeout_secs);
-    if let Some(workers) = settings.workers {
-        server = server.workers(workers);
-    }
+    .workers(workers)
+    .shutdown_timeout(settings.shutdown_timeout_secs)
+    .client_request_timeout(settings.limits.client_request_timeout)
+    .keep_alive(keep_alive(settings.limits.keep_alive))
+    .max_connections(settings.limits.max_connections_per_worker);
     Ok(server.listen(listener)?.run())
+}
+
+fn keep_alive(idle: Duration) -> KeepAlive {
+    if idle.is_zero() {
+        KeepAlive::Disabled
+    } else {
+        KeepAlive::Timeout(idle)
+    }
+}
+
+/// For the browser SDKs: preflights from the configured origins may send the IMKIT client
+/// headers (not `IM-API-KEY`: the platform API is server to server, and a browser holding
+/// that key would leak it), and scripts may read `X-Request-Id`. Other origins get no CORS headers, so browsers
+/// refuse them, while their requests are still answered (non-browser callers send `Origin`
+/// too, and every answer stays in the envelope).
+fn cors(origins: &[String]) -> Cors {
+    origins
+        .iter()
+        .fold(Cors::default(), |cors, origin| cors.allowed_origin(origin))
+        .allowed_methods([Method::GET, Method::POST, Method::DELETE])
+        .allowed_headers([
+            header::HeaderName::from_static("im-client-key"),
+            header::HeaderName::from_static("im-authorization"),
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            http::X_REQUEST_ID,
+        ])
+        .expose_headers([http::X_REQUEST_ID])
+        .block_on_origin_mismatch(false)
+        .max_age(3600)
 }

@@ -31,8 +31,10 @@ impl Event {
         }
     }
 
-    pub fn data(&self) -> serde_json::Value {
-        serde_json::json!({ "room": self.room().as_str() })
+    pub fn data(&self) -> EventData<'_> {
+        EventData {
+            room: self.room().as_str(),
+        }
     }
 
     /// Reads an event back from its stored columns; `None` for a type or payload this
@@ -45,6 +47,12 @@ impl Event {
             _ => None,
         }
     }
+}
+
+/// The stored payload of both event types (the `data` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct EventData<'a> {
+    pub room: &'a str,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,7 +93,10 @@ mod tests {
             Event::RoomUnmuted { room },
         ] {
             assert_eq!(
-                Event::from_stored(event.event_type(), &event.data()),
+                Event::from_stored(
+                    event.event_type(),
+                    &serde_json::to_value(event.data()).unwrap()
+                ),
                 Some(event)
             );
         }

@@ -5,5 +5,5 @@ mod events;
 mod ids;
 
 pub use decider::{decide, evolve, Command, MuteState};
-pub use events::{Actor, ActorKind, Event, EventMetadata, STREAM_TYPE_USER_PREFERENCES};
+pub use events::{Actor, ActorKind, Event, EventData, EventMetadata, STREAM_TYPE_USER_PREFERENCES};
 pub use ids::{AppId, ClientId, IdError, RoomId};

@@ -3,12 +3,18 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{Duration, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::{
     auth::PlatformApp,
     envelope,
-    envelope::User,
+    envelope::{Success, User},
     errors::ApiError,
+    openapi::params::{RoomPath, UserPath},
+    openapi::responses::{
+        BadRequest, ClientNotFound, InvalidApiKey, PayloadTooLarge, PlatformCommandErrors,
+        RateLimited, Unavailable,
+    },
     request::{path_segment, RequestContext},
 };
 use crate::commands;
@@ -45,24 +51,36 @@ async fn existing_client(pool: &Pool, app: &AppId, uid: String) -> Result<Client
         .ok_or(ApiError::ClientNotFound)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientBody {
+    /// User id (1–255 bytes, no control characters).
     #[serde(rename = "_id")]
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$"
+    )]
     id: String,
+    /// Left out: keeps the stored value. At most 2048 bytes, as are `email` and `avatarUrl`.
     nickname: Option<String>,
     email: Option<String>,
     avatar_url: Option<String>,
+    /// Issue a new token (existing ones stay valid).
     #[serde(default)]
     issue_access_token: bool,
+    /// Token lifetime in days (default 7).
+    #[schema(minimum = 1, maximum = 3650)]
     expiration_days: Option<u32>,
 }
 
-#[derive(Serialize)]
+/// The user, plus the token when one was issued.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct IssuedClient {
     #[serde(flatten)]
     user: User,
+    /// Shown only here: it is stored as SHA-256.
     #[serde(skip_serializing_if = "Option::is_none")]
     token: Option<String>,
     /// Milliseconds since the epoch, like every other IMKIT time.
@@ -70,6 +88,20 @@ struct IssuedClient {
     expiration_date: Option<i64>,
 }
 
+/// Creates or updates a user, optionally issuing a token.
+#[utoipa::path(
+    post, path = "/admin/clients", tag = "platform",
+    request_body = ClientBody,
+    responses(
+        (status = 200, description = "The user (with `token` and `expirationDate` when one was issued)", body = Success<IssuedClient>),
+        BadRequest,
+        InvalidApiKey,
+        RateLimited,
+        PayloadTooLarge,
+        Unavailable,
+    ),
+    security(("apiKey" = []))
+)]
 #[tracing::instrument(skip_all, fields(client_id))]
 pub async fn upsert_client(
     platform: PlatformApp,
@@ -116,12 +148,13 @@ pub async fn upsert_client(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+/// Revokes only this token; without a body every live token of the user is revoked.
+#[derive(Debug, Deserialize, ToSchema)]
 struct RevokeBody {
     token: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Revoked {
     #[serde(rename = "_id")]
@@ -130,6 +163,21 @@ struct Revoked {
 }
 
 /// Revokes all of a user's tokens, or only the one named in an optional `{"token": …}` body.
+#[utoipa::path(
+    delete, path = "/admin/clients/{uid}/token", tag = "platform",
+    params(UserPath),
+    request_body(content = Option<RevokeBody>, description = "Optional: revoke only this token"),
+    responses(
+        (status = 200, description = "How many tokens were revoked", body = Success<Revoked>),
+        BadRequest,
+        InvalidApiKey,
+        RateLimited,
+        ClientNotFound,
+        PayloadTooLarge,
+        Unavailable,
+    ),
+    security(("apiKey" = []))
+)]
 #[tracing::instrument(skip_all)]
 pub async fn revoke_tokens(
     platform: PlatformApp,
@@ -160,17 +208,25 @@ pub async fn revoke_tokens(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RoomBody {
+    /// Room id; left out, a random one (32 hex characters) is chosen.
     #[serde(rename = "_id")]
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$"
+    )]
     id: Option<String>,
     name: Option<String>,
     room_type: Option<String>,
+    /// User ids (at most 10,000); left out, the stored members are kept.
+    #[schema(max_items = 10000)]
     members: Option<Vec<String>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Room {
     #[serde(rename = "_id")]
@@ -182,6 +238,20 @@ struct Room {
     members: Vec<String>,
 }
 
+/// Creates or updates a room (also at `POST /rooms/`, as IMKIT clients send it).
+#[utoipa::path(
+    post, path = "/rooms", tag = "platform",
+    request_body = RoomBody,
+    responses(
+        (status = 200, description = "The room", body = Success<Room>),
+        BadRequest,
+        InvalidApiKey,
+        RateLimited,
+        PayloadTooLarge,
+        Unavailable,
+    ),
+    security(("apiKey" = []))
+)]
 #[tracing::instrument(skip_all, fields(room_id))]
 pub async fn upsert_room(
     platform: PlatformApp,
@@ -223,6 +293,16 @@ pub async fn upsert_room(
     }))
 }
 
+/// Mutes the room on the user's behalf (actor recorded as admin).
+#[utoipa::path(
+    post, path = "/admin/clients/{uid}/mute/{room}", tag = "platform",
+    params(UserPath, RoomPath),
+    responses(
+        (status = 200, description = "The user, with the room last in `mute`", body = Success<User>),
+        PlatformCommandErrors,
+    ),
+    security(("apiKey" = []))
+)]
 pub async fn mute(
     platform: PlatformApp,
     request: RequestContext,
@@ -236,6 +316,16 @@ pub async fn mute(
     on_behalf(platform, request, uid, Command::MuteRoom { room }, &pool).await
 }
 
+/// Unmutes the room on the user's behalf (actor recorded as admin).
+#[utoipa::path(
+    delete, path = "/admin/clients/{uid}/mute/{room}", tag = "platform",
+    params(UserPath, RoomPath),
+    responses(
+        (status = 200, description = "The user, with the room no longer in `mute`", body = Success<User>),
+        PlatformCommandErrors,
+    ),
+    security(("apiKey" = []))
+)]
 pub async fn unmute(
     platform: PlatformApp,
     request: RequestContext,

@@ -1,12 +1,16 @@
 //! Extractors that authenticate a request before its handler runs.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
+use std::time::Instant;
 
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 
 use super::errors::ApiError;
+use super::request::client_address;
 use crate::domain::AppId;
+use crate::ratelimit::{FailureLimiter, KeyHash};
 use crate::secrets::sha256;
 use crate::store::{
     directory::{self, ClientAuth, ClientRecord},
@@ -41,6 +45,43 @@ fn record_caller(app: &AppId, client: Option<&str>) {
     }
 }
 
+/// One authentication attempt as the failure limiter sees it: refused up front while the
+/// caller's address or a presented key is blocked, counted only if it fails.
+struct Attempt {
+    limiter: Option<web::Data<FailureLimiter>>,
+    address: Option<IpAddr>,
+}
+
+impl Attempt {
+    fn new(req: &HttpRequest) -> Self {
+        let limiter = req.app_data::<web::Data<FailureLimiter>>().cloned();
+        let address = limiter.as_ref().and_then(|_| client_address(req));
+        Attempt { limiter, address }
+    }
+
+    fn admit(&self, keys: &[KeyHash]) -> Result<(), ApiError> {
+        match &self.limiter {
+            Some(limiter) => limiter
+                .check(self.address, keys, Instant::now())
+                .map_err(ApiError::RateLimited),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a failure against the address and `keys`: the credentials found wrong, never
+    /// a valid one presented beside them (a wrong token must not block its app's client key).
+    fn failed<T>(&self, keys: &[KeyHash], result: Result<T, ApiError>) -> Result<T, ApiError> {
+        if let (
+            Some(limiter),
+            Err(ApiError::InvalidClientKey | ApiError::InvalidToken | ApiError::InvalidApiKey),
+        ) = (&self.limiter, &result)
+        {
+            limiter.record_failure(self.address, keys, Instant::now());
+        }
+        result
+    }
+}
+
 type Extracting<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
 
 /// A user of an app, proven by the app's client key and one of the user's live tokens.
@@ -62,16 +103,28 @@ impl FromRequest for AuthenticatedClient {
             })
             .map(str::to_owned);
         let pool = pool(req);
+        let attempt = Attempt::new(req);
         Box::pin(async move {
-            let client_key = client_key.ok_or(ApiError::InvalidClientKey)?;
-            let pool = pool?;
-            let conn = pool.get().await.map_err(crate::store::StoreError::from)?;
+            let Some(client_key) = client_key else {
+                attempt.admit(&[])?;
+                return attempt.failed(&[], Err(ApiError::InvalidClientKey));
+            };
             let token_hash = sha256(token.as_deref().unwrap_or_default());
+            let key_hash = attempt.limiter.as_ref().map(|_| sha256(&client_key));
+            let presented: Vec<KeyHash> = key_hash
+                .into_iter()
+                .chain(token.is_some().then_some(token_hash))
+                .collect();
+            attempt.admit(&presented)?;
+            let conn = pool?.get().await.map_err(crate::store::StoreError::from)?;
             match directory::authenticate_client(&conn, &client_key, &token_hash).await? {
-                ClientAuth::UnknownClientKey => Err(ApiError::InvalidClientKey),
+                ClientAuth::UnknownClientKey => {
+                    attempt.failed(key_hash.as_slice(), Err(ApiError::InvalidClientKey))
+                }
                 ClientAuth::InvalidToken(app) => {
                     record_caller(&app, None);
-                    Err(ApiError::InvalidToken)
+                    let tokens: &[KeyHash] = if token.is_some() { &[token_hash] } else { &[] };
+                    attempt.failed(tokens, Err(ApiError::InvalidToken))
                 }
                 ClientAuth::Authenticated(app, client) => {
                     record_caller(&app, Some(client.client_id.as_str()));
@@ -95,12 +148,17 @@ impl FromRequest for PlatformApp {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let api_key = header(req, API_KEY).map(sha256);
         let pool = pool(req);
+        let attempt = Attempt::new(req);
         Box::pin(async move {
-            let api_key = api_key.ok_or(ApiError::InvalidApiKey)?;
+            let Some(api_key) = api_key else {
+                attempt.admit(&[])?;
+                return attempt.failed(&[], Err(ApiError::InvalidApiKey));
+            };
+            attempt.admit(&[api_key])?;
             let conn = pool?.get().await.map_err(crate::store::StoreError::from)?;
-            let app = directory::app_by_api_key(&conn, &api_key)
-                .await?
-                .ok_or(ApiError::InvalidApiKey)?;
+            let Some(app) = directory::app_by_api_key(&conn, &api_key).await? else {
+                return attempt.failed(&[api_key], Err(ApiError::InvalidApiKey));
+            };
             record_caller(&app, None);
             Ok(PlatformApp { app })
         })

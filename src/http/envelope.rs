@@ -4,14 +4,17 @@ use std::net::IpAddr;
 
 use actix_web::HttpResponse;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::request::RequestContext;
 use crate::domain::{AppId, MuteState};
 use crate::store::directory::ClientRecord;
 
-#[derive(Serialize)]
+/// The IMKIT success envelope: `RC` is 0 and `RM` is `OK`.
+#[derive(Serialize, ToSchema)]
 #[allow(non_snake_case)]
-struct Success<T> {
+pub struct Success<T> {
+    #[schema(minimum = 0, maximum = 0)]
     RC: u16,
     RM: &'static str,
     result: T,
@@ -25,15 +28,17 @@ pub fn ok<T: Serialize>(result: T) -> HttpResponse {
     })
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Address {
+    /// `null` when the request came through a trusted proxy.
     pub port: Option<u16>,
+    #[schema(value_type = String, pattern = "^IPv[46]$")]
     pub family: &'static str,
     pub address: String,
 }
 
 /// The IMKIT user object.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct User {
     #[serde(rename = "_id")]

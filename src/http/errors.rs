@@ -1,11 +1,14 @@
 //! The one error type of the HTTP edge, rendered as the IMKIT envelope.
 
+use std::time::Duration;
+
 use actix_web::{
     error::{JsonPayloadError, PayloadError},
     http::{header, StatusCode},
     HttpResponse, ResponseError,
 };
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::audit::{AuditError, InvalidQuery};
 use crate::commands::CommandError;
@@ -31,6 +34,10 @@ pub enum ApiError {
     InvalidParameters(String),
     #[error("request body is too large")]
     PayloadTooLarge,
+    #[error("request headers are too large")]
+    HeadersTooLarge,
+    #[error("too many failed authentications; retry later")]
+    RateLimited(Duration),
     #[error("no such endpoint")]
     NotFound,
     #[error("method not allowed on this endpoint")]
@@ -53,6 +60,8 @@ impl ApiError {
             ApiError::ClientNotFound => "CLIENT_NOT_FOUND",
             ApiError::InvalidParameters(_) => "INVALID_PARAMETERS",
             ApiError::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            ApiError::HeadersTooLarge => "HEADERS_TOO_LARGE",
+            ApiError::RateLimited(_) => "RATE_LIMITED",
             ApiError::NotFound => "NOT_FOUND",
             ApiError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ApiError::Conflict => "CONFLICT",
@@ -66,16 +75,19 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
+/// The IMKIT error envelope: `RC` equals the HTTP status.
+#[derive(Serialize, ToSchema)]
 #[allow(non_snake_case)]
-struct ErrorEnvelope<'a> {
+pub struct ErrorEnvelope<'a> {
+    #[schema(minimum = 400, maximum = 599)]
     RC: u16,
     RM: &'a str,
     error: ErrorBody<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ErrorBody<'a> {
+    /// Machine-readable, e.g. `ROOM_NOT_FOUND`.
     code: &'a str,
     message: String,
 }
@@ -90,6 +102,8 @@ impl ResponseError for ApiError {
             }
             ApiError::InvalidParameters(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -109,18 +123,33 @@ impl ResponseError for ApiError {
             _ => {}
         }
         let mut response = HttpResponse::build(status);
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECONDS));
+        match self {
+            ApiError::Unavailable(_) => {
+                response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECONDS));
+            }
+            ApiError::RateLimited(wait) => {
+                // Whole seconds, rounded up: retrying earlier would only be refused again.
+                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                response.insert_header((header::RETRY_AFTER, seconds.max(1)));
+            }
+            _ => {}
         }
-        response.json(ErrorEnvelope {
-            RC: status.as_u16(),
-            RM: status.canonical_reason().unwrap_or("Error"),
-            error: ErrorBody {
-                code: self.code(),
-                message: self.to_string(),
-            },
-        })
+        envelope(response, status, self.code(), self.to_string())
     }
+}
+
+/// Any error answer in the IMKIT envelope; also used to wrap answers actix makes itself.
+pub fn envelope(
+    mut response: actix_web::HttpResponseBuilder,
+    status: StatusCode,
+    code: &str,
+    message: String,
+) -> HttpResponse {
+    response.json(ErrorEnvelope {
+        RC: status.as_u16(),
+        RM: status.canonical_reason().unwrap_or("Error"),
+        error: ErrorBody { code, message },
+    })
 }
 
 impl From<StoreError> for ApiError {

@@ -5,15 +5,31 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::{
     auth::AuthenticatedClient,
     envelope,
-    envelope::User,
+    envelope::{Success, User},
     errors::ApiError,
+    openapi::params::RoomPath,
+    openapi::responses::{
+        ClientCommandErrors, InvalidClientKey, InvalidToken, RateLimited, Unavailable,
+    },
     request::{path_segment, RequestContext},
 };
 use crate::commands;
 use crate::domain::{Actor, ActorKind, Command, RoomId};
 use crate::store::{projection, Pool, StoreError};
 
-#[tracing::instrument(skip_all)]
+/// The signed-in user.
+#[utoipa::path(
+    get, path = "/me", tag = "client",
+    responses(
+        (status = 200, description = "The user", body = Success<User>),
+        InvalidToken,
+        InvalidClientKey,
+        RateLimited,
+        Unavailable,
+    ),
+    security(("clientKey" = [], "clientToken" = []))
+)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn get_me(
     auth: AuthenticatedClient,
     request: RequestContext,
@@ -29,6 +45,16 @@ pub async fn get_me(
     )))
 }
 
+/// Mutes the room for the signed-in user (idempotent).
+#[utoipa::path(
+    post, path = "/me/mute/{room}", tag = "client",
+    params(RoomPath),
+    responses(
+        (status = 200, description = "The user, with the room last in `mute`", body = Success<User>),
+        ClientCommandErrors,
+    ),
+    security(("clientKey" = [], "clientToken" = []))
+)]
 pub async fn mute(
     auth: AuthenticatedClient,
     request: RequestContext,
@@ -39,6 +65,16 @@ pub async fn mute(
     run(auth, request, Command::MuteRoom { room }, &pool).await
 }
 
+/// Unmutes the room for the signed-in user (idempotent).
+#[utoipa::path(
+    delete, path = "/me/mute/{room}", tag = "client",
+    params(RoomPath),
+    responses(
+        (status = 200, description = "The user, with the room no longer in `mute`", body = Success<User>),
+        ClientCommandErrors,
+    ),
+    security(("clientKey" = [], "clientToken" = []))
+)]
 pub async fn unmute(
     auth: AuthenticatedClient,
     request: RequestContext,

@@ -3,20 +3,24 @@
 mod admin;
 mod audit;
 mod auth;
+mod dispatch;
 mod envelope;
 mod errors;
+mod health;
+mod limits;
 mod me;
+mod metrics;
+pub mod openapi;
 mod request;
 mod tracing_span;
 
 pub use errors::ApiError;
+pub use limits::{envelope_plain_errors, limit_headers, MaxHeaderBytes};
+pub use metrics::observe as observe_metrics;
 pub use request::{assign_request_id, TrustedProxies, X_REQUEST_ID};
 pub use tracing_span::RequestSpan;
 
 use actix_web::{web, HttpResponse, Resource};
-
-/// JSON bodies on this API are small profiles; anything bigger is a mistake or an attack.
-pub const MAX_JSON_BYTES: usize = 64 * 1024;
 
 /// A room id is one path segment that may be empty, so that `/me/mute/` is answered as a
 /// bad room id (400) rather than as an unknown endpoint.
@@ -34,15 +38,32 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound)
 }
 
+/// The push dispatcher's queries, probes, metrics and the OpenAPI document.
+fn configure_ecosystem(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource(&format!("/admin/rooms/{ROOM_SEGMENT}/mutes/check"))
+            .route(web::post().to(dispatch::check)),
+    )
+    .service(
+        resource(&format!("/admin/rooms/{ROOM_SEGMENT}/mutes"))
+            .route(web::get().to(dispatch::list)),
+    )
+    .service(resource("/healthz").route(web::get().to(health::healthz)))
+    .service(resource("/readyz").route(web::get().to(health::readyz)))
+    .service(resource("/metrics").route(web::get().to(metrics::scrape)))
+    .service(resource("/openapi.json").route(web::get().to(openapi::serve)));
+}
+
 /// Registers every route, and the extractor settings that keep bad input in the envelope.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// Bodies on this API are small profiles and id lists; `max_body_bytes` bounds them.
+pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     cfg.app_data(
         web::JsonConfig::default()
-            .limit(MAX_JSON_BYTES)
+            .limit(max_body_bytes)
             .content_type_required(false)
             .error_handler(|err, _| ApiError::from(err).into()),
     )
-    .app_data(web::PayloadConfig::default().limit(MAX_JSON_BYTES))
+    .app_data(web::PayloadConfig::default().limit(max_body_bytes))
     .app_data(
         web::QueryConfig::default()
             .error_handler(|err, _| ApiError::invalid(format!("invalid query: {err}")).into()),
@@ -64,5 +85,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/admin/audit").route(web::get().to(audit::list)))
     .service(resource("/rooms").route(web::post().to(admin::upsert_room)))
     .service(resource("/rooms/").route(web::post().to(admin::upsert_room)))
+    .configure(configure_ecosystem)
     .default_service(web::to(not_found));
 }

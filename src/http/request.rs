@@ -50,6 +50,36 @@ pub async fn assign_request_id(
     Ok(response)
 }
 
+/// The route pattern a request matches, without the regex of its segments
+/// (`/me/mute/{room}`), or `unmatched`: a bounded label for logs and metrics, unlike the
+/// raw path with its ids.
+pub fn route_of(request: &ServiceRequest) -> String {
+    let Some(pattern) = request.match_pattern() else {
+        return "unmatched".into();
+    };
+    strip_segment_regexes(&pattern)
+}
+
+fn strip_segment_regexes(pattern: &str) -> String {
+    let mut route = String::with_capacity(pattern.len());
+    let (mut depth, mut in_regex) = (0u32, false);
+    for c in pattern.chars() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth = depth.saturating_sub(1),
+            ':' if depth == 1 => in_regex = true,
+            _ => {}
+        }
+        if in_regex && depth == 0 {
+            in_regex = false;
+        }
+        if !in_regex {
+            route.push(c);
+        }
+    }
+    route
+}
+
 /// The percent-decoded `nth` path segment counted from the end (0 is the last).
 ///
 /// actix decodes path parameters lossily (invalid UTF-8 becomes U+FFFD), which would let
@@ -125,6 +155,15 @@ impl RequestContext {
             user_agent,
         }
     }
+}
+
+/// The client's address as [`RequestContext`] reports it (trusted proxies walked).
+pub fn client_address(req: &HttpRequest) -> Option<IpAddr> {
+    let trusted = req
+        .app_data::<TrustedProxies>()
+        .map(|t| t.0.as_slice())
+        .unwrap_or_default();
+    client_origin(req.peer_addr(), forwarded_for(req), trusted).0
 }
 
 fn forwarded_for(req: &HttpRequest) -> Vec<IpAddr> {
@@ -226,6 +265,15 @@ mod tests {
         assert!(sane_request_id(&HeaderValue::from_static("abc-123_x.y:z")).is_some());
         assert!(sane_request_id(&HeaderValue::from_static("has space")).is_none());
         assert!(sane_request_id(&HeaderValue::from_str(&"a".repeat(129)).unwrap()).is_none());
+    }
+
+    #[test]
+    fn route_labels_leave_segment_regexes_out() {
+        assert_eq!(
+            strip_segment_regexes("/admin/clients/{uid}/mute/{room:[^/]*}"),
+            "/admin/clients/{uid}/mute/{room}"
+        );
+        assert_eq!(strip_segment_regexes("/x/{n:\\d{1,3}}/y"), "/x/{n}/y");
     }
 
     #[test]

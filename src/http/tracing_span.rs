@@ -8,7 +8,7 @@ use actix_web::{
 use tracing::Span;
 use tracing_actix_web::RootSpanBuilder;
 
-use super::request::RequestId;
+use super::request::{route_of, RequestId};
 
 /// One span per request, carrying the request id so every log line inside it can be found
 /// from the `X-Request-Id` a user reports. `app_id` and `client_id` are filled in by the
@@ -30,7 +30,7 @@ impl RootSpanBuilder for RequestSpan {
             "request",
             %request_id,
             method = %request.method(),
-            route = request.match_pattern().unwrap_or_else(|| "unmatched".into()),
+            route = route_of(request),
             status = tracing::field::Empty,
             app_id = tracing::field::Empty,
             client_id = tracing::field::Empty,

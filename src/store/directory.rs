@@ -68,7 +68,7 @@ fn app_from_row(row: &tokio_postgres::Row, index: usize) -> Result<AppId, StoreE
 }
 
 /// Creates an app; `false` when an app with that id exists already.
-#[tracing::instrument(skip(db, api_key_sha256))]
+#[tracing::instrument(level = "debug", skip(db, api_key_sha256))]
 pub async fn insert_app<C: GenericClient>(
     db: &C,
     app: &AppId,
@@ -86,7 +86,7 @@ pub async fn insert_app<C: GenericClient>(
 }
 
 /// The client key of an app, if the app exists.
-#[tracing::instrument(skip(db))]
+#[tracing::instrument(level = "debug", skip(db))]
 pub async fn client_key_of<C: GenericClient>(
     db: &C,
     app: &AppId,
@@ -101,7 +101,7 @@ pub async fn client_key_of<C: GenericClient>(
 }
 
 /// Replaces an app's API key; the old one stops working at once.
-#[tracing::instrument(skip(db, api_key_sha256))]
+#[tracing::instrument(level = "debug", skip(db, api_key_sha256))]
 pub async fn replace_api_key<C: GenericClient>(
     db: &C,
     app: &AppId,
@@ -116,7 +116,7 @@ pub async fn replace_api_key<C: GenericClient>(
     Ok(())
 }
 
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn app_by_api_key<C: GenericClient>(
     db: &C,
     api_key_sha256: &[u8],
@@ -132,7 +132,7 @@ pub async fn app_by_api_key<C: GenericClient>(
 
 /// Resolves a client key and token hash in one round trip. A token only counts for the app
 /// whose client key came with it.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn authenticate_client<C: GenericClient>(
     db: &C,
     client_key: &str,
@@ -156,7 +156,7 @@ pub async fn authenticate_client<C: GenericClient>(
     Ok(ClientAuth::Authenticated(app, client_from_row(&row, 1)?))
 }
 
-#[tracing::instrument(skip(db))]
+#[tracing::instrument(level = "debug", skip(db))]
 pub async fn find_client<C: GenericClient>(
     db: &C,
     app: &AppId,
@@ -169,7 +169,7 @@ pub async fn find_client<C: GenericClient>(
 }
 
 /// Creates a user or updates the fields given; the others keep their stored values.
-#[tracing::instrument(skip(db, profile))]
+#[tracing::instrument(level = "debug", skip(db, profile))]
 pub async fn upsert_client<C: GenericClient>(
     db: &C,
     app: &AppId,
@@ -203,7 +203,7 @@ pub async fn upsert_client<C: GenericClient>(
 }
 
 /// Stores a new token for a user and records the issue as their last login.
-#[tracing::instrument(skip(db, token_sha256))]
+#[tracing::instrument(level = "debug", skip(db, token_sha256))]
 pub async fn insert_token<C: GenericClient>(
     db: &C,
     app: &AppId,
@@ -228,7 +228,7 @@ pub async fn insert_token<C: GenericClient>(
 
 /// Revokes one token of a user (when its hash is given) or all of them; answers how many
 /// tokens stopped working.
-#[tracing::instrument(skip(db, token_sha256))]
+#[tracing::instrument(level = "debug", skip(db, token_sha256))]
 pub async fn revoke_tokens<C: GenericClient>(
     db: &C,
     app: &AppId,
@@ -245,23 +245,10 @@ pub async fn revoke_tokens<C: GenericClient>(
     .await
 }
 
-#[tracing::instrument(skip(db))]
-pub async fn room_exists<C: GenericClient>(
-    db: &C,
-    app: &AppId,
-    room: &RoomId,
-) -> Result<bool, StoreError> {
-    Ok(query_opt(
-        db,
-        "SELECT 1 FROM rooms WHERE app_id = $1 AND room_id = $2",
-        &[&app.as_str(), &room.as_str()],
-    )
-    .await?
-    .is_some())
-}
+pub(super) const ROOM_EXISTS: &str = "SELECT 1 FROM rooms WHERE app_id = $1 AND room_id = $2";
 
 /// Creates a room or updates the fields given; the others keep their stored values.
-#[tracing::instrument(skip(db, profile))]
+#[tracing::instrument(level = "debug", skip(db, profile))]
 pub async fn upsert_room<C: GenericClient>(
     db: &C,
     app: &AppId,

@@ -4,12 +4,20 @@ pub mod audit;
 pub mod directory;
 pub mod event_log;
 pub mod log_reader;
+pub mod muters;
 mod pool;
 pub mod projection;
 pub mod read_model;
+mod roles;
+pub mod stream;
+mod unit;
 
 pub use deadpool_postgres::{GenericClient, Pool};
-pub use pool::{connect_pool, ensure_database, migrate, PoolSettings};
+pub use pool::{
+    connect_pool, ensure_database, migrate, schema_status, PoolSettings, SchemaStatus, WorkerPools,
+};
+pub use roles::grant_runtime_role;
+pub use unit::Unit;
 
 use tokio_postgres::error::SqlState;
 
@@ -56,12 +64,11 @@ fn is_unavailable(code: Option<&SqlState>) -> bool {
     })
 }
 
+/// Failing to get a connection, whatever the reason (refused, timed out, the database
+/// being dropped or restarted), means the service cannot work right now: unavailable.
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(err: deadpool_postgres::PoolError) -> Self {
-        match err {
-            deadpool_postgres::PoolError::Backend(e) => e.into(),
-            other => StoreError::Unavailable(other.to_string()),
-        }
+        StoreError::Unavailable(err.to_string())
     }
 }
 

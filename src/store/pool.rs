@@ -1,6 +1,8 @@
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Status};
 use tokio_postgres::{Config, NoTls};
 
 use super::StoreError;
@@ -39,7 +41,65 @@ pub fn connect_pool(database_url: &str, settings: &PoolSettings) -> anyhow::Resu
         .build()?)
 }
 
-async fn connect(config: &Config) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+/// One pool per HTTP worker thread. A connection's I/O task runs on the runtime that
+/// opened it; with a pool per worker, that is the worker using it, so a query wakes no
+/// other thread (a shared pool hands a worker connections driven by another thread,
+/// which costs a cross-thread wake-up in each direction of every round trip).
+#[derive(Clone)]
+pub struct WorkerPools {
+    pools: Arc<Vec<Pool>>,
+    next: Arc<AtomicUsize>,
+}
+
+impl WorkerPools {
+    /// Splits `settings.max_size` connections evenly over `workers` pools (at least one each).
+    pub fn new(
+        database_url: &str,
+        settings: &PoolSettings,
+        workers: usize,
+    ) -> anyhow::Result<Self> {
+        let workers = workers.max(1);
+        let each = PoolSettings {
+            max_size: settings.max_size.div_ceil(workers),
+            ..settings.clone()
+        };
+        let pools = (0..workers)
+            .map(|_| connect_pool(database_url, &each))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(WorkerPools {
+            pools: Arc::new(pools),
+            next: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// The pool for the worker being started; a restarted worker takes the next one round.
+    pub fn for_worker(&self) -> Pool {
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.pools.len();
+        self.pools[index].clone()
+    }
+
+    /// All pools together, for metrics.
+    pub fn status(&self) -> Status {
+        self.pools.iter().map(Pool::status).fold(
+            Status {
+                max_size: 0,
+                size: 0,
+                available: 0,
+                waiting: 0,
+            },
+            |sum, s| Status {
+                max_size: sum.max_size + s.max_size,
+                size: sum.size + s.size,
+                available: sum.available + s.available,
+                waiting: sum.waiting + s.waiting,
+            },
+        )
+    }
+}
+
+pub(super) async fn connect(
+    config: &Config,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
     let (client, connection) = config.connect(NoTls).await?;
     tokio::spawn(async move {
         if let Err(err) = connection.await {
@@ -51,7 +111,7 @@ async fn connect(config: &Config) -> Result<tokio_postgres::Client, tokio_postgr
 
 /// Creates the database named in `database_url` when it does not exist yet, connecting to
 /// the server's `postgres` database to do so.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn ensure_database(database_url: &str) -> anyhow::Result<()> {
     let config: Config = database_url.parse()?;
     let name = config
@@ -59,6 +119,10 @@ pub async fn ensure_database(database_url: &str) -> anyhow::Result<()> {
         .map(str::to_owned)
         .or_else(|| config.get_user().map(str::to_owned))
         .ok_or_else(|| anyhow::anyhow!("DATABASE_URL names no database"))?;
+    // A role that may connect to its database (the runtime role) needs nothing more.
+    if connect(&config).await.is_ok() {
+        return Ok(());
+    }
     let mut admin = config.clone();
     admin.dbname("postgres");
     let client = connect(&admin).await?;
@@ -84,17 +148,33 @@ pub async fn ensure_database(database_url: &str) -> anyhow::Result<()> {
 
 /// Applies pending migrations under an advisory lock, so instances starting together do
 /// not race each other.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
     let config: Config = database_url.parse()?;
     let mut client = connect(&config).await?;
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await?;
-    let report = embedded::migrations::runner()
-        .set_abort_divergent(true)
-        .run_async(&mut client)
-        .await;
+    let runner = embedded::migrations::runner().set_abort_divergent(true);
+    let report = if may_change_schema(&client).await? {
+        runner.run_async(&mut client).await
+    } else {
+        // The runtime role cannot migrate, and must not try: it only checks that an owner did.
+        let expected = runner.get_migrations().iter().map(|m| m.version()).max();
+        let applied = runner
+            .get_last_applied_migration_async(&mut client)
+            .await
+            .ok()
+            .flatten()
+            .map(|m| m.version());
+        if applied < expected {
+            anyhow::bail!(
+                "the database schema is behind and this role may not migrate it: \
+                 run `chatprefs migrate` as the schema owner first"
+            );
+        }
+        Ok(refinery::Report::new(Vec::new()))
+    };
     client
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
         .await?;
@@ -102,6 +182,51 @@ pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
         tracing::info!(migration = %applied, "applied migration");
     }
     Ok(())
+}
+
+async fn may_change_schema(client: &tokio_postgres::Client) -> anyhow::Result<bool> {
+    let row = client
+        .query_one("SELECT has_schema_privilege('public', 'CREATE')", &[])
+        .await?;
+    Ok(row.get(0))
+}
+
+/// The schema version the database has, next to the one this binary migrates to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaStatus {
+    /// `None` when no migration was ever applied.
+    pub applied: Option<u32>,
+    pub expected: u32,
+}
+
+impl SchemaStatus {
+    /// A newer schema counts as current: each migration keeps the previous release working,
+    /// and during a rolling deploy the instances not yet replaced must stay in the load
+    /// balancer.
+    pub fn is_current(&self) -> bool {
+        self.applied.is_some_and(|v| v >= self.expected)
+    }
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn schema_status(pool: &Pool) -> Result<SchemaStatus, StoreError> {
+    let mut conn = pool.get().await?;
+    let runner = embedded::migrations::runner();
+    let expected = runner
+        .get_migrations()
+        .iter()
+        .map(|m| m.version())
+        .max()
+        .unwrap_or_default();
+    let client: &mut tokio_postgres::Client = &mut conn;
+    // refinery wraps the driver's error; a failure to read its history table (missing,
+    // connection lost) means the same to a caller: the schema is not known to be current.
+    let applied = runner
+        .get_last_applied_migration_async(client)
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?
+        .map(|m| m.version());
+    Ok(SchemaStatus { applied, expected })
 }
 
 impl From<deadpool_postgres::BuildError> for StoreError {

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::helpers::{mutes, ok_result, TestDatabase};
 
-fn chatprefs(db: &TestDatabase) -> Command {
+pub fn chatprefs(db: &TestDatabase) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_chatprefs"));
     command.env("DATABASE_URL", &db.url).env("RUST_LOG", "warn");
     command
@@ -35,7 +35,7 @@ fn app_create_prints_keys_once_and_refuses_a_duplicate() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
 }
 
-struct Killed(Child);
+pub struct Killed(pub Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -56,15 +56,19 @@ async fn serve_demo_prints_a_curl_that_mutes_the_demo_room() {
             .unwrap(),
     );
     let stdout = child.0.stdout.take().unwrap();
-    let curl = tokio::task::spawn_blocking(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .find(|line| line.trim_start().starts_with("curl -X POST"))
-    })
-    .await
-    .unwrap()
-    .expect("a curl line");
+    let (found, curl) = tokio::sync::oneshot::channel();
+    // Keep draining stdout after the line is found, as a terminal would.
+    std::thread::spawn(move || {
+        let mut found = Some(found);
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.trim_start().starts_with("curl -X POST") {
+                if let Some(found) = found.take() {
+                    let _ = found.send(line);
+                }
+            }
+        }
+    });
+    let curl = curl.await.expect("a curl line");
 
     // Follow the printed command: its URL and its two quoted headers.
     let quoted: Vec<&str> = curl.split('\'').skip(1).step_by(2).collect();

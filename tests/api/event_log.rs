@@ -1,5 +1,7 @@
 use chatprefs::domain::{Actor, ActorKind, AppId, ClientId, Event, EventMetadata, RoomId};
-use chatprefs::store::{event_log, StoreError};
+use std::time::Duration;
+
+use chatprefs::store::{self, stream, PoolSettings, StoreError, Unit};
 use serde_json::Value;
 
 use crate::helpers::{ok_result, TestApp};
@@ -57,16 +59,26 @@ async fn every_event_records_who_when_and_from_where() {
     }
 }
 
+fn mute(room: &str) -> Event {
+    Event::RoomMuted {
+        room: RoomId::parse(room).unwrap(),
+    }
+}
+
+fn unmute(room: &str) -> Event {
+    Event::RoomUnmuted {
+        room: RoomId::parse(room).unwrap(),
+    }
+}
+
+/// Appends straight through the store, as a command would after deciding.
 #[tokio::test]
-async fn a_stale_append_is_a_conflict_and_leaves_the_log_alone() {
+async fn stale_appends_are_conflicts_and_leave_log_and_read_model_alone() {
     let app = TestApp::spawn().await;
     let (a, u) = (
         AppId::parse("app-a").unwrap(),
         ClientId::parse("u1").unwrap(),
     );
-    let event = Event::RoomMuted {
-        room: RoomId::parse("r1").unwrap(),
-    };
     let metadata = EventMetadata {
         actor: Actor {
             kind: ActorKind::System,
@@ -77,12 +89,70 @@ async fn a_stale_append_is_a_conflict_and_leaves_the_log_alone() {
         port: None,
         user_agent: None,
     };
-    let conn = app.pool.get().await.unwrap();
+    let unit = Unit::new(app.pool.get().await.unwrap());
+    let read_model = || async {
+        let rows = app
+            .sql("SELECT room_id FROM room_mutes ORDER BY position")
+            .await
+            .unwrap();
+        let version: i32 = app
+            .sql("SELECT version FROM stream_versions")
+            .await
+            .unwrap()[0]
+            .get(0);
+        let rooms: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        (rooms, version)
+    };
 
-    let first = event_log::append(&conn, &a, &u, 0, std::slice::from_ref(&event), &metadata).await;
-    let stale = event_log::append(&conn, &a, &u, 0, &[event], &metadata).await;
-
+    let first = stream::commit(&unit, &a, &u, 0, &[mute("r1")], &metadata).await;
     assert_eq!(first.unwrap()[0].stream_version, 1);
+
+    let stale = stream::commit(&unit, &a, &u, 0, &[mute("r2")], &metadata).await;
     assert!(matches!(stale, Err(StoreError::Conflict)), "{stale:?}");
-    assert_eq!(app.count_events().await, 1);
+    assert_eq!(read_model().await, (vec!["r1".to_owned()], 1));
+
+    // Several events go in one transaction, applied in order.
+    let two = stream::commit(&unit, &a, &u, 1, &[mute("r2"), unmute("r1")], &metadata).await;
+    let versions: Vec<i32> = two.unwrap().iter().map(|r| r.stream_version).collect();
+    assert_eq!(versions, [2, 3]);
+    assert_eq!(read_model().await, (vec!["r2".to_owned()], 3));
+
+    let stale_two = stream::commit(&unit, &a, &u, 1, &[mute("r3"), mute("r4")], &metadata).await;
+    assert!(
+        matches!(stale_two, Err(StoreError::Conflict)),
+        "{stale_two:?}"
+    );
+    assert!(!unit.is_open(), "the failed transaction was ended");
+    assert_eq!(read_model().await, (vec!["r2".to_owned()], 3));
+    assert_eq!(app.count_events().await, 3);
+}
+
+#[tokio::test]
+async fn an_abandoned_unit_rolls_back_before_its_connection_is_reused() {
+    let app = TestApp::spawn().await;
+    let settings = PoolSettings {
+        max_size: 1,
+        timeout: Duration::from_secs(5),
+    };
+    let pool = store::connect_pool(app.database_url(), &settings).unwrap();
+
+    let unit = Unit::new(pool.get().await.unwrap());
+    unit.begin().await.unwrap();
+    unit.client()
+        .execute("INSERT INTO stream_versions VALUES ('a', 't', 's', 7)", &[])
+        .await
+        .unwrap();
+    drop(unit);
+
+    // The pool has one connection: this waits until the abandoned one is back.
+    let conn = pool.get().await.unwrap();
+    let row = conn
+        .query_one(
+            "SELECT count(*), pg_current_xact_id_if_assigned() IS NULL FROM stream_versions",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 0, "the insert was rolled back");
+    assert!(row.get::<_, bool>(1), "no transaction was left open");
 }

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use chatprefs::config::ServeSettings;
+use chatprefs::config::{AuthFailureLimit, HttpLimits, ServeSettings};
 use chatprefs::domain::AppId;
 use chatprefs::provision::{self, AppCredentials};
 use chatprefs::startup::Application;
@@ -25,6 +25,9 @@ pub fn test_settings(database_url: String) -> ServeSettings {
         workers: Some(2),
         trusted_proxies: Vec::new(),
         shutdown_timeout_secs: 1,
+        cors_origins: Vec::new(),
+        limits: HttpLimits::default(),
+        auth_failures: AuthFailureLimit::default(),
     }
 }
 
@@ -77,10 +80,15 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// A server with settings changed from the tests' defaults.
+    pub async fn spawn_with(configure: impl FnOnce(&mut ServeSettings)) -> TestApp {
         let db = TestDatabase::new();
-        let application = Application::build(&test_settings(db.url.clone()))
-            .await
-            .expect("server builds");
+        let mut settings = test_settings(db.url.clone());
+        configure(&mut settings);
+        let application = Application::build(&settings).await.expect("server builds");
         let base = format!("http://127.0.0.1:{}", application.port());
         let pool = application.pool().clone();
         tokio::spawn(application.run_until_stopped());

@@ -3,10 +3,19 @@
 
 mod admin;
 mod audit;
+mod bench;
 mod cli;
+mod cluster;
 mod concurrency;
+mod dispatch;
+mod ecosystem;
 mod errors;
 mod event_log;
+mod faults;
 mod helpers;
+mod hostile;
+mod ledger;
 mod me;
+mod process;
 mod rebuild;
+mod security;

@@ -1,0 +1,196 @@
+//! The OpenAPI 3.1 document, generated from the handlers' own annotations and types, served
+//! at `GET /openapi.json` and committed as `docs/openapi.json` (a test keeps the two equal;
+//! `chatprefs openapi > docs/openapi.json` regenerates it).
+
+use std::sync::LazyLock;
+
+use actix_web::HttpResponse;
+use utoipa::{
+    openapi::security::{ApiKey, ApiKeyValue, SecurityScheme},
+    Modify, OpenApi,
+};
+
+use super::{admin, dispatch, errors::ErrorEnvelope, health, me, metrics};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "chatprefs",
+        description = "IMKIT-compatible notification preferences (mute a room) on an append-only event log. \
+                       Every JSON answer is the IMKIT envelope; every response carries `X-Request-Id`."
+    ),
+    paths(
+        me::get_me, me::mute, me::unmute,
+        admin::upsert_client, admin::revoke_tokens, admin::upsert_room, admin::mute, admin::unmute,
+        dispatch::check, dispatch::list,
+        health::healthz, health::readyz, metrics::scrape, serve,
+    ),
+    components(schemas(ErrorEnvelope)),
+    modifiers(&SecuritySchemes, &RoomsWithTrailingSlash),
+    tags(
+        (name = "client", description = "The signed-in user's own preferences (headers `IM-CLIENT-KEY` and `IM-Authorization`)"),
+        (name = "platform", description = "An app's backend (header `IM-API-KEY`)"),
+        (name = "push dispatcher", description = "Who muted a room (header `IM-API-KEY`)"),
+        (name = "operations", description = "Probes, metrics and this document (no authentication)"),
+    )
+)]
+struct ApiDoc;
+
+/// Path parameters as documented; the handlers decode them strictly from the raw path
+/// (`path_segment`), so these types only describe them.
+pub mod params {
+    use utoipa::IntoParams;
+
+    #[derive(IntoParams)]
+    #[into_params(parameter_in = Path)]
+    pub struct RoomPath {
+        /// Room id, percent-encoded: 1–255 bytes of UTF-8, no control characters.
+        #[param(
+            min_length = 1,
+            max_length = 255,
+            pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$"
+        )]
+        pub room: String,
+    }
+
+    #[derive(IntoParams)]
+    #[into_params(parameter_in = Path)]
+    pub struct UserPath {
+        /// User id, percent-encoded: 1–255 bytes of UTF-8, no control characters.
+        #[param(
+            min_length = 1,
+            max_length = 255,
+            pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$"
+        )]
+        pub uid: String,
+    }
+}
+
+/// The error answers, one type per case, so that each operation lists exactly the ones it
+/// can give (`responses(…, BadRequest, RoomNotFound)`) and each is described once.
+pub mod responses {
+    use utoipa::IntoResponses;
+
+    use crate::http::errors::ErrorEnvelope;
+
+    macro_rules! error_response {
+        ($($name:ident = $status:literal, $description:literal;)+) => {$(
+            #[derive(IntoResponses)]
+            #[response(status = $status, description = $description)]
+            pub struct $name(pub ErrorEnvelope<'static>);
+        )+};
+    }
+
+    error_response! {
+        BadRequest = 400, "Malformed id, body or query (`INVALID_PARAMETERS`)";
+        InvalidToken = 401, "Missing, unknown, expired or revoked token, or one of another app (`INVALID_TOKEN`)";
+        InvalidClientKey = 403, "Missing or unknown client key (`INVALID_CLIENT_KEY`)";
+        InvalidApiKey = 403, "Missing or unknown API key (`INVALID_API_KEY`)";
+        RoomNotFound = 404, "The room is not in the app (`ROOM_NOT_FOUND`)";
+        ClientNotFound = 404, "The user is not in the app (`CLIENT_NOT_FOUND`)";
+        ClientOrRoomNotFound = 404, "The user or the room is not in the app (`CLIENT_NOT_FOUND`, `ROOM_NOT_FOUND`)";
+        Conflict = 409, "Concurrent writes kept conflicting (`CONFLICT`)";
+        PayloadTooLarge = 413, "Body over the configured limit, 64 KiB by default (`PAYLOAD_TOO_LARGE`)";
+        RateLimited = 429, "Too many failed authentications from this address or with this key (`RATE_LIMITED`, with `Retry-After`)";
+        Unavailable = 503, "Database unreachable or no connection in time (`SERVICE_UNAVAILABLE`, with `Retry-After`)";
+    }
+
+    macro_rules! error_responses {
+        ($($(#[$doc:meta])* $name:ident = $($case:ident),+;)+) => {$(
+            $(#[$doc])*
+            pub struct $name;
+
+            impl IntoResponses for $name {
+                fn responses() -> std::collections::BTreeMap<
+                    String,
+                    utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+                > {
+                    let mut all = std::collections::BTreeMap::new();
+                    $(all.extend($case::responses());)+
+                    all
+                }
+            }
+        )+};
+    }
+
+    error_responses! {
+        /// What a mute or unmute through the client API can fail with.
+        ClientCommandErrors = BadRequest, InvalidToken, InvalidClientKey, RoomNotFound, Conflict, RateLimited, Unavailable;
+        /// What a mute or unmute on a user's behalf can fail with.
+        PlatformCommandErrors = BadRequest, InvalidApiKey, ClientOrRoomNotFound, Conflict, RateLimited, Unavailable;
+    }
+}
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let header = |name: &str, description: &str| {
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                name,
+                description,
+            )))
+        };
+        components.add_security_scheme(
+            "clientKey",
+            header(
+                "IM-CLIENT-KEY",
+                "The app's client key (public: it ships inside apps)",
+            ),
+        );
+        components.add_security_scheme(
+            "clientToken",
+            header(
+                "IM-Authorization",
+                "The user's token (older SDKs: `Authorization`, optionally `Bearer …`)",
+            ),
+        );
+        components.add_security_scheme(
+            "apiKey",
+            header("IM-API-KEY", "The app's API key (secret; server to server)"),
+        );
+    }
+}
+
+/// IMKIT clients post to `/rooms/` as well as `/rooms`; both are one handler, which a path
+/// annotation cannot say, so the second path is a copy with an operation id of its own.
+struct RoomsWithTrailingSlash;
+
+impl Modify for RoomsWithTrailingSlash {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(mut item) = openapi.paths.paths.get("/rooms").cloned() else {
+            return;
+        };
+        if let Some(post) = item.post.as_mut() {
+            post.operation_id = Some("upsert_room_trailing_slash".into());
+        }
+        openapi.paths.paths.insert("/rooms/".into(), item);
+    }
+}
+
+static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
+    let mut json = ApiDoc::openapi()
+        .to_pretty_json()
+        .expect("the document serialises");
+    json.push('\n');
+    json
+});
+
+/// The document as served and as committed in `docs/openapi.json`.
+pub fn json() -> &'static str {
+    &DOCUMENT
+}
+
+/// This document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json", body = Object))
+)]
+pub async fn serve() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(json())
+}

@@ -1,0 +1,282 @@
+//! Prometheus metrics: one process-wide registry, updated by the HTTP edge, the command
+//! handler and the rebuild, and rendered at `GET /metrics`.
+//!
+//! Process-wide rather than per server because the events and conflicts are counted deep
+//! in `commands`, which must not depend on the HTTP layer to reach a registry.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Seconds; from a cache-hot read (~1 ms) to the pool timeout's neighbourhood (5 s).
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+struct Metrics {
+    registry: Registry,
+    http_requests: IntCounterVec,
+    http_duration: HistogramVec,
+    pool_connections: IntGaugeVec,
+    pool_max: IntGauge,
+    pool_waiting: IntGauge,
+    events_appended: IntCounterVec,
+    conflicts_retried: IntCounter,
+    rebuild_running: IntGauge,
+    rebuild_position: IntGauge,
+    rebuild_target: IntGauge,
+    rebuild_events: IntCounter,
+    rebuild_duration: Histogram,
+}
+
+fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
+    registry
+        .register(Box::new(c.clone()))
+        .expect("metric names are unique");
+    c
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let r = Registry::new();
+    Metrics {
+        http_requests: register(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "chatprefs_http_requests_total",
+                    "HTTP requests answered, by route pattern, method and status.",
+                ),
+                &["route", "method", "status"],
+            )
+            .expect("valid metric"),
+        ),
+        http_duration: register(
+            &r,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "chatprefs_http_request_duration_seconds",
+                    "Time to answer an HTTP request, by route pattern and method.",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                &["route", "method"],
+            )
+            .expect("valid metric"),
+        ),
+        pool_connections: register(
+            &r,
+            IntGaugeVec::new(
+                Opts::new(
+                    "chatprefs_db_pool_connections",
+                    "Database connections held by the pool, by state (idle or in_use).",
+                ),
+                &["state"],
+            )
+            .expect("valid metric"),
+        ),
+        pool_max: register(
+            &r,
+            IntGauge::new(
+                "chatprefs_db_pool_max_connections",
+                "Most database connections the pool may open (--pool-size).",
+            )
+            .expect("valid metric"),
+        ),
+        pool_waiting: register(
+            &r,
+            IntGauge::new(
+                "chatprefs_db_pool_waiting",
+                "Requests waiting for a database connection.",
+            )
+            .expect("valid metric"),
+        ),
+        events_appended: register(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "chatprefs_events_appended_total",
+                    "Events appended to the log, by event type.",
+                ),
+                &["event_type"],
+            )
+            .expect("valid metric"),
+        ),
+        conflicts_retried: register(
+            &r,
+            IntCounter::new(
+                "chatprefs_command_conflicts_retried_total",
+                "Appends retried after losing a race with a concurrent append to the same stream.",
+            )
+            .expect("valid metric"),
+        ),
+        rebuild_running: register(
+            &r,
+            IntGauge::new(
+                "chatprefs_rebuild_running",
+                "1 while a read-model rebuild runs in this process, else 0.",
+            )
+            .expect("valid metric"),
+        ),
+        rebuild_position: register(
+            &r,
+            IntGauge::new(
+                "chatprefs_rebuild_position",
+                "Log position the running (or last) rebuild has replayed up to.",
+            )
+            .expect("valid metric"),
+        ),
+        rebuild_target: register(
+            &r,
+            IntGauge::new(
+                "chatprefs_rebuild_target_position",
+                "Log position the running (or last) rebuild replays up to.",
+            )
+            .expect("valid metric"),
+        ),
+        rebuild_events: register(
+            &r,
+            IntCounter::new(
+                "chatprefs_rebuild_events_replayed_total",
+                "Events replayed by rebuilds in this process.",
+            )
+            .expect("valid metric"),
+        ),
+        rebuild_duration: register(
+            &r,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "chatprefs_rebuild_duration_seconds",
+                    "Time a finished rebuild took.",
+                )
+                .buckets(prometheus::exponential_buckets(0.1, 4.0, 8).expect("valid buckets")),
+            )
+            .expect("valid metric"),
+        ),
+        registry: r,
+    }
+});
+
+/// Counts one answered request. `route` must be the route pattern (bounded), never the raw
+/// path, which would give every room id a time series of its own.
+pub fn observe_request(route: &str, method: &str, status: u16, elapsed: Duration) {
+    let m = &*METRICS;
+    m.http_requests
+        .with_label_values(&[route, method, &status.to_string()])
+        .inc();
+    m.http_duration
+        .with_label_values(&[route, method])
+        .observe(elapsed.as_secs_f64());
+}
+
+pub fn event_appended(event_type: &str) {
+    METRICS
+        .events_appended
+        .with_label_values(&[event_type])
+        .inc();
+}
+
+pub fn conflict_retried() {
+    METRICS.conflicts_retried.inc();
+}
+
+/// The connection pool as last sampled (at every scrape).
+#[derive(Debug, Clone, Copy)]
+pub struct PoolStatus {
+    pub max_size: usize,
+    pub size: usize,
+    pub idle: usize,
+    pub waiting: usize,
+}
+
+pub fn set_pool_status(status: PoolStatus) {
+    let m = &*METRICS;
+    let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    m.pool_max.set(gauge(status.max_size));
+    m.pool_connections
+        .with_label_values(&["idle"])
+        .set(gauge(status.idle));
+    m.pool_connections
+        .with_label_values(&["in_use"])
+        .set(gauge(status.size.saturating_sub(status.idle)));
+    m.pool_waiting.set(gauge(status.waiting));
+}
+
+/// Progress reporting for `rebuild`: call [`RebuildProgress::start`] with the log position
+/// the rebuild replays up to, [`RebuildProgress::replayed`] after each batch, and
+/// [`RebuildProgress::finish`] when the new read model is in place. Dropping it unfinished
+/// (an error) clears `chatprefs_rebuild_running` without recording a duration.
+pub struct RebuildProgress {
+    started: std::time::Instant,
+}
+
+impl RebuildProgress {
+    pub fn start(target_position: i64) -> Self {
+        let m = &*METRICS;
+        m.rebuild_target.set(target_position);
+        m.rebuild_position.set(0);
+        m.rebuild_running.set(1);
+        RebuildProgress {
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// `position` is the last replayed event's; `events` how many were replayed since the
+    /// previous call.
+    pub fn replayed(&self, position: i64, events: u64) {
+        METRICS.rebuild_position.set(position);
+        METRICS.rebuild_events.inc_by(events);
+    }
+
+    pub fn finish(self) {
+        METRICS
+            .rebuild_duration
+            .observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+impl Drop for RebuildProgress {
+    fn drop(&mut self) {
+        METRICS.rebuild_running.set(0);
+    }
+}
+
+/// The Prometheus text exposition of every metric.
+pub fn render() -> String {
+    let mut out = Vec::new();
+    TextEncoder::new()
+        .encode(&METRICS.registry.gather(), &mut out)
+        .expect("encoding to memory does not fail");
+    String::from_utf8(out).expect("the text format is UTF-8")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+    }
+
+    #[test]
+    fn rebuild_progress_is_exposed_and_cleared_when_done() {
+        let progress = RebuildProgress::start(40);
+        progress.replayed(25, 25);
+        let during = render();
+        assert_eq!(sample(&during, "chatprefs_rebuild_running"), Some(1.0));
+        assert_eq!(sample(&during, "chatprefs_rebuild_position"), Some(25.0));
+        assert_eq!(
+            sample(&during, "chatprefs_rebuild_target_position"),
+            Some(40.0)
+        );
+        assert!(sample(&during, "chatprefs_rebuild_events_replayed_total").unwrap() >= 25.0);
+
+        progress.finish();
+        let after = render();
+        assert_eq!(sample(&after, "chatprefs_rebuild_running"), Some(0.0));
+        assert!(sample(&after, "chatprefs_rebuild_duration_seconds_count").unwrap() >= 1.0);
+    }
+}

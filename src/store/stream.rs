@@ -1,0 +1,232 @@
+//! The write path of one user's preference stream.
+//!
+//! Optimistic first, in two round trips: [`read`] the state and its version without a
+//! transaction, then [`commit`]: one statement that moves the stream's version, appends
+//! the event at that version and projects it, atomic on its own (no BEGIN/COMMIT). The
+//! unique stream-version key rejects the append if anyone appended since the read. A
+//! command that decides nothing stops after the read: no transaction, no WAL.
+//!
+//! After a conflict, [`lock`] takes the stream's row lock (BEGIN, room check, lock and
+//! state load in one round trip) so the retry cannot be overtaken by other retries.
+//!
+//! Each function prepares its statements first (free once cached on the connection) and then sends
+//! everything at once: tokio-postgres pipelines requests in the order they are first
+//! polled, and PostgreSQL runs them in that order. Preparing first matters: a statement
+//! still being prepared would be sent late, after a COMMIT that had none to wait for.
+
+use tokio_postgres::types::Json;
+use uuid::Uuid;
+
+use super::{directory, event_log::Recorded, projection, GenericClient, StoreError, Unit};
+use crate::domain::{
+    AppId, ClientId, Event, EventMetadata, MuteState, RoomId, STREAM_TYPE_USER_PREFERENCES,
+};
+
+/// A user's stream as of one snapshot: its version and the state at that version.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub room_exists: bool,
+    pub version: i32,
+    pub state: MuteState,
+}
+
+/// One statement, so one snapshot: the version and the state always belong together.
+const READ_STREAM: &str = "SELECT
+    EXISTS (SELECT 1 FROM rooms WHERE app_id = $1 AND room_id = $4),
+    coalesce((SELECT version FROM stream_versions
+              WHERE app_id = $1 AND stream_type = $2 AND stream_id = $3), 0),
+    ARRAY(SELECT room_id FROM room_mutes
+          WHERE app_id = $1 AND client_id = $3 ORDER BY position)";
+
+/// Reads the user's stream (and whether `room` exists in the app) without locking it.
+#[tracing::instrument(level = "debug", skip(db))]
+pub async fn read<C: GenericClient>(
+    db: &C,
+    app: &AppId,
+    client: &ClientId,
+    room: &RoomId,
+) -> Result<Snapshot, StoreError> {
+    let statement = db.prepare_cached(READ_STREAM).await?;
+    let row = db
+        .query_one(
+            &statement,
+            &[
+                &app.as_str(),
+                &STREAM_TYPE_USER_PREFERENCES,
+                &client.as_str(),
+                &room.as_str(),
+            ],
+        )
+        .await?;
+    let muted = row
+        .get::<_, Vec<String>>(2)
+        .into_iter()
+        .map(RoomId::parse)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(Snapshot {
+        room_exists: row.get(0),
+        version: row.get(1),
+        state: MuteState::from_muted(muted),
+    })
+}
+
+/// Begins a transaction, checks `room` exists in the app, locks the user's stream and
+/// loads its state, in one round trip. The state is read after the lock is granted (its
+/// own statement, so its own snapshot), so it includes every write that queued before us.
+#[tracing::instrument(level = "debug", skip(unit))]
+pub async fn lock(
+    unit: &Unit,
+    app: &AppId,
+    client: &ClientId,
+    room: &RoomId,
+) -> Result<Snapshot, StoreError> {
+    let db = unit.client();
+    let (room_exists, create, lock, load) = futures_util::try_join!(
+        db.prepare_cached(directory::ROOM_EXISTS),
+        db.prepare_cached(projection::CREATE_STREAM),
+        db.prepare_cached(projection::LOCK_STREAM),
+        db.prepare_cached(projection::MUTED_ROOMS),
+    )?;
+    let key: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [
+        &app.as_str(),
+        &STREAM_TYPE_USER_PREFERENCES,
+        &client.as_str(),
+    ];
+    let room_key: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&app.as_str(), &room.as_str()];
+    let user_key: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
+        [&app.as_str(), &client.as_str()];
+    let (begun, room_row, created, version, rooms) = futures_util::join!(
+        unit.begin(),
+        db.query_opt(&room_exists, &room_key),
+        db.execute(&create, &key),
+        db.query_one(&lock, &key),
+        db.query(&load, &user_key),
+    );
+    begun?;
+    created?;
+    Ok(Snapshot {
+        room_exists: room_row?.is_some(),
+        version: version?.get(0),
+        state: projection::rooms_from_rows(&rooms?)?,
+    })
+}
+
+/// One event's append and projection as a single statement. Its parts run in a fixed
+/// order because each reads the one before: `head` moves the stream's version row (taking
+/// its row lock), `appended` inserts the event at that version (the unique key rejects a
+/// stale one, failing the whole statement), and the projection applies the appended event
+/// to `room_mutes`. Every writer of a stream thus locks the version row before anything
+/// else, so optimistic writers and locked retries cannot deadlock.
+///
+/// Parameters: $1 app, $2 stream type, $3 user, $4 new version, $5 event id, $6 event
+/// type, $7 schema version, $8 data, $9 metadata, $10 room.
+macro_rules! append_and_project {
+    ($projection:literal) => {
+        concat!(
+            "WITH head AS (
+                INSERT INTO stream_versions AS s (app_id, stream_type, stream_id, version)
+                VALUES ($1, $2, $3, $4)
+                ON CONFLICT (app_id, stream_type, stream_id)
+                DO UPDATE SET version = excluded.version
+                RETURNING s.version),
+            appended AS (
+                INSERT INTO events (event_id, app_id, stream_type, stream_id, stream_version,
+                                    event_type, schema_version, data, metadata)
+                SELECT $5, $1, $2, $3, head.version, $6, $7, $8, $9 FROM head
+                RETURNING position, recorded_at),
+            projected AS (",
+            $projection,
+            ")
+            SELECT position, recorded_at FROM appended"
+        )
+    };
+}
+
+/// `RoomMuted` projects to a `room_mutes` row; a re-mute moves to the newest position.
+const APPEND_MUTED: &str = append_and_project!(
+    "INSERT INTO room_mutes (app_id, client_id, room_id, muted_at, position)
+     SELECT $1, $3, $10, recorded_at, position FROM appended
+     ON CONFLICT (app_id, client_id, room_id)
+     DO UPDATE SET muted_at = excluded.muted_at, position = excluded.position"
+);
+
+/// `RoomUnmuted` projects to removing the row.
+const APPEND_UNMUTED: &str = append_and_project!(
+    "DELETE FROM room_mutes
+     WHERE app_id = $1 AND client_id = $3 AND room_id = $10
+       AND EXISTS (SELECT 1 FROM appended)"
+);
+
+/// Appends `events` after `expected_version` and projects them. A single event outside a
+/// transaction is one statement in one round trip, atomic by itself; several events, or a
+/// unit whose transaction [`lock`] began, are pipelined with BEGIN (when needed) and
+/// COMMIT. If an append fails (a stale version: [`StoreError::Conflict`]), the statements
+/// after it fail too and PostgreSQL turns the COMMIT into a rollback: nothing is half-done.
+#[tracing::instrument(level = "debug", skip(unit, events, metadata), fields(events = events.len()))]
+pub async fn commit(
+    unit: &Unit,
+    app: &AppId,
+    client: &ClientId,
+    expected_version: i32,
+    events: &[Event],
+    metadata: &EventMetadata,
+) -> Result<Vec<Recorded>, StoreError> {
+    let db = unit.client();
+    let (muted, unmuted) = futures_util::try_join!(
+        db.prepare_cached(APPEND_MUTED),
+        db.prepare_cached(APPEND_UNMUTED),
+    )?;
+    let metadata = Json(metadata);
+    let appends = (expected_version + 1..)
+        .zip(events)
+        .map(|(version, event)| {
+            let statement = match event {
+                Event::RoomMuted { .. } => &muted,
+                Event::RoomUnmuted { .. } => &unmuted,
+            };
+            let metadata = &metadata;
+            async move {
+                let event_id = Uuid::new_v4();
+                let row = db
+                    .query_one(
+                        statement,
+                        &[
+                            &app.as_str(),
+                            &STREAM_TYPE_USER_PREFERENCES,
+                            &client.as_str(),
+                            &version,
+                            &event_id,
+                            &event.event_type(),
+                            &Event::SCHEMA_VERSION,
+                            &Json(event.data()),
+                            metadata,
+                            &event.room().as_str(),
+                        ],
+                    )
+                    .await?;
+                Ok::<_, StoreError>(Recorded {
+                    event_id,
+                    position: row.get(0),
+                    stream_version: version,
+                    recorded_at: row.get(1),
+                })
+            }
+        });
+    let appends = futures_util::future::try_join_all(appends);
+    if events.len() == 1 && !unit.is_open() {
+        return appends.await;
+    }
+    let begin = async {
+        match unit.is_open() {
+            true => Ok(()),
+            false => unit.begin().await,
+        }
+    };
+    let (begun, recorded, committed) = futures_util::join!(begin, appends, unit.commit());
+    // The first failure is the cause; later ones only echo the aborted transaction.
+    begun?;
+    let recorded = recorded?;
+    committed?;
+    Ok(recorded)
+}
