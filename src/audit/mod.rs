@@ -55,14 +55,21 @@ pub fn parse_instant(name: &str, raw: &str) -> Result<DateTime<Utc>, InvalidQuer
 }
 
 /// The audit filters as they arrive (query string or command line), before validation.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
+    /// Only this user's events.
     pub client: Option<String>,
+    /// Only events about this room.
     pub room: Option<String>,
+    /// Recorded at or after this instant (RFC 3339 or epoch milliseconds).
     pub since: Option<String>,
+    /// Recorded before this instant (RFC 3339 or epoch milliseconds).
     pub until: Option<String>,
+    /// Most entries in one page (1 to 1000, default 100).
     pub limit: Option<String>,
+    /// Continue after this position: the `next` of the previous page.
     pub after: Option<String>,
 }
 
@@ -118,7 +125,7 @@ impl AuditParams {
 
 /// One page of the audit trail. Continue with `after = next` while `has_more`; when it is
 /// false the page reached the snapshot horizon, and later events will follow `next`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditPage {
     pub entries: Vec<AuditEntry>,
@@ -154,7 +161,7 @@ pub async fn page(pool: &Pool, filter: &AuditFilter) -> Result<AuditPage, AuditE
 }
 
 /// A user's muted rooms at an instant, as both the HTTP API and the CLI answer it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AsOf {
     #[serde(rename = "_id")]

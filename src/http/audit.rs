@@ -4,12 +4,34 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use serde::Deserialize;
 
-use super::{auth::PlatformApp, envelope, errors::ApiError, request::path_segment};
-use crate::audit::{self, AuditParams};
+use utoipa::IntoParams;
+
+use super::{
+    auth::PlatformApp,
+    envelope,
+    envelope::Success,
+    errors::ApiError,
+    openapi::params::UserPath,
+    openapi::responses::{BadRequest, ClientNotFound, InvalidApiKey, RateLimited, Unavailable},
+    request::path_segment,
+};
+use crate::audit::{self, AsOf, AuditPage, AuditParams};
 use crate::domain::ClientId;
 use crate::store::Pool;
 
-/// `GET /admin/audit`: the app's events with provenance, oldest first, one page at a time.
+/// The app's events with provenance, oldest first, one page at a time.
+#[utoipa::path(
+    get, path = "/admin/audit", tag = "support",
+    params(AuditParams),
+    responses(
+        (status = 200, description = "A page of the audit trail; continue with `after = next` while `hasMore`", body = Success<AuditPage>),
+        BadRequest,
+        InvalidApiKey,
+        RateLimited,
+        Unavailable,
+    ),
+    security(("apiKey" = []))
+)]
 #[tracing::instrument(skip_all)]
 pub async fn list(
     platform: PlatformApp,
@@ -20,14 +42,29 @@ pub async fn list(
     Ok(envelope::ok(audit::page(&pool, &filter).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AsOfParams {
+    /// The instant (RFC 3339 or epoch milliseconds); now when left out.
+    #[param(rename = "asOf")]
     as_of: Option<String>,
 }
 
-/// `GET /admin/clients/{uid}/mute?asOf=…`: the user's muted rooms at that instant (now
-/// when left out), folded from the log.
+/// The user's muted rooms at an instant, folded from the log.
+#[utoipa::path(
+    get, path = "/admin/clients/{uid}/mute", tag = "support",
+    params(UserPath, AsOfParams),
+    responses(
+        (status = 200, description = "The user's muted rooms at that instant, oldest mute first", body = Success<AsOf>),
+        BadRequest,
+        InvalidApiKey,
+        ClientNotFound,
+        RateLimited,
+        Unavailable,
+    ),
+    security(("apiKey" = []))
+)]
 #[tracing::instrument(skip_all)]
 pub async fn as_of(
     platform: PlatformApp,

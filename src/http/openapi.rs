@@ -10,7 +10,7 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use super::{admin, dispatch, errors::ErrorEnvelope, health, me, metrics};
+use super::{admin, audit, dispatch, errors::ErrorEnvelope, health, me, metrics};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,6 +23,7 @@ use super::{admin, dispatch, errors::ErrorEnvelope, health, me, metrics};
         me::get_me, me::mute, me::unmute,
         admin::upsert_client, admin::revoke_tokens, admin::upsert_room, admin::mute, admin::unmute,
         dispatch::check, dispatch::list,
+        audit::list, audit::as_of,
         health::healthz, health::readyz, metrics::scrape, serve,
     ),
     components(schemas(ErrorEnvelope)),
@@ -31,6 +32,7 @@ use super::{admin, dispatch, errors::ErrorEnvelope, health, me, metrics};
         (name = "client", description = "The signed-in user's own preferences (headers `IM-CLIENT-KEY` and `IM-Authorization`)"),
         (name = "platform", description = "An app's backend (header `IM-API-KEY`)"),
         (name = "push dispatcher", description = "Who muted a room (header `IM-API-KEY`)"),
+        (name = "support", description = "The audit trail and as-of answers (header `IM-API-KEY`)"),
         (name = "operations", description = "Probes, metrics and this document (no authentication)"),
     )
 )]

@@ -21,17 +21,18 @@ pub struct AuditFilter {
     pub limit: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AuditActor {
     pub kind: Option<String>,
     pub id: Option<String>,
 }
 
 /// One event as support staff see it: what happened, to whom, caused by whom, from where.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEntry {
     pub position: i64,
+    #[schema(value_type = String, format = "uuid")]
     pub event_id: Uuid,
     #[serde(rename = "type")]
     pub event_type: String,
@@ -44,7 +45,9 @@ pub struct AuditEntry {
     pub address: Option<String>,
     pub port: Option<i64>,
     pub user_agent: Option<String>,
+    /// RFC 3339, UTC, microseconds.
     #[serde(serialize_with = "rfc3339_utc")]
+    #[schema(value_type = String, format = DateTime)]
     pub recorded_at: DateTime<Utc>,
     #[serde(rename = "recordedAtMS")]
     pub recorded_at_ms: i64,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Measures audit and as-of latency through the HTTP API against a running `chatprefs serve`
-# on a seeded log (scripts/seed-log.sh): N sequential requests per kind, one random user
+# on a seeded log (docs/ops/seed-log.sh): N sequential requests per kind, one random user
 # or room each, and prints p50 / p95 / p99 / max of curl's total time in milliseconds.
 #   env: BASE (http://127.0.0.1:8080), API_KEY (required), N (200), USERS (100000), ROOMS (1000)
 set -euo pipefail
