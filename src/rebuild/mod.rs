@@ -222,6 +222,12 @@ pub async fn rebuild(pool: &Pool) -> Result<RebuildReport, RebuildError> {
         rebuild_locked(replay, &mut writer).await
     }
     .await;
+    if rebuilt.is_err() {
+        // The live tables were not touched; shadows loaded so far are only in the way.
+        if let Err(err) = read_model::drop_shadow(&writer).await {
+            tracing::warn!(error = %err, "could not drop the shadow tables of a failed rebuild");
+        }
+    }
     read_model::unlock_rebuild(&writer).await?;
     rebuilt
 }

@@ -141,6 +141,16 @@ pub async fn create_shadow(tx: &Transaction<'_>) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Drops the shadow tables, so a rebuild that failed leaves nothing behind.
+#[tracing::instrument(level = "debug", skip(db))]
+pub async fn drop_shadow<C: GenericClient>(db: &C) -> Result<(), StoreError> {
+    for table in TABLES {
+        db.batch_execute(&format!("DROP TABLE IF EXISTS {table}{SHADOW}"))
+            .await?;
+    }
+    Ok(())
+}
+
 /// A row that a binary COPY can write into a shadow table.
 pub trait ShadowRow {
     const COPY: &'static str;

@@ -143,12 +143,13 @@ macro_rules! append_and_project {
     };
 }
 
-/// `RoomMuted` projects to a `room_mutes` row; a re-mute moves to the newest position.
+/// `RoomMuted` projects to a `room_mutes` row. A room muted already keeps its row and its
+/// place, as `evolve` folds it (the decider never appends such an event, but the
+/// projection and the fold must agree on any log).
 const APPEND_MUTED: &str = append_and_project!(
     "INSERT INTO room_mutes (app_id, client_id, room_id, muted_at, position)
      SELECT $1, $3, $10, recorded_at, position FROM appended
-     ON CONFLICT (app_id, client_id, room_id)
-     DO UPDATE SET muted_at = excluded.muted_at, position = excluded.position"
+     ON CONFLICT (app_id, client_id, room_id) DO NOTHING"
 );
 
 /// `RoomUnmuted` projects to removing the row.
