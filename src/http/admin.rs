@@ -13,7 +13,7 @@ use super::{
     openapi::params::{RoomPath, UserPath},
     openapi::responses::{
         BadRequest, ClientNotFound, InvalidApiKey, PayloadTooLarge, PlatformCommandErrors,
-        RateLimited, Unavailable,
+        PlatformUpsertErrors, RateLimited, Unavailable,
     },
     request::{path_segment, RequestContext},
 };
@@ -94,11 +94,7 @@ struct IssuedClient {
     request_body = ClientBody,
     responses(
         (status = 200, description = "The user (with `token` and `expirationDate` when one was issued)", body = Success<IssuedClient>),
-        BadRequest,
-        InvalidApiKey,
-        RateLimited,
-        PayloadTooLarge,
-        Unavailable,
+        PlatformUpsertErrors,
     ),
     security(("apiKey" = []))
 )]
@@ -244,11 +240,7 @@ struct Room {
     request_body = RoomBody,
     responses(
         (status = 200, description = "The room", body = Success<Room>),
-        BadRequest,
-        InvalidApiKey,
-        RateLimited,
-        PayloadTooLarge,
-        Unavailable,
+        PlatformUpsertErrors,
     ),
     security(("apiKey" = []))
 )]

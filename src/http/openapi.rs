@@ -120,6 +120,8 @@ pub mod responses {
         ClientCommandErrors = BadRequest, InvalidToken, InvalidClientKey, RoomNotFound, Conflict, RateLimited, Unavailable;
         /// What a mute or unmute on a user's behalf can fail with.
         PlatformCommandErrors = BadRequest, InvalidApiKey, ClientOrRoomNotFound, Conflict, RateLimited, Unavailable;
+        /// What creating or updating a user or a room through the platform API can fail with.
+        PlatformUpsertErrors = BadRequest, InvalidApiKey, RateLimited, PayloadTooLarge, Unavailable;
     }
 }
 
