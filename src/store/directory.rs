@@ -245,8 +245,6 @@ pub async fn revoke_tokens<C: GenericClient>(
     .await
 }
 
-pub(super) const ROOM_EXISTS: &str = "SELECT 1 FROM rooms WHERE app_id = $1 AND room_id = $2";
-
 /// Creates a room or updates the fields given; the others keep their stored values.
 #[tracing::instrument(level = "debug", skip(db, profile))]
 pub async fn upsert_room<C: GenericClient>(

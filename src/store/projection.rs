@@ -16,13 +16,14 @@ pub(super) const CREATE_STREAM: &str =
 pub(super) const LOCK_STREAM: &str = "SELECT version FROM stream_versions
      WHERE app_id = $1 AND stream_type = $2 AND stream_id = $3 FOR UPDATE";
 
-pub(super) const MUTED_ROOMS: &str =
+const MUTED_ROOMS: &str =
     "SELECT room_id FROM room_mutes WHERE app_id = $1 AND client_id = $2 ORDER BY position";
 
-pub(super) fn rooms_from_rows(rows: &[tokio_postgres::Row]) -> Result<MuteState, StoreError> {
-    let muted = rows
-        .iter()
-        .map(|row| RoomId::parse(row.get::<_, String>(0)))
+/// The state from stored room ids, in the order given (mute order).
+pub(super) fn state_from_ids(ids: Vec<String>) -> Result<MuteState, StoreError> {
+    let muted = ids
+        .into_iter()
+        .map(RoomId::parse)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     Ok(MuteState::from_muted(muted))
@@ -36,5 +37,5 @@ pub async fn muted_rooms<C: GenericClient>(
     client: &ClientId,
 ) -> Result<MuteState, StoreError> {
     let rows = query(db, MUTED_ROOMS, &[&app.as_str(), &client.as_str()]).await?;
-    rooms_from_rows(&rows)
+    state_from_ids(rows.iter().map(|row| row.get(0)).collect())
 }

@@ -17,7 +17,9 @@
 use tokio_postgres::types::Json;
 use uuid::Uuid;
 
-use super::{directory, event_log::Recorded, projection, GenericClient, StoreError, Unit};
+use tokio_postgres::Statement;
+
+use super::{event_log::Recorded, projection, GenericClient, StoreError, Unit};
 use crate::domain::{
     AppId, ClientId, Event, EventMetadata, MuteState, RoomId, STREAM_TYPE_USER_PREFERENCES,
 };
@@ -47,9 +49,19 @@ pub async fn read<C: GenericClient>(
     room: &RoomId,
 ) -> Result<Snapshot, StoreError> {
     let statement = db.prepare_cached(READ_STREAM).await?;
+    read_prepared(db, &statement, app, client, room).await
+}
+
+async fn read_prepared<C: GenericClient>(
+    db: &C,
+    statement: &Statement,
+    app: &AppId,
+    client: &ClientId,
+    room: &RoomId,
+) -> Result<Snapshot, StoreError> {
     let row = db
         .query_one(
-            &statement,
+            statement,
             &[
                 &app.as_str(),
                 &STREAM_TYPE_USER_PREFERENCES,
@@ -58,22 +70,16 @@ pub async fn read<C: GenericClient>(
             ],
         )
         .await?;
-    let muted = row
-        .get::<_, Vec<String>>(2)
-        .into_iter()
-        .map(RoomId::parse)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     Ok(Snapshot {
         room_exists: row.get(0),
         version: row.get(1),
-        state: MuteState::from_muted(muted),
+        state: projection::state_from_ids(row.get::<_, Vec<String>>(2))?,
     })
 }
 
-/// Begins a transaction, checks `room` exists in the app, locks the user's stream and
-/// loads its state, in one round trip. The state is read after the lock is granted (its
-/// own statement, so its own snapshot), so it includes every write that queued before us.
+/// Begins a transaction, locks the user's stream and then [`read`]s it, in one round
+/// trip. The read is its own statement, sent after the lock, so its snapshot is taken once
+/// the lock is granted and includes every write that queued before us.
 #[tracing::instrument(level = "debug", skip(unit))]
 pub async fn lock(
     unit: &Unit,
@@ -82,34 +88,26 @@ pub async fn lock(
     room: &RoomId,
 ) -> Result<Snapshot, StoreError> {
     let db = unit.client();
-    let (room_exists, create, lock, load) = futures_util::try_join!(
-        db.prepare_cached(directory::ROOM_EXISTS),
+    let (create, lock, read) = futures_util::try_join!(
         db.prepare_cached(projection::CREATE_STREAM),
         db.prepare_cached(projection::LOCK_STREAM),
-        db.prepare_cached(projection::MUTED_ROOMS),
+        db.prepare_cached(READ_STREAM),
     )?;
     let key: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [
         &app.as_str(),
         &STREAM_TYPE_USER_PREFERENCES,
         &client.as_str(),
     ];
-    let room_key: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&app.as_str(), &room.as_str()];
-    let user_key: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
-        [&app.as_str(), &client.as_str()];
-    let (begun, room_row, created, version, rooms) = futures_util::join!(
+    let (begun, created, locked, snapshot) = futures_util::join!(
         unit.begin(),
-        db.query_opt(&room_exists, &room_key),
         db.execute(&create, &key),
-        db.query_one(&lock, &key),
-        db.query(&load, &user_key),
+        db.execute(&lock, &key),
+        read_prepared(db, &read, app, client, room),
     );
     begun?;
     created?;
-    Ok(Snapshot {
-        room_exists: room_row?.is_some(),
-        version: version?.get(0),
-        state: projection::rooms_from_rows(&rooms?)?,
-    })
+    locked?;
+    snapshot
 }
 
 /// One event's append and projection as a single statement. Its parts run in a fixed
