@@ -6,6 +6,7 @@ mod auth;
 mod dispatch;
 mod envelope;
 mod errors;
+mod feed;
 mod health;
 mod limits;
 mod me;
@@ -69,6 +70,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
             .error_handler(|err, _| ApiError::invalid(format!("invalid query: {err}")).into()),
     )
     .service(resource("/me").route(web::get().to(me::get_me)))
+    .service(resource("/me/events").route(web::get().to(feed::live)))
     .service(
         resource(&format!("/me/mute/{ROOM_SEGMENT}"))
             .route(web::post().to(me::mute))
@@ -83,6 +85,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     )
     .service(resource("/admin/clients/{uid}/mute").route(web::get().to(audit::as_of)))
     .service(resource("/admin/audit").route(web::get().to(audit::list)))
+    .service(resource("/admin/events").route(web::get().to(feed::events)))
     .service(resource("/rooms").route(web::post().to(admin::upsert_room)))
     .service(resource("/rooms/").route(web::post().to(admin::upsert_room)))
     .configure(configure_ecosystem)

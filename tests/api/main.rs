@@ -12,6 +12,7 @@ mod ecosystem;
 mod errors;
 mod event_log;
 mod faults;
+mod feed;
 mod helpers;
 mod hostile;
 mod ledger;
