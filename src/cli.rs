@@ -258,6 +258,11 @@ pub struct ServeArgs {
     /// (one query per process, only while someone waits): the most a waiting reader lags.
     #[arg(long, env = "CHATPREFS_FEED_POLL_MS", default_value_t = 200, value_parser = clap::value_parser!(u64).range(10..=10_000))]
     pub feed_poll_ms: u64,
+
+    /// Longest a change-feed request waits for the next event (its `wait` is cut to this):
+    /// keep it below the idle timeout of any proxy in front of the service.
+    #[arg(long, env = "CHATPREFS_FEED_MAX_WAIT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=30))]
+    pub feed_max_wait_secs: u64,
 }
 
 #[derive(Debug, Args)]
@@ -470,6 +475,7 @@ async fn serve(database_url: String, args: ServeArgs) -> anyhow::Result<ExitCode
             per_user: args.live_streams_per_user as usize,
         },
         feed_poll_interval: Duration::from_millis(args.feed_poll_ms),
+        feed_max_wait: Duration::from_secs(args.feed_max_wait_secs),
     };
     let app = Application::build(&settings).await?;
     if args.demo {

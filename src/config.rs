@@ -25,6 +25,8 @@ pub struct ServeSettings {
     pub live_streams: LiveLimits,
     /// How often waiting feed requests and live streams look for new events.
     pub feed_poll_interval: Duration,
+    /// Longest a change-feed request waits (its `wait` is cut to this).
+    pub feed_max_wait: Duration,
 }
 
 /// What one client may make the server hold: bytes, time and connections.

@@ -129,6 +129,7 @@ fn run(
     // One limiter for all workers: failures on one worker count on every other.
     let limiter = FailureLimiter::new(&settings.auth_failures).map(web::Data::new);
     let live_streams = web::Data::new(LiveStreams::new(settings.live_streams));
+    let feed_max_wait = settings.feed_max_wait;
     let server = HttpServer::new(move || {
         let pool = pools.for_worker();
         let live = LiveContext {
@@ -145,6 +146,7 @@ fn run(
             .wrap(from_fn(http::assign_request_id))
             .app_data(web::Data::new(pool))
             .app_data(web::Data::new(watcher.clone()))
+            .app_data(web::Data::new(http::FeedMaxWait(feed_max_wait)))
             .app_data(web::Data::new(live))
             .app_data(live_streams.clone())
             .app_data(web::Data::new(pools.clone()))

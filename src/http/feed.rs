@@ -24,6 +24,10 @@ use crate::feed::{self, watcher::LogWatcher, FeedCursor};
 use crate::store::audit::AuditEntry;
 use crate::store::Pool;
 
+/// The longest a feed request may wait, whatever it asks for (`--feed-max-wait-secs`).
+#[derive(Debug, Clone, Copy)]
+pub struct FeedMaxWait(pub Duration);
+
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
@@ -33,7 +37,8 @@ pub struct FeedParams {
     after: Option<String>,
     /// Most entries in one answer (1 to 1000, default 100).
     limit: Option<String>,
-    /// Seconds to wait for the next event when there is none yet (0 to 30, default 0).
+    /// Seconds to wait for the next event when there is none yet (0 to 30, default 0; the
+    /// server may cut it shorter).
     wait: Option<String>,
 }
 
@@ -90,6 +95,7 @@ pub async fn events(
     params: web::Query<FeedParams>,
     pool: web::Data<Pool>,
     watcher: web::Data<LogWatcher>,
+    max_wait: web::Data<FeedMaxWait>,
 ) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner();
     let limit = number_in(
@@ -98,16 +104,16 @@ pub async fn events(
         1..=feed::MAX_LIMIT,
         feed::DEFAULT_LIMIT,
     )?;
-    let max_wait = feed::MAX_WAIT.as_secs() as i64;
-    let wait = number_in("wait", params.wait.as_deref(), 0..=max_wait, 0)?;
+    let longest = feed::MAX_WAIT.as_secs() as i64;
+    let wait = number_in("wait", params.wait.as_deref(), 0..=longest, 0)?;
     let after = match params.after.as_deref() {
         None => FeedCursor::start(),
         Some(text) => FeedCursor::decode(&platform.app, text).map_err(feed::FeedError::from)?,
     };
-    let page = if wait == 0 {
+    let wait = Duration::from_secs(wait as u64).min(max_wait.0);
+    let page = if wait.is_zero() {
         feed::read(&pool, &platform.app, &after, limit).await?
     } else {
-        let wait = Duration::from_secs(wait as u64);
         feed::wait(&pool, &watcher, &platform.app, &after, limit, wait).await?
     };
     Ok(envelope::ok(FeedAnswer {

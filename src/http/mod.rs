@@ -16,6 +16,7 @@ mod request;
 mod tracing_span;
 
 pub use errors::ApiError;
+pub use feed::FeedMaxWait;
 pub use limits::{envelope_plain_errors, limit_headers, MaxHeaderBytes};
 pub use metrics::observe as observe_metrics;
 pub use request::{assign_request_id, TrustedProxies, X_REQUEST_ID};

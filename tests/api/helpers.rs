@@ -31,6 +31,7 @@ pub fn test_settings(database_url: String) -> ServeSettings {
         auth_failures: AuthFailureLimit::default(),
         live_streams: LiveLimits::default(),
         feed_poll_interval: Duration::from_millis(100),
+        feed_max_wait: Duration::from_secs(30),
     }
 }
 
