@@ -29,7 +29,7 @@ use progress::Progress;
 pub const BATCH_SIZE: i64 = 20_000;
 /// Catch-up rounds stop once a round reads fewer events than this; the rest is read while
 /// the live tables are locked, which then lasts milliseconds.
-const CATCH_UP_ENOUGH: u64 = 2_000;
+const CATCH_UP_ENOUGH: u64 = 500;
 const MAX_CATCH_UP_ROUNDS: usize = 10;
 
 #[derive(Debug, thiserror::Error)]
