@@ -11,6 +11,7 @@ mod dispatch;
 mod ecosystem;
 mod errors;
 mod event_log;
+mod failover;
 mod faults;
 mod helpers;
 mod hostile;
