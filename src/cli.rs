@@ -146,6 +146,13 @@ pub struct ServeArgs {
     #[arg(long, env = "CHATPREFS_BIND", default_value = "127.0.0.1:8080")]
     pub bind: String,
 
+    /// A read replica (streaming standby) of the database, for the reads that may trail
+    /// the primary by the replication lag: the audit trail, as-of answers and a room's
+    /// muters (`GET /admin/rooms/{room}/mutes`). Writes, `GET /me` and `mutes/check` stay on
+    /// the primary. When the replica cannot answer, the primary does.
+    #[arg(long, env = "CHATPREFS_READ_DATABASE_URL", hide_env_values = true)]
+    pub read_database_url: Option<String>,
+
     /// Make sure a demo app, user and room exist and print their keys, a fresh token and a
     /// ready `curl` command.
     #[arg(long)]
@@ -343,6 +350,7 @@ fn pool_settings(size: usize, timeout_ms: u64) -> PoolSettings {
 async fn serve(database_url: String, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let settings = ServeSettings {
         database_url,
+        read_database_url: args.read_database_url,
         bind: args.bind,
         pool: pool_settings(args.pool_size, args.pool_timeout_ms),
         workers: args.workers,

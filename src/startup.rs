@@ -1,6 +1,7 @@
 //! Builds the HTTP server from settings: the one place that wires pool, routes and middleware.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_cors::Cors;
@@ -15,7 +16,7 @@ use tracing_actix_web::TracingLogger;
 use crate::config::ServeSettings;
 use crate::http::{self, MaxHeaderBytes, RequestSpan, TrustedProxies};
 use crate::ratelimit::FailureLimiter;
-use crate::store::{self, Pool, PoolSettings, WorkerPools};
+use crate::store::{self, Pool, PoolSettings, ReadPool, ReplicaHealth, WorkerPools};
 
 pub struct Application {
     port: u16,
@@ -38,6 +39,11 @@ impl Application {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         });
         let pools = WorkerPools::new(&settings.database_url, &settings.pool, workers)?;
+        let replicas = settings
+            .read_database_url
+            .as_deref()
+            .map(|url| WorkerPools::new(url, &settings.pool, workers))
+            .transpose()?;
         // Setup work outside the workers (the demo, tests) gets a small pool of its own.
         let admin = PoolSettings {
             max_size: 2,
@@ -47,7 +53,7 @@ impl Application {
         let listener = TcpListener::bind(&settings.bind)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind))?;
         let port = listener.local_addr()?.port();
-        let server = run(listener, pools, workers, settings)?;
+        let server = run(listener, pools, replicas, workers, settings)?;
         Ok(Self { port, server, pool })
     }
 
@@ -68,6 +74,7 @@ impl Application {
 fn run(
     listener: TcpListener,
     pools: WorkerPools,
+    replicas: Option<WorkerPools>,
     workers: usize,
     settings: &ServeSettings,
 ) -> std::io::Result<Server> {
@@ -77,7 +84,14 @@ fn run(
     let max_headers = MaxHeaderBytes(limits.max_header_bytes);
     // One limiter for all workers: failures on one worker count on every other.
     let limiter = FailureLimiter::new(&settings.auth_failures).map(web::Data::new);
+    let replica_health = Arc::new(ReplicaHealth::default());
     let server = HttpServer::new(move || {
+        let primary = pools.for_worker();
+        let reads = ReadPool::new(
+            replicas.as_ref().map(WorkerPools::for_worker),
+            primary.clone(),
+            Arc::clone(&replica_health),
+        );
         App::new()
             .wrap(from_fn(http::limit_headers))
             .wrap(Condition::new(!origins.is_empty(), cors(&origins)))
@@ -85,7 +99,8 @@ fn run(
             .wrap(TracingLogger::<RequestSpan>::new())
             .wrap(from_fn(http::observe_metrics))
             .wrap(from_fn(http::assign_request_id))
-            .app_data(web::Data::new(pools.for_worker()))
+            .app_data(web::Data::new(primary))
+            .app_data(web::Data::new(reads))
             .app_data(web::Data::new(pools.clone()))
             .app_data(trusted.clone())
             .app_data(max_headers)

@@ -8,6 +8,7 @@ pub mod muters;
 mod pool;
 pub mod projection;
 pub mod read_model;
+mod replica;
 mod roles;
 pub mod stream;
 mod unit;
@@ -17,6 +18,7 @@ pub use pool::{
     connect_pool, describe, ensure_database, migrate, schema_status, PoolSettings, SchemaStatus,
     WorkerPools,
 };
+pub use replica::{ReadPool, ReplicaHealth, Retryable};
 pub use roles::grant_runtime_role;
 pub use unit::Unit;
 

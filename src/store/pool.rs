@@ -339,6 +339,9 @@ mod tests {
             "PostgreSQL at /run/pg/.s.PGSQL.5432, 10.0.0.2:5432 (database prefs, user svc)"
         );
         assert!(!describe("postgres://u:s3cret@[::1]:5/d").contains("s3cret"));
-        assert_eq!(describe("postgres://u:s3cret@[::1]:5/d"), "PostgreSQL at [::1]:5 (database d, user u)");
+        assert_eq!(
+            describe("postgres://u:s3cret@[::1]:5/d"),
+            "PostgreSQL at [::1]:5 (database d, user u)"
+        );
     }
 }

@@ -108,8 +108,19 @@ impl Cluster {
         };
         let mut backup = as_owner("pg_basebackup");
         backup
-            .args(["--no-sync", "--checkpoint=fast", "--wal-method=stream", "-R"])
-            .args(["-d", &format!("host=127.0.0.1 port={} user=postgres application_name={name}", self.port)])
+            .args([
+                "--no-sync",
+                "--checkpoint=fast",
+                "--wal-method=stream",
+                "-R",
+            ])
+            .args([
+                "-d",
+                &format!(
+                    "host=127.0.0.1 port={} user=postgres application_name={name}",
+                    self.port
+                ),
+            ])
             .arg("-D")
             .arg(standby.data());
         run(backup);

@@ -30,7 +30,10 @@ async fn wait_until_synchronous(primary: &Cluster, standby: &str) {
         if state.as_deref() == Some("sync") {
             return;
         }
-        assert!(Instant::now() < deadline, "standby not synchronous: {state:?}");
+        assert!(
+            Instant::now() < deadline,
+            "standby not synchronous: {state:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -53,7 +56,10 @@ async fn primary_crash_and_promotion_lose_no_acknowledged_write_and_need_no_rest
     let primary = Cluster::start_synchronous_primary("standby1");
     let standby = tokio::task::block_in_place(|| primary.standby("standby1"));
     wait_until_synchronous(&primary, "standby1").await;
-    eprintln!("primary and synchronous standby up in {:?}", started.elapsed());
+    eprintln!(
+        "primary and synchronous standby up in {:?}",
+        started.elapsed()
+    );
     let url = format!(
         "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/chatprefs_failover?target_session_attrs=read-write",
         primary.port, standby.port

@@ -17,6 +17,7 @@ pub fn server_url() -> String {
 pub fn test_settings(database_url: String) -> ServeSettings {
     ServeSettings {
         database_url,
+        read_database_url: None,
         bind: "127.0.0.1:0".into(),
         pool: PoolSettings {
             max_size: 8,
