@@ -8,6 +8,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod metrics;
+pub mod private_cluster;
 pub mod provision;
 pub mod ratelimit;
 pub mod rebuild;
