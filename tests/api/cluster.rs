@@ -3,8 +3,12 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::sync::LazyLock;
 
-const BIN: &str = "/usr/lib/postgresql/15/bin";
+/// The machine's PostgreSQL binaries, found as `serve --demo` finds them.
+static BIN: LazyLock<PathBuf> = LazyLock::new(|| {
+    chatprefs::private_cluster::find_binaries().expect("PostgreSQL binaries on this machine")
+});
 
 pub struct Cluster {
     dir: PathBuf,
@@ -16,11 +20,11 @@ pub struct Cluster {
 
 /// PostgreSQL refuses to run as root; as root (CI), run its tools as `postgres`.
 fn as_owner(tool: &str) -> Command {
-    let path = format!("{BIN}/{tool}");
+    let path = BIN.join(tool);
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
         let mut command = Command::new("runuser");
-        command.args(["-u", "postgres", "--", &path]);
+        command.args(["-u", "postgres", "--"]).arg(&path);
         command
     } else {
         Command::new(path)

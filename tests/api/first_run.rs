@@ -164,7 +164,7 @@ fn serve_demo_starts_a_private_postgres_reuses_it_and_stops_it_on_exit() {
 
     // The next run finds the same cluster (the demo app, with its client key, is still
     // there), and other commands use it while it runs.
-    let (mut second, output) = serve_demo(&home);
+    let (second, output) = serve_demo(&home);
     let seen = until(&output, "curl -X POST");
     let said = seen.join("\n");
     assert!(
