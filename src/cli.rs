@@ -1,4 +1,5 @@
-//! Command line: `serve`, `migrate`, `app create`, `openapi`, `bench`, `audit`, `rebuild`.
+//! Command line: `serve`, `migrate`, `app create`, `openapi`, `bench`, `audit`, `tail`,
+//! `rebuild`.
 
 use std::net::IpAddr;
 use std::process::ExitCode;
@@ -6,10 +7,12 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::audit::{self, output::Format, AuditParams};
+use crate::audit::{self, output::Format, output::TailFormat, AuditParams};
 use crate::bench::{self, BenchConfig, Stop};
 use crate::config::{AuthFailureLimit, HttpLimits, ServeSettings, DEFAULT_DATABASE_URL};
 use crate::domain::{AppId, ClientId};
+use crate::feed::live::LiveLimits;
+use crate::feed::{self, FeedCursor};
 use crate::private_cluster::{self, Fallback};
 use crate::provision::{self, AppCredentials, Demo, ProvisionError};
 use crate::rebuild;
@@ -52,10 +55,14 @@ pub enum Command {
     App(AppCommand),
     /// Support: an app's event history with provenance, or a user's mutes at an instant.
     Audit(AuditArgs),
+    /// Operators: follow an app's change feed, printing each event as it commits, until
+    /// interrupted (then print the cursor to resume from).
+    Tail(TailArgs),
     /// Replay the log into a fresh read model and swap it in; safe while `serve` runs.
     Rebuild {
         /// Only compare the read model with the log: print every difference, change
-        /// nothing, exit 1 on drift.
+        /// nothing; exit 1 on drift (and only then), 2 if the comparison could not be made.
+        /// Waits for a rebuild's swap in progress.
         #[arg(long)]
         verify: bool,
     },
@@ -95,6 +102,21 @@ pub struct AuditArgs {
     pub as_of: Option<String>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// The app whose events to follow.
+    #[arg(long)]
+    pub app: String,
+    /// Resume after this cursor (printed when a previous `tail` stopped, or a feed `next`).
+    #[arg(long, conflicts_with = "from_now")]
+    pub after: Option<String>,
+    /// Only events committed from now on (default: the whole log first).
+    #[arg(long)]
+    pub from_now: bool,
+    #[arg(long, value_enum, default_value_t = TailFormat::Table)]
+    pub format: TailFormat,
 }
 
 #[derive(Debug, Args)]
@@ -233,6 +255,25 @@ pub struct ServeArgs {
     /// attempt every window/burst seconds).
     #[arg(long, env = "CHATPREFS_AUTH_FAILURE_WINDOW_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub auth_failure_window_secs: u64,
+
+    /// Live preference streams (`GET /me/events`) this process keeps open at once; more
+    /// are answered 429 `RATE_LIMITED`.
+    #[arg(long, env = "CHATPREFS_LIVE_STREAMS_MAX", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub live_streams_max: u32,
+
+    /// Live preference streams one user may keep open at once (on this process).
+    #[arg(long, env = "CHATPREFS_LIVE_STREAMS_PER_USER", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub live_streams_per_user: u32,
+
+    /// Milliseconds between two looks at the log while feed requests or live streams wait
+    /// (one query per process, only while someone waits): the most a waiting reader lags.
+    #[arg(long, env = "CHATPREFS_FEED_POLL_MS", default_value_t = 200, value_parser = clap::value_parser!(u64).range(10..=10_000))]
+    pub feed_poll_ms: u64,
+
+    /// Longest a change-feed request waits for the next event (its `wait` is cut to this):
+    /// keep it below the idle timeout of any proxy in front of the service.
+    #[arg(long, env = "CHATPREFS_FEED_MAX_WAIT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=30))]
+    pub feed_max_wait_secs: u64,
 }
 
 #[derive(Debug, Args)]
@@ -288,7 +329,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             create_app(&database_url, &app_id, json).await
         }
         Command::Audit(args) => run_audit(&database_url, args).await,
-        Command::Rebuild { verify } => run_rebuild(&database_url, verify).await,
+        Command::Tail(args) => run_tail(&database_url, args).await,
+        Command::Rebuild { verify: true } => Ok(run_verify(&database_url).await),
+        Command::Rebuild { verify: false } => run_rebuild(&database_url).await,
         Command::Openapi => {
             print!("{}", crate::http::openapi::json());
             Ok(ExitCode::SUCCESS)
@@ -367,38 +410,105 @@ async fn run_audit(database_url: &str, args: AuditArgs) -> anyhow::Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run_rebuild(database_url: &str, verify: bool) -> anyhow::Result<ExitCode> {
+/// How often `tail` looks for new events while the feed is quiet.
+const TAIL_POLL: Duration = Duration::from_millis(500);
+
+async fn run_tail(database_url: &str, args: TailArgs) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+
+    let app = AppId::parse(args.app)?;
+    store::migrate(database_url).await?;
+    let pool = store::connect_pool(database_url, &pool_settings(1, 5000))?;
+    let mut cursor = match (&args.after, args.from_now) {
+        (Some(text), _) => {
+            FeedCursor::decode(&app, text).map_err(|err| anyhow::anyhow!("--after: {err}"))?
+        }
+        (None, true) => feed::now(&pool).await?,
+        (None, false) => FeedCursor::start(),
+    };
+    let mut out = std::io::stdout().lock();
+    audit::output::write_tail_header(&mut out, args.format)?;
+    out.flush()?;
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    loop {
+        let page = tokio::select! {
+            page = feed::read(&pool, &app, &cursor, feed::MAX_LIMIT) => page,
+            _ = &mut interrupted => break,
+        };
+        let quiet = match page {
+            Ok(page) => {
+                for entry in &page.entries {
+                    audit::output::write_tail_entry(&mut out, args.format, entry)?;
+                }
+                out.flush()?;
+                cursor = page.next;
+                page.entries.is_empty()
+            }
+            // The database going away for a while is what a follower rides out.
+            Err(feed::FeedError::Store(store::StoreError::Unavailable(detail))) => {
+                eprintln!("database unavailable ({detail}); retrying");
+                true
+            }
+            Err(err) => return Err(err.into()),
+        };
+        if quiet {
+            tokio::select! {
+                () = tokio::time::sleep(TAIL_POLL) => {}
+                _ = &mut interrupted => break,
+            }
+        }
+    }
+    eprintln!("stopped; resume with --after {}", cursor.encode(&app));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Exit 0: no drift; 1: drift, and nothing else; 2: no verdict (an error).
+async fn run_verify(database_url: &str) -> ExitCode {
+    let verified = async {
+        store::migrate(database_url).await?;
+        let pool = store::connect_pool(database_url, &pool_settings(2, 5000))?;
+        anyhow::Ok(rebuild::verify(&pool).await?)
+    }
+    .await;
+    let report = match verified {
+        Ok(report) => report,
+        Err(err) => {
+            eprintln!("error: could not verify the read model: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
+    for difference in &report.differences {
+        println!("{difference}");
+    }
+    println!(
+        "verified the read model against {} events: {} difference(s)",
+        report.events,
+        report.differences.len()
+    );
+    if report.differences.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+async fn run_rebuild(database_url: &str) -> anyhow::Result<ExitCode> {
     store::migrate(database_url).await?;
     let pool = store::connect_pool(database_url, &pool_settings(2, 5000))?;
-    if verify {
-        let report = rebuild::verify(&pool).await?;
-        for difference in &report.differences {
-            println!("{difference}");
-        }
-        println!(
-            "verified the read model against {} events: {} difference(s)",
-            report.events,
-            report.differences.len()
-        );
-        return Ok(if report.differences.is_empty() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        });
-    }
     let report = rebuild::rebuild(&pool).await?;
     let seconds = report.elapsed.as_secs_f64();
     println!(
         "rebuilt the read model from {} events in {seconds:.2} s ({:.0} events/s): \
          {} streams, {} muted rooms; {} catch-up round(s), writers held for {} ms; \
-         checkpoint at position {}",
+         read model reflects the log as of transaction {}",
         report.events,
         report.events as f64 / seconds.max(1e-3),
         report.streams,
         report.muted_rooms,
         report.catch_up_rounds,
         report.locked.as_millis(),
-        report.checkpoint.position,
+        report.checkpoint.xmax,
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -435,6 +545,12 @@ async fn serve(
             burst: args.auth_failure_burst,
             window: Duration::from_secs(args.auth_failure_window_secs),
         },
+        live_streams: LiveLimits {
+            per_process: args.live_streams_max as usize,
+            per_user: args.live_streams_per_user as usize,
+        },
+        feed_poll_interval: Duration::from_millis(args.feed_poll_ms),
+        feed_max_wait: Duration::from_secs(args.feed_max_wait_secs),
     };
     tracing::info!(database = %store::describe(&settings.database_url), "connecting");
     let app = Application::build(&settings).await?;

@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::feed::live::LiveLimits;
 use crate::store::PoolSettings;
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/chatprefs";
@@ -23,6 +24,12 @@ pub struct ServeSettings {
     pub cors_origins: Vec<String>,
     pub limits: HttpLimits,
     pub auth_failures: AuthFailureLimit,
+    /// Live preference streams (`GET /me/events`) open at once.
+    pub live_streams: LiveLimits,
+    /// How often waiting feed requests and live streams look for new events.
+    pub feed_poll_interval: Duration,
+    /// Longest a change-feed request waits (its `wait` is cut to this).
+    pub feed_max_wait: Duration,
 }
 
 /// What one client may make the server hold: bytes, time and connections.

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod domain;
+pub mod feed;
 pub mod http;
 pub mod metrics;
 pub mod private_cluster;

@@ -34,6 +34,9 @@ struct Metrics {
     replica_up: IntGauge,
     replica_lag: Gauge,
     replica_fallbacks: IntCounter,
+    feed_open_streams: IntGauge,
+    feed_waiting: IntGauge,
+    feed_lag: Histogram,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
@@ -185,9 +188,67 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             )
             .expect("valid metric"),
         ),
+        feed_open_streams: register(
+            &r,
+            IntGauge::new(
+                "chatprefs_feed_open_streams",
+                "Live preference streams (GET /me/events) open in this process.",
+            )
+            .expect("valid metric"),
+        ),
+        feed_waiting: register(
+            &r,
+            IntGauge::new(
+                "chatprefs_feed_waiting_requests",
+                "Change-feed requests (GET /admin/events with wait) waiting for an event.",
+            )
+            .expect("valid metric"),
+        ),
+        feed_lag: register(
+            &r,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "chatprefs_feed_lag_seconds",
+                    "From an event's commit to its delivery to a waiting feed request or live \
+                     stream.",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            )
+            .expect("valid metric"),
+        ),
         registry: r,
     }
 });
+
+/// Counts itself in a gauge while it lives.
+pub struct GaugeGuard(&'static IntGauge);
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+fn hold(gauge: &'static IntGauge) -> GaugeGuard {
+    gauge.inc();
+    GaugeGuard(gauge)
+}
+
+pub fn feed_stream_opened() -> GaugeGuard {
+    hold(&METRICS.feed_open_streams)
+}
+
+pub fn feed_request_waiting() -> GaugeGuard {
+    hold(&METRICS.feed_waiting)
+}
+
+/// An event recorded at `recorded_at` reached a live reader now.
+pub fn feed_delivered(recorded_at: chrono::DateTime<chrono::Utc>) {
+    let lag = (chrono::Utc::now() - recorded_at)
+        .to_std()
+        .unwrap_or_default();
+    METRICS.feed_lag.observe(lag.as_secs_f64());
+}
 
 /// Counts one answered request. `route` must be the route pattern (bounded), never the raw
 /// path, which would give every room id a time series of its own.

@@ -13,7 +13,11 @@ use actix_web::{
 };
 use tracing_actix_web::TracingLogger;
 
+use tokio::sync::watch;
+
 use crate::config::ServeSettings;
+use crate::feed::live::{LiveContext, LiveStreams};
+use crate::feed::watcher::LogWatcher;
 use crate::http::{self, MaxHeaderBytes, RequestSpan, TrustedProxies};
 use crate::ratelimit::FailureLimiter;
 use crate::store::{self, Pool, PoolSettings, ReadPool, ReplicaHealth, WorkerPools};
@@ -22,6 +26,8 @@ pub struct Application {
     port: u16,
     server: Server,
     pool: Pool,
+    /// Tells live streams to end, so that a stopping server is not held open by them.
+    shutdown: watch::Sender<bool>,
 }
 
 impl Application {
@@ -53,8 +59,24 @@ impl Application {
         let listener = TcpListener::bind(&settings.bind)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind))?;
         let port = listener.local_addr()?.port();
-        let server = run(listener, pools, replicas, workers, settings)?;
-        Ok(Self { port, server, pool })
+        let watcher_pool = store::connect_pool(
+            &settings.database_url,
+            &PoolSettings {
+                max_size: 1,
+                ..settings.pool.clone()
+            },
+        )?;
+        let watcher = LogWatcher::spawn(watcher_pool, settings.feed_poll_interval);
+        let (shutdown, stopping) = watch::channel(false);
+        let server = run(
+            listener, pools, replicas, workers, settings, watcher, stopping,
+        )?;
+        Ok(Self {
+            port,
+            server,
+            pool,
+            shutdown,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -65,9 +87,38 @@ impl Application {
         &self.pool
     }
 
-    /// Serves until SIGINT/SIGTERM, then drains in-flight requests.
+    /// Serves until SIGINT/SIGTERM, then ends live streams and drains in-flight requests.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let shutdown = self.shutdown;
+        tokio::spawn(async move {
+            stop_signal().await;
+            shutdown.send_replace(true);
+        });
         self.server.await
+    }
+}
+
+/// SIGINT or SIGTERM, which actix also hears and answers by stopping the server.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGTERM");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
@@ -77,6 +128,8 @@ fn run(
     replicas: Option<WorkerPools>,
     workers: usize,
     settings: &ServeSettings,
+    watcher: LogWatcher,
+    stopping: watch::Receiver<bool>,
 ) -> std::io::Result<Server> {
     let trusted = TrustedProxies(settings.trusted_proxies.clone());
     let origins = settings.cors_origins.clone();
@@ -84,14 +137,21 @@ fn run(
     let max_headers = MaxHeaderBytes(limits.max_header_bytes);
     // One limiter for all workers: failures on one worker count on every other.
     let limiter = FailureLimiter::new(&settings.auth_failures).map(web::Data::new);
+    let live_streams = web::Data::new(LiveStreams::new(settings.live_streams));
+    let feed_max_wait = settings.feed_max_wait;
     let replica_health = Arc::new(ReplicaHealth::default());
     let server = HttpServer::new(move || {
-        let primary = pools.for_worker();
+        let pool = pools.for_worker();
         let reads = ReadPool::new(
             replicas.as_ref().map(WorkerPools::for_worker),
-            primary.clone(),
+            pool.clone(),
             Arc::clone(&replica_health),
         );
+        let live = LiveContext {
+            pool: pool.clone(),
+            watcher: watcher.clone(),
+            shutdown: stopping.clone(),
+        };
         App::new()
             .wrap(from_fn(http::limit_headers))
             .wrap(Condition::new(!origins.is_empty(), cors(&origins)))
@@ -99,8 +159,12 @@ fn run(
             .wrap(TracingLogger::<RequestSpan>::new())
             .wrap(from_fn(http::observe_metrics))
             .wrap(from_fn(http::assign_request_id))
-            .app_data(web::Data::new(primary))
+            .app_data(web::Data::new(pool))
             .app_data(web::Data::new(reads))
+            .app_data(web::Data::new(watcher.clone()))
+            .app_data(web::Data::new(http::FeedMaxWait(feed_max_wait)))
+            .app_data(web::Data::new(live))
+            .app_data(live_streams.clone())
             .app_data(web::Data::new(pools.clone()))
             .app_data(trusted.clone())
             .app_data(max_headers)

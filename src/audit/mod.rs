@@ -124,7 +124,7 @@ impl AuditParams {
 }
 
 /// One page of the audit trail. Continue with `after = next` while `has_more`; when it is
-/// false the page reached the snapshot horizon, and later events will follow `next`.
+/// false the page reached the end of what was committed when it was read.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditPage {

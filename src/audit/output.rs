@@ -143,6 +143,35 @@ pub fn write_page(out: &mut impl Write, format: Format, page: &AuditPage) -> any
     Ok(())
 }
 
+/// The head of `chatprefs tail`'s table; nothing for JSON lines.
+pub fn write_tail_header(out: &mut impl Write, format: TailFormat) -> std::io::Result<()> {
+    match format {
+        TailFormat::Table => writeln!(out, "{}", TABLE_HEADER.join("  ")),
+        TailFormat::Json => Ok(()),
+    }
+}
+
+/// One followed event as it arrives: a table row (columns cannot be aligned ahead of
+/// events not seen yet) or one JSON object per line.
+pub fn write_tail_entry(
+    out: &mut impl Write,
+    format: TailFormat,
+    entry: &AuditEntry,
+) -> anyhow::Result<()> {
+    match format {
+        TailFormat::Table => writeln!(out, "{}", table_record(entry).join("  "))?,
+        TailFormat::Json => writeln!(out, "{}", serde_json::to_string(entry)?)?,
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TailFormat {
+    Table,
+    /// One JSON object per line.
+    Json,
+}
+
 /// Prints a user's mutes at an instant.
 pub fn write_as_of(out: &mut impl Write, format: Format, as_of: &AsOf) -> anyhow::Result<()> {
     match format {

@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 use crate::audit::{AuditError, InvalidQuery};
 use crate::commands::CommandError;
 use crate::domain::IdError;
+use crate::feed::{live::TooManyStreams, FeedError};
 use crate::store::{Retryable, StoreError};
 
 /// Seconds a client should wait before retrying when the database is unavailable.
@@ -38,6 +39,8 @@ pub enum ApiError {
     HeadersTooLarge,
     #[error("too many failed authentications; retry later")]
     RateLimited(Duration),
+    #[error("{0}")]
+    TooManyStreams(String),
     #[error("no such endpoint")]
     NotFound,
     #[error("method not allowed on this endpoint")]
@@ -61,7 +64,7 @@ impl ApiError {
             ApiError::InvalidParameters(_) => "INVALID_PARAMETERS",
             ApiError::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ApiError::HeadersTooLarge => "HEADERS_TOO_LARGE",
-            ApiError::RateLimited(_) => "RATE_LIMITED",
+            ApiError::RateLimited(_) | ApiError::TooManyStreams(_) => "RATE_LIMITED",
             ApiError::NotFound => "NOT_FOUND",
             ApiError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ApiError::Conflict => "CONFLICT",
@@ -109,7 +112,7 @@ impl ResponseError for ApiError {
             ApiError::InvalidParameters(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited(_) | ApiError::TooManyStreams(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -191,6 +194,22 @@ impl From<AuditError> for ApiError {
             AuditError::ClientNotFound => ApiError::ClientNotFound,
             AuditError::Store(store) => store.into(),
         }
+    }
+}
+
+impl From<FeedError> for ApiError {
+    fn from(err: FeedError) -> Self {
+        match err {
+            FeedError::Invalid(invalid) => ApiError::invalid(format!("after: {invalid}")),
+            err @ FeedError::FromTheFuture => ApiError::invalid(format!("after: {err}")),
+            FeedError::Store(store) => store.into(),
+        }
+    }
+}
+
+impl From<TooManyStreams> for ApiError {
+    fn from(err: TooManyStreams) -> Self {
+        ApiError::TooManyStreams(err.to_string())
     }
 }
 

@@ -6,6 +6,7 @@ mod auth;
 mod dispatch;
 mod envelope;
 mod errors;
+mod feed;
 mod health;
 mod limits;
 mod me;
@@ -15,6 +16,7 @@ mod request;
 mod tracing_span;
 
 pub use errors::ApiError;
+pub use feed::FeedMaxWait;
 pub use limits::{envelope_plain_errors, limit_headers, MaxHeaderBytes};
 pub use metrics::observe as observe_metrics;
 pub use request::{assign_request_id, TrustedProxies, X_REQUEST_ID};
@@ -69,6 +71,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
             .error_handler(|err, _| ApiError::invalid(format!("invalid query: {err}")).into()),
     )
     .service(resource("/me").route(web::get().to(me::get_me)))
+    .service(resource("/me/events").route(web::get().to(feed::live)))
     .service(
         resource(&format!("/me/mute/{ROOM_SEGMENT}"))
             .route(web::post().to(me::mute))
@@ -83,6 +86,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     )
     .service(resource("/admin/clients/{uid}/mute").route(web::get().to(audit::as_of)))
     .service(resource("/admin/audit").route(web::get().to(audit::list)))
+    .service(resource("/admin/events").route(web::get().to(feed::events)))
     .service(resource("/rooms").route(web::post().to(admin::upsert_room)))
     .service(resource("/rooms/").route(web::post().to(admin::upsert_room)))
     .configure(configure_ecosystem)

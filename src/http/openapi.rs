@@ -10,7 +10,7 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use super::{admin, audit, dispatch, errors::ErrorEnvelope, health, me, metrics};
+use super::{admin, audit, dispatch, errors::ErrorEnvelope, feed, health, me, metrics};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,10 +20,10 @@ use super::{admin, audit, dispatch, errors::ErrorEnvelope, health, me, metrics};
                        Every JSON answer is the IMKIT envelope; every response carries `X-Request-Id`."
     ),
     paths(
-        me::get_me, me::mute, me::unmute,
+        me::get_me, me::mute, me::unmute, feed::live,
         admin::upsert_client, admin::revoke_tokens, admin::upsert_room, admin::mute, admin::unmute,
         dispatch::check, dispatch::list,
-        audit::list, audit::as_of,
+        audit::list, audit::as_of, feed::events,
         health::healthz, health::readyz, metrics::scrape, serve,
     ),
     components(schemas(ErrorEnvelope)),
@@ -32,7 +32,7 @@ use super::{admin, audit, dispatch, errors::ErrorEnvelope, health, me, metrics};
         (name = "client", description = "The signed-in user's own preferences (headers `IM-CLIENT-KEY` and `IM-Authorization`)"),
         (name = "platform", description = "An app's backend (header `IM-API-KEY`)"),
         (name = "push dispatcher", description = "Who muted a room (header `IM-API-KEY`)"),
-        (name = "support", description = "The audit trail and as-of answers (header `IM-API-KEY`)"),
+        (name = "support", description = "The audit trail, as-of answers and the change feed (header `IM-API-KEY`)"),
         (name = "operations", description = "Probes, metrics and this document (no authentication)"),
     )
 )]

@@ -78,13 +78,13 @@ impl Fold {
     pub fn apply(&mut self, stored: &StoredEvent) -> Result<(), UnreadableEvent> {
         let event = Event::from_stored(&stored.event_type, &stored.data).ok_or_else(|| {
             UnreadableEvent {
-                position: stored.cursor.position,
+                position: stored.key.position,
                 event_type: stored.event_type.clone(),
             }
         })?;
         let stamp = Stamp {
             muted_at: stored.recorded_at,
-            position: stored.cursor.position,
+            position: stored.key.position,
         };
         let app = match self.streams.get_mut(&stored.app_id) {
             Some(app) => app,
@@ -301,7 +301,7 @@ pub fn differences(expected: &Fold, found: &ReadModel) -> Vec<Difference> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::log_reader::LogCursor;
+    use crate::store::log_reader::EventKey;
 
     fn at(ms: i64) -> DateTime<Utc> {
         DateTime::from_timestamp_millis(ms).unwrap()
@@ -315,8 +315,8 @@ mod tests {
         room: &str,
     ) -> StoredEvent {
         StoredEvent {
-            cursor: LogCursor {
-                transaction_id: position.to_string(),
+            key: EventKey {
+                transaction_id: position as u64,
                 position,
             },
             app_id: "app".into(),

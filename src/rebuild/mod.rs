@@ -1,10 +1,13 @@
 //! Rebuilding and verifying the read model from the log.
 //!
-//! Rebuild: fold the log in global order up to a snapshot horizon (streamed in batches)
-//! in memory, load the result into shadow tables with COPY, index them, catch up with what
-//! was appended meanwhile (rewriting only the streams that moved), and finally, with the
-//! live tables locked for the last few events, catch up once more and swap by rename.
-//! Verify: fold the log and read both tables in one repeatable-read snapshot and compare.
+//! Rebuild: fold everything committed in one snapshot of the log (streamed in batches) in
+//! memory, load the result into shadow tables with COPY, index them, catch up with each
+//! window of events committed meanwhile (rewriting only the streams that moved), and
+//! finally, with the live tables locked, read the last window and swap by rename. Windows
+//! come from the exact snapshot cursor ([`log_reader`]), so a transaction left open
+//! anywhere on the server holds back nothing but its own events.
+//! Verify: fold the log and read both tables in one repeatable-read snapshot and compare;
+//! it never runs across a swap (see [`read_model::lock_swap_shared`]).
 
 pub mod fold;
 mod progress;
@@ -15,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
-use crate::store::log_reader::{self, LogCursor, StoredEvent};
+use crate::store::log_reader::{self, EventKey, LogCursor, StoredEvent, Window};
 use crate::store::read_model::{self, MuteRecord, VersionRecord};
 use crate::store::{Pool, StoreError};
 use fold::{differences, Difference, Fold, ReadModel, UnreadableEvent};
@@ -60,7 +63,8 @@ pub struct RebuildReport {
     /// How long writers were held off while the last events were folded and tables swapped.
     pub locked: Duration,
     pub elapsed: Duration,
-    /// The last event the new read model reflects (recorded in `projection_checkpoints`).
+    /// The snapshot of the log the new read model reflects (recorded in
+    /// `projection_checkpoints`).
     pub checkpoint: LogCursor,
 }
 
@@ -72,11 +76,12 @@ pub struct VerifyReport {
 
 type StreamKey = (String, String);
 
-/// A replay of the log in global order into a fold, resumable where it stopped.
+/// A replay of the log in commit order into a fold, resumable where it stopped.
 struct Replay {
     reader: Arc<deadpool_postgres::Client>,
     fold: Fold,
-    cursor: LogCursor,
+    /// Every event committed in this snapshot has been folded.
+    seen: LogCursor,
     progress: Progress,
     events: u64,
 }
@@ -87,41 +92,53 @@ impl Replay {
         Ok(Replay {
             reader: Arc::new(reader),
             fold: Fold::default(),
-            cursor: LogCursor::start(),
+            seen: LogCursor::start(),
             progress: Progress::new(estimate),
             events: 0,
         })
     }
 
-    fn fetch(&self, horizon: Option<&str>) -> JoinHandle<Result<Vec<StoredEvent>, StoreError>> {
+    fn fetch(
+        &self,
+        window: &Window,
+        after: Option<EventKey>,
+    ) -> JoinHandle<Result<Vec<StoredEvent>, StoreError>> {
         let reader = Arc::clone(&self.reader);
-        let after = self.cursor.clone();
-        let horizon = horizon.map(str::to_owned);
-        tokio::spawn(async move {
-            log_reader::read_batch(&*reader, &after, horizon.as_deref(), BATCH_SIZE).await
-        })
+        let window = window.clone();
+        tokio::spawn(
+            async move { log_reader::read_window(&*reader, &window, after, BATCH_SIZE).await },
+        )
     }
 
-    /// Folds the events after the cursor (below `horizon`, if given), noting which streams
+    /// The server's snapshot now, read on the replay's connection (inside a repeatable-read
+    /// transaction, that transaction's snapshot).
+    async fn snapshot(&self) -> Result<LogCursor, RebuildError> {
+        Ok(log_reader::current(&*self.reader).await?)
+    }
+
+    /// Folds the events committed after what was seen and up to `to`, noting which streams
     /// moved when asked to. The next batch is fetched while this one is folded; memory is
     /// two batches plus the fold.
-    #[tracing::instrument(skip(self, moved), fields(after = self.cursor.position))]
+    #[tracing::instrument(skip(self, moved), fields(from = self.seen.xmax, to = to.xmax))]
     async fn run(
         &mut self,
-        horizon: Option<&str>,
+        to: LogCursor,
         mut moved: Option<&mut HashSet<StreamKey>>,
     ) -> Result<u64, RebuildError> {
+        let window = Window {
+            from: std::mem::take(&mut self.seen),
+            to,
+        };
         let mut read = 0;
-        let mut next = Some(self.fetch(horizon));
+        let mut next = Some(self.fetch(&window, None));
         while let Some(fetching) = next.take() {
             let batch = match fetching.await {
                 Ok(batch) => batch?,
                 Err(failed) => std::panic::resume_unwind(failed.into_panic()),
             };
             let Some(last) = batch.last() else { break };
-            self.cursor = last.cursor.clone();
             if batch.len() as i64 == BATCH_SIZE {
-                next = Some(self.fetch(horizon));
+                next = Some(self.fetch(&window, Some(last.key)));
             }
             for event in &batch {
                 self.fold.apply(event)?;
@@ -133,6 +150,7 @@ impl Replay {
             self.events += batch.len() as u64;
             self.progress.update(self.events);
         }
+        self.seen = window.to;
         Ok(read)
     }
 }
@@ -237,9 +255,9 @@ async fn rebuild_locked(
     writer: &mut deadpool_postgres::Client,
 ) -> Result<RebuildReport, RebuildError> {
     let started = Instant::now();
-    let horizon = log_reader::horizon(&*replay.reader).await?;
-    replay.run(Some(&horizon), None).await?;
-    tracing::debug!(events = replay.events, elapsed = ?started.elapsed(), "folded the log up to the horizon");
+    let to = replay.snapshot().await?;
+    replay.run(to, None).await?;
+    tracing::debug!(events = replay.events, elapsed = ?started.elapsed(), "folded the committed log");
     let tx = writer.transaction().await?;
     read_model::create_shadow(&tx).await?;
     read_model::copy_rows(&tx, true, mute_records(&replay.fold, None)).await?;
@@ -253,9 +271,9 @@ async fn rebuild_locked(
     let mut catch_up_rounds = 0;
     while catch_up_rounds < MAX_CATCH_UP_ROUNDS {
         catch_up_rounds += 1;
-        let horizon = log_reader::horizon(&*replay.reader).await?;
+        let to = replay.snapshot().await?;
         let mut moved = HashSet::new();
-        let read = replay.run(Some(&horizon), Some(&mut moved)).await?;
+        let read = replay.run(to, Some(&mut moved)).await?;
         let tx = writer.transaction().await?;
         write_moved(&tx, &replay.fold, &moved).await?;
         tx.commit().await?;
@@ -265,14 +283,18 @@ async fn rebuild_locked(
     }
 
     let tx = writer.transaction().await?;
+    // Verifies running now finish first, and new ones wait for the swap: a verify that
+    // straddled it would compare an old snapshot of the log with the new tables.
+    read_model::lock_swap(&tx).await?;
     read_model::lock_live(&tx).await?;
     let locked_at = Instant::now();
-    // No writer is in flight now (each takes the lock first), so every event is committed
-    // and the reader needs no horizon to see them all.
+    // No writer is in flight now (each takes the lock first), so a snapshot taken now
+    // sees every event that the new tables must reflect.
+    let to = replay.snapshot().await?;
     let mut moved = HashSet::new();
-    replay.run(None, Some(&mut moved)).await?;
+    replay.run(to, Some(&mut moved)).await?;
     write_moved(&tx, &replay.fold, &moved).await?;
-    read_model::swap(&tx, &replay.cursor).await?;
+    read_model::swap(&tx, &replay.seen).await?;
     tx.commit().await?;
     let locked = locked_at.elapsed();
     replay.progress.finish("replayed the log");
@@ -284,23 +306,26 @@ async fn rebuild_locked(
         catch_up_rounds,
         locked,
         elapsed: started.elapsed(),
-        checkpoint: replay.cursor,
+        checkpoint: replay.seen,
     })
 }
 
-/// Folds the log and compares the read model with it, both as of one snapshot, without
-/// locking or changing anything.
+/// Folds the log and compares the read model with it, both as of one snapshot, changing
+/// nothing. A rebuild's swap waits for it, and it waits for a swap in progress.
 #[tracing::instrument(skip(pool))]
 pub async fn verify(pool: &Pool) -> Result<VerifyReport, RebuildError> {
     let mut replay = Replay::new(pool.get().await?).await?;
+    read_model::lock_swap_shared(&*replay.reader).await?;
     read_model::begin_snapshot(&*replay.reader).await?;
     let compared = compare(&mut replay).await;
     read_model::end_snapshot(&*replay.reader).await?;
+    read_model::unlock_swap_shared(&*replay.reader).await?;
     compared
 }
 
 async fn compare(replay: &mut Replay) -> Result<VerifyReport, RebuildError> {
-    replay.run(None, None).await?;
+    let to = replay.snapshot().await?;
+    replay.run(to, None).await?;
     replay.progress.finish("replayed the log");
     let mut model = ReadModel::default();
     read_model::scan(&*replay.reader, |row| model.add(row)).await?;

@@ -67,19 +67,24 @@ fn text(value: &serde_json::Value, key: &str) -> Option<String> {
     value.get(key)?.as_str().map(str::to_owned)
 }
 
-fn entry_from_row(row: &tokio_postgres::Row) -> AuditEntry {
+/// The columns [`entry_from_row`] reads, in its order.
+pub(super) const ENTRY_COLUMNS: &str =
+    "position, event_id, event_type, app_id, stream_id, data->>'room' AS room, metadata, recorded_at";
+
+/// An entry from the [`ENTRY_COLUMNS`] of `row`, starting at column `first`.
+pub(super) fn entry_from_row(row: &tokio_postgres::Row, first: usize) -> AuditEntry {
     // Provenance is read leniently: an old or hand-written event with a field missing is
     // still shown, with that field null.
-    let metadata: serde_json::Value = row.get(6);
+    let metadata: serde_json::Value = row.get(first + 6);
     let actor = metadata.get("actor").cloned().unwrap_or_default();
-    let recorded_at: DateTime<Utc> = row.get(7);
+    let recorded_at: DateTime<Utc> = row.get(first + 7);
     AuditEntry {
-        position: row.get(0),
-        event_id: row.get(1),
-        event_type: row.get(2),
-        app_id: row.get(3),
-        client: row.get(4),
-        room: row.get(5),
+        position: row.get(first),
+        event_id: row.get(first + 1),
+        event_type: row.get(first + 2),
+        app_id: row.get(first + 3),
+        client: row.get(first + 4),
+        room: row.get(first + 5),
         actor: AuditActor {
             kind: text(&actor, "kind"),
             id: text(&actor, "id"),
@@ -109,19 +114,17 @@ pub async fn is_cursor_of<C: GenericClient>(
     .is_some())
 }
 
-/// One page of the app's events in global order (DESIGN §2): only events below the
-/// snapshot horizon are listed, so no event can later commit in front of a page already
-/// served, and continuing after the last entry never skips one.
+/// One page of the app's committed events in reading order, `(transaction_id, position)`:
+/// everything committed when the page is read, whatever else is still running on the
+/// server. Support history, not a feed: an event that commits later with a key before the
+/// page's end shows up in a new query, not in the pages after this one (the change feed is
+/// the exactly-once reader).
 #[tracing::instrument(skip(db))]
 pub async fn page<C: GenericClient>(
     db: &C,
     filter: &AuditFilter,
 ) -> Result<Vec<AuditEntry>, StoreError> {
-    let mut sql = String::from(
-        "SELECT position, event_id, event_type, app_id, stream_id, data->>'room', metadata, recorded_at
-         FROM events
-         WHERE app_id = $1 AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())",
-    );
+    let mut sql = format!("SELECT {ENTRY_COLUMNS} FROM events WHERE app_id = $1");
     let app = filter.app.as_str();
     let client = filter.client.as_ref().map(ClientId::as_str);
     let room = filter.room.as_ref().map(RoomId::as_str);
@@ -163,7 +166,7 @@ pub async fn page<C: GenericClient>(
         params.len()
     ));
     let rows = query(db, &sql, &params).await?;
-    Ok(rows.iter().map(entry_from_row).collect())
+    Ok(rows.iter().map(|row| entry_from_row(row, 0)).collect())
 }
 
 /// The user's events recorded at or before `at`, in stream order, for an as-of fold.

@@ -1,33 +1,100 @@
-//! Reading the whole log in global order (DESIGN §2), in batches: by
-//! `(transaction_id, position)` up to a snapshot horizon, so an event whose lower position
-//! commits late is read in a later batch instead of being skipped.
+//! Reading the log in commit order with the exact snapshot cursor (docs/architecture.md,
+//! "Reading the log in order").
+//!
+//! A snapshot of the server splits every transaction id into three classes: finished
+//! (below its `xmax` and not in its `xip` list), running (in `xip`) and not yet started
+//! (at or above `xmax`). The rows a snapshot sees are exactly the rows of its committed
+//! finished transactions, and every row that can still appear belongs to a running or a
+//! future one. So after reading everything a snapshot S sees, the reader keeps
+//! `(xmax(S), xip(S))` and next reads the *window* of rows whose transaction is running or
+//! future in S and finished in a newer snapshot: each event is read exactly once, none is
+//! skipped, and a transaction left open anywhere on the server only waits in the `xip` list
+//! instead of holding every newer event back.
 
 use chrono::{DateTime, Utc};
+use tokio_postgres::Row;
 
-use super::{query, query_opt, GenericClient, StoreError};
-use crate::domain::STREAM_TYPE_USER_PREFERENCES;
+use super::audit::{entry_from_row, AuditEntry, ENTRY_COLUMNS};
+use super::{query, query_one, GenericClient, StoreError};
+use crate::domain::{AppId, ClientId, STREAM_TYPE_USER_PREFERENCES};
 
-/// Where a global-order reader stands: the last event read. `transaction_id` is an `xid8`
-/// carried as its decimal text, the one form both PostgreSQL and Rust read losslessly.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a reader has read: every event of the transactions that had finished in one
+/// snapshot. `xip` is sorted; each entry is below `xmax`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogCursor {
-    pub transaction_id: String,
-    pub position: i64,
+    pub xmax: u64,
+    pub xip: Vec<u64>,
 }
 
 impl LogCursor {
+    /// Nothing read yet: every transaction that will ever be is still to come.
     pub fn start() -> Self {
-        LogCursor {
-            transaction_id: "0".into(),
-            position: 0,
-        }
+        LogCursor::default()
     }
+
+    /// Whether `cursor` was taken no earlier than `self`: every transaction finished for
+    /// `self` is finished for it too.
+    pub fn precedes(&self, later: &LogCursor) -> bool {
+        self.xmax <= later.xmax
+            && later
+                .xip
+                .iter()
+                .all(|xid| *xid >= self.xmax || self.xip.binary_search(xid).is_ok())
+    }
+
+    /// The lowest transaction id that can still hold an unread event: every event after
+    /// this cursor sorts at or after `(floor, 0)`, which lets an index seek there.
+    fn floor(&self) -> u64 {
+        self.xip
+            .first()
+            .copied()
+            .unwrap_or(self.xmax)
+            .min(self.xmax)
+    }
+
+    fn xmax_text(&self) -> String {
+        self.xmax.to_string()
+    }
+
+    fn xip_text(&self) -> Vec<String> {
+        self.xip.iter().map(u64::to_string).collect()
+    }
+
+    fn from_row(row: &Row, xmax: usize, xip: usize) -> Result<Self, StoreError> {
+        let xmax = parse_xid(row.get(xmax))?;
+        let mut xip = row
+            .get::<_, Vec<String>>(xip)
+            .into_iter()
+            .map(parse_xid)
+            .collect::<Result<Vec<_>, _>>()?;
+        xip.sort_unstable();
+        Ok(LogCursor { xmax, xip })
+    }
+}
+
+fn parse_xid(text: String) -> Result<u64, StoreError> {
+    text.parse()
+        .map_err(|_| StoreError::Corrupt(format!("transaction id {text:?} is not a number")))
+}
+
+/// An event's place in the reading order: by transaction, then by position.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EventKey {
+    pub transaction_id: u64,
+    pub position: i64,
+}
+
+/// The events committed between two snapshots: finished in `to`, not yet in `from`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    pub from: LogCursor,
+    pub to: LogCursor,
 }
 
 /// An event as stored, for projectors: decoded with `Event::from_stored` by the caller.
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
-    pub cursor: LogCursor,
+    pub key: EventKey,
     pub app_id: String,
     pub stream_id: String,
     pub stream_version: i32,
@@ -36,18 +103,17 @@ pub struct StoredEvent {
     pub recorded_at: DateTime<Utc>,
 }
 
-/// The snapshot horizon: every transaction below it has finished, so every event below it
-/// that will ever be visible is visible now.
+/// The server's snapshot now: everything committed so far is finished in it.
 #[tracing::instrument(skip(db))]
-pub async fn horizon<C: GenericClient>(db: &C) -> Result<String, StoreError> {
-    query_opt(
+pub async fn current<C: GenericClient>(db: &C) -> Result<LogCursor, StoreError> {
+    let row = query_one(
         db,
-        "SELECT pg_snapshot_xmin(pg_current_snapshot())::text",
+        "SELECT pg_snapshot_xmax(s)::text, ARRAY(SELECT pg_snapshot_xip(s)::text)
+         FROM pg_current_snapshot() AS s",
         &[],
     )
-    .await?
-    .map(|row| row.get(0))
-    .ok_or_else(|| StoreError::Corrupt("no snapshot horizon".into()))
+    .await?;
+    LogCursor::from_row(&row, 0, 1)
 }
 
 /// The highest position in the log: an estimate of how many events there are to read.
@@ -61,68 +127,278 @@ pub async fn last_position<C: GenericClient>(db: &C) -> Result<i64, StoreError> 
     )
 }
 
-/// The next `limit` preference events after `after`: below `horizon` when given, else all
-/// that this transaction sees (right for a repeatable-read snapshot, or while every writer
-/// is locked out).
+/// Rows of `window` in reading order. The transaction ids are carried as text, the one
+/// form both PostgreSQL's `xid8` and Rust read losslessly; the text column is named `xid`
+/// so that ORDER BY sorts on the `xid8` column (output names win) and walks the index.
+const IN_WINDOW: &str =
+    "(transaction_id >= $1::text::xid8 OR transaction_id = ANY($2::text[]::xid8[]))
+     AND transaction_id < $3::text::xid8 AND transaction_id <> ALL($4::text[]::xid8[])
+     AND (transaction_id, position) > ($5::text::xid8, $6)";
+
+/// The next `limit` preference events of `window` after `after`, in reading order.
 #[tracing::instrument(skip(db))]
-pub async fn read_batch<C: GenericClient>(
+pub async fn read_window<C: GenericClient>(
     db: &C,
-    after: &LogCursor,
-    horizon: Option<&str>,
+    window: &Window,
+    after: Option<EventKey>,
     limit: i64,
 ) -> Result<Vec<StoredEvent>, StoreError> {
-    // The text form is named `xid`: named `transaction_id` it would be what ORDER BY sorts
-    // on (output names win), a text sort instead of a walk of `events_transaction_idx`.
-    const COLUMNS: &str = "SELECT transaction_id::text AS xid, position, app_id, stream_id,
-                                  stream_version, event_type, data, recorded_at
-                           FROM events
-                           WHERE stream_type = $1
-                             AND (transaction_id, position) > ($2::text::xid8, $3)";
-    let rows = match horizon {
-        Some(horizon) => {
-            query(
-                db,
-                &format!(
-                    "{COLUMNS} AND transaction_id < $5::text::xid8
-                     ORDER BY transaction_id, position LIMIT $4"
-                ),
-                &[
-                    &STREAM_TYPE_USER_PREFERENCES,
-                    &after.transaction_id,
-                    &after.position,
-                    &limit,
-                    &horizon,
-                ],
-            )
-            .await?
-        }
-        None => {
-            query(
-                db,
-                &format!("{COLUMNS} ORDER BY transaction_id, position LIMIT $4"),
-                &[
-                    &STREAM_TYPE_USER_PREFERENCES,
-                    &after.transaction_id,
-                    &after.position,
-                    &limit,
-                ],
-            )
-            .await?
-        }
+    let after = after.unwrap_or(EventKey {
+        transaction_id: window.from.floor(),
+        position: 0,
+    });
+    let rows = query(
+        db,
+        &format!(
+            "SELECT transaction_id::text AS xid, position, app_id, stream_id, stream_version,
+                    event_type, data, recorded_at
+             FROM events
+             WHERE stream_type = $7 AND {IN_WINDOW}
+             ORDER BY transaction_id, position LIMIT $8"
+        ),
+        &[
+            &window.from.xmax_text(),
+            &window.from.xip_text(),
+            &window.to.xmax_text(),
+            &window.to.xip_text(),
+            &after.transaction_id.to_string(),
+            &after.position,
+            &STREAM_TYPE_USER_PREFERENCES,
+            &limit,
+        ],
+    )
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(StoredEvent {
+                key: EventKey {
+                    transaction_id: parse_xid(row.get(0))?,
+                    position: row.get(1),
+                },
+                app_id: row.get(2),
+                stream_id: row.get(3),
+                stream_version: row.get(4),
+                event_type: row.get(5),
+                data: row.get(6),
+                recorded_at: row.get(7),
+            })
+        })
+        .collect()
+}
+
+/// A page of one app's change feed: its events, and the window they came from.
+#[derive(Debug)]
+pub struct FeedRead {
+    pub entries: Vec<(EventKey, AuditEntry)>,
+    /// The window read: `to` is the snapshot the read was made in, unless it continued an
+    /// earlier window.
+    pub window: Window,
+}
+
+fn feed_entries(rows: &[Row], first: usize) -> Result<Vec<(EventKey, AuditEntry)>, StoreError> {
+    rows.iter()
+        .filter(|row| row.get::<_, Option<String>>(first).is_some())
+        .map(|row| {
+            let key = EventKey {
+                transaction_id: parse_xid(row.get(first))?,
+                position: row.get(first + 1),
+            };
+            Ok((key, entry_from_row(row, first + 1)))
+        })
+        .collect()
+}
+
+/// Up to `limit` of the app's events committed after `from`, read in one statement so that
+/// the snapshot it answers with is the one it read in: the events returned are exactly the
+/// window's first ones.
+#[tracing::instrument(skip(db))]
+pub async fn read_feed_from<C: GenericClient>(
+    db: &C,
+    app: &AppId,
+    from: &LogCursor,
+    limit: i64,
+) -> Result<FeedRead, StoreError> {
+    let rows = query(
+        db,
+        &format!(
+            "SELECT pg_snapshot_xmax(s)::text, ARRAY(SELECT pg_snapshot_xip(s)::text), e.*
+             FROM pg_current_snapshot() AS s
+             LEFT JOIN LATERAL (
+                 SELECT transaction_id::text AS xid, {ENTRY_COLUMNS}
+                 FROM events
+                 WHERE app_id = $3
+                   AND (transaction_id >= $1::text::xid8 OR transaction_id = ANY($2::text[]::xid8[]))
+                   AND transaction_id >= $4::text::xid8
+                 ORDER BY transaction_id, position LIMIT $5
+             ) AS e ON true"
+        ),
+        &[
+            &from.xmax_text(),
+            &from.xip_text(),
+            &app.as_str(),
+            &from.floor().to_string(),
+            &limit,
+        ],
+    )
+    .await?;
+    let to = match rows.first() {
+        Some(row) => LogCursor::from_row(row, 0, 1)?,
+        None => return Err(StoreError::Corrupt("no snapshot".into())),
     };
+    Ok(FeedRead {
+        entries: feed_entries(&rows, 2)?,
+        window: Window {
+            from: from.clone(),
+            to,
+        },
+    })
+}
+
+/// Up to `limit` of the app's events in `window` after `after`: the rest of a window that
+/// an earlier page did not finish.
+#[tracing::instrument(skip(db))]
+pub async fn read_feed_window<C: GenericClient>(
+    db: &C,
+    app: &AppId,
+    window: &Window,
+    after: EventKey,
+    limit: i64,
+) -> Result<FeedRead, StoreError> {
+    let rows = query(
+        db,
+        &format!(
+            "SELECT transaction_id::text AS xid, {ENTRY_COLUMNS}
+             FROM events
+             WHERE app_id = $7 AND {IN_WINDOW}
+             ORDER BY transaction_id, position LIMIT $8"
+        ),
+        &[
+            &window.from.xmax_text(),
+            &window.from.xip_text(),
+            &window.to.xmax_text(),
+            &window.to.xip_text(),
+            &after.transaction_id.to_string(),
+            &after.position,
+            &app.as_str(),
+            &limit,
+        ],
+    )
+    .await?;
+    Ok(FeedRead {
+        entries: feed_entries(&rows, 0)?,
+        window: window.clone(),
+    })
+}
+
+/// Which streams got events since `from`, and the snapshot that answer was read in: what a
+/// process polls to wake its waiting feed and stream readers.
+#[tracing::instrument(level = "debug", skip(db))]
+pub async fn streams_moved<C: GenericClient>(
+    db: &C,
+    from: &LogCursor,
+) -> Result<(LogCursor, Vec<(String, String)>), StoreError> {
+    let rows = query(
+        db,
+        "SELECT pg_snapshot_xmax(s)::text, ARRAY(SELECT pg_snapshot_xip(s)::text), e.app_id, e.stream_id
+         FROM pg_current_snapshot() AS s
+         LEFT JOIN LATERAL (
+             SELECT DISTINCT app_id, stream_id FROM events
+             WHERE (transaction_id >= $1::text::xid8 OR transaction_id = ANY($2::text[]::xid8[]))
+               AND transaction_id >= $3::text::xid8
+         ) AS e ON true",
+        &[&from.xmax_text(), &from.xip_text(), &from.floor().to_string()],
+    )
+    .await?;
+    let to = match rows.first() {
+        Some(row) => LogCursor::from_row(row, 0, 1)?,
+        None => return Err(StoreError::Corrupt("no snapshot".into())),
+    };
+    let moved = rows
+        .iter()
+        .filter_map(|row| Some((row.get::<_, Option<String>>(2)?, row.get(3))))
+        .collect();
+    Ok((to, moved))
+}
+
+/// One user's events after stream version `after`, in stream order: what their devices'
+/// live stream replays. Versions of one stream commit in order (each append locks the
+/// stream's version row first), so "after version n" misses nothing.
+#[tracing::instrument(skip(db))]
+pub async fn stream_after<C: GenericClient>(
+    db: &C,
+    app: &AppId,
+    client: &ClientId,
+    after: i32,
+    limit: i64,
+) -> Result<Vec<(i32, AuditEntry)>, StoreError> {
+    let rows = query(
+        db,
+        &format!(
+            "SELECT stream_version, {ENTRY_COLUMNS} FROM events
+             WHERE app_id = $1 AND stream_type = $2 AND stream_id = $3 AND stream_version > $4
+             ORDER BY stream_version LIMIT $5"
+        ),
+        &[
+            &app.as_str(),
+            &STREAM_TYPE_USER_PREFERENCES,
+            &client.as_str(),
+            &after,
+            &limit,
+        ],
+    )
+    .await?;
     Ok(rows
         .iter()
-        .map(|row| StoredEvent {
-            cursor: LogCursor {
-                transaction_id: row.get(0),
-                position: row.get(1),
-            },
-            app_id: row.get(2),
-            stream_id: row.get(3),
-            stream_version: row.get(4),
-            event_type: row.get(5),
-            data: row.get(6),
-            recorded_at: row.get(7),
-        })
+        .map(|row| (row.get(0), entry_from_row(row, 1)))
         .collect())
+}
+
+/// The user's stream version now (0 before their first event).
+#[tracing::instrument(skip(db))]
+pub async fn stream_version<C: GenericClient>(
+    db: &C,
+    app: &AppId,
+    client: &ClientId,
+) -> Result<i32, StoreError> {
+    let row = query_one(
+        db,
+        "SELECT coalesce(max(stream_version), 0) FROM events
+         WHERE app_id = $1 AND stream_type = $2 AND stream_id = $3",
+        &[
+            &app.as_str(),
+            &STREAM_TYPE_USER_PREFERENCES,
+            &client.as_str(),
+        ],
+    )
+    .await?;
+    Ok(row.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cursor(xmax: u64, xip: &[u64]) -> LogCursor {
+        LogCursor {
+            xmax,
+            xip: xip.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_cursor_precedes_a_later_snapshot() {
+        assert!(cursor(10, &[4, 7]).precedes(&cursor(12, &[7, 10])));
+        assert!(cursor(10, &[4]).precedes(&cursor(10, &[4])));
+        assert!(LogCursor::start().precedes(&cursor(10, &[4])));
+        // 5 finished before the first snapshot cannot be running in the second.
+        assert!(!cursor(10, &[4]).precedes(&cursor(12, &[5])));
+        assert!(!cursor(12, &[]).precedes(&cursor(10, &[])));
+    }
+
+    #[test]
+    fn the_floor_is_the_oldest_running_transaction() {
+        assert_eq!(cursor(10, &[4, 7]).floor(), 4);
+        assert_eq!(cursor(10, &[]).floor(), 10);
+        assert_eq!(LogCursor::start().floor(), 0);
+    }
 }

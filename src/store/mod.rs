@@ -89,6 +89,15 @@ async fn query<C: GenericClient>(
     Ok(client.query(&statement, params).await?)
 }
 
+async fn query_one<C: GenericClient>(
+    client: &C,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<tokio_postgres::Row, StoreError> {
+    let statement = client.prepare_cached(sql).await?;
+    Ok(client.query_one(&statement, params).await?)
+}
+
 async fn query_opt<C: GenericClient>(
     client: &C,
     sql: &str,

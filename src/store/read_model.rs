@@ -16,6 +16,10 @@ pub const PROJECTION: &str = "room_mutes";
 
 /// Held for a whole rebuild, so two rebuilds cannot race over the shadow tables.
 const REBUILD_LOCK_KEY: i64 = 0x6368_6174_7265_6275; // "chatrebu"
+/// Shared by each verify for its whole run, exclusive for a rebuild's swap: a verify never
+/// compares a snapshot of the log taken before a swap with the tables swapped in after it.
+/// Taken before any table lock by both, so it cannot deadlock with them.
+const SWAP_LOCK_KEY: i64 = 0x6368_6174_7377_6170; // "chatswap"
 
 /// A row of either read-model table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +66,31 @@ pub async fn try_lock_rebuild<C: GenericClient>(db: &C) -> Result<bool, StoreErr
 #[tracing::instrument(skip(db))]
 pub async fn unlock_rebuild<C: GenericClient>(db: &C) -> Result<(), StoreError> {
     db.query_one("SELECT pg_advisory_unlock($1)", &[&REBUILD_LOCK_KEY])
+        .await?;
+    Ok(())
+}
+
+/// Waits until no swap is in progress and keeps one from starting until
+/// [`unlock_swap_shared`]. A session lock, taken before the verify's snapshot, so that the
+/// snapshot is taken after any swap it waited for.
+#[tracing::instrument(skip(db))]
+pub async fn lock_swap_shared<C: GenericClient>(db: &C) -> Result<(), StoreError> {
+    db.query_one("SELECT pg_advisory_lock_shared($1)", &[&SWAP_LOCK_KEY])
+        .await?;
+    Ok(())
+}
+
+#[tracing::instrument(skip(db))]
+pub async fn unlock_swap_shared<C: GenericClient>(db: &C) -> Result<(), StoreError> {
+    db.query_one("SELECT pg_advisory_unlock_shared($1)", &[&SWAP_LOCK_KEY])
+        .await?;
+    Ok(())
+}
+
+/// Waits for running verifies to finish and holds new ones off until the swap commits.
+#[tracing::instrument(skip(tx))]
+pub async fn lock_swap(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    tx.query_one("SELECT pg_advisory_xact_lock($1)", &[&SWAP_LOCK_KEY])
         .await?;
     Ok(())
 }
@@ -372,7 +401,8 @@ pub async fn lock_live(tx: &Transaction<'_>) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Replaces the live tables with the shadow ones and records the log cursor they reflect.
+/// Replaces the live tables with the shadow ones and records the snapshot of the log they
+/// reflect (with the highest position then, for people reading the table).
 /// Running servers keep their prepared statements: PostgreSQL re-plans them by name against
 /// the new tables, whose columns are the same.
 #[tracing::instrument(skip(tx))]
@@ -391,13 +421,16 @@ pub async fn swap(tx: &Transaction<'_>, cursor: &LogCursor) -> Result<(), StoreE
             }
         }
     }
+    let xip: Vec<String> = cursor.xip.iter().map(u64::to_string).collect();
     execute(
         tx,
-        "INSERT INTO projection_checkpoints (projection, position, transaction_id, updated_at)
-         VALUES ($1, $2, $3::text::xid8, now())
+        "INSERT INTO projection_checkpoints (projection, position, transaction_id, xip, updated_at)
+         VALUES ($1, (SELECT coalesce(max(position), 0) FROM events), $2::text::xid8,
+                 $3::text[]::xid8[], now())
          ON CONFLICT (projection) DO UPDATE SET position = excluded.position,
-             transaction_id = excluded.transaction_id, updated_at = excluded.updated_at",
-        &[&PROJECTION, &cursor.position, &cursor.transaction_id],
+             transaction_id = excluded.transaction_id, xip = excluded.xip,
+             updated_at = excluded.updated_at",
+        &[&PROJECTION, &cursor.xmax.to_string(), &xip],
     )
     .await?;
     Ok(())

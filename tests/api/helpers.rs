@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use chatprefs::config::{AuthFailureLimit, HttpLimits, ServeSettings};
 use chatprefs::domain::AppId;
+use chatprefs::feed::live::LiveLimits;
 use chatprefs::private_cluster::{self, PrivateCluster};
 use chatprefs::provision::{self, AppCredentials};
 use chatprefs::startup::Application;
@@ -55,6 +56,9 @@ pub fn test_settings(database_url: String) -> ServeSettings {
         cors_origins: Vec::new(),
         limits: HttpLimits::default(),
         auth_failures: AuthFailureLimit::default(),
+        live_streams: LiveLimits::default(),
+        feed_poll_interval: Duration::from_millis(100),
+        feed_max_wait: Duration::from_secs(30),
     }
 }
 
@@ -247,6 +251,23 @@ impl TestApp {
     pub async fn count_events(&self) -> i64 {
         self.sql("SELECT count(*) FROM events").await.unwrap()[0].get(0)
     }
+}
+
+/// Holds a transaction that holds a transaction id open on another database of the same
+/// server, as a migration or a batch job elsewhere would, until dropped.
+pub async fn open_transaction_elsewhere() -> (tokio_postgres::Client, tokio::task::JoinHandle<()>) {
+    let url = format!("{}/postgres", server_url());
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+        .batch_execute("BEGIN; SELECT pg_current_xact_id();")
+        .await
+        .unwrap();
+    (client, driver)
 }
 
 /// Asserts the IMKIT success envelope and answers `result`.

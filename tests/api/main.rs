@@ -13,6 +13,7 @@ mod errors;
 mod event_log;
 mod failover;
 mod faults;
+mod feed;
 mod first_run;
 mod helpers;
 mod hostile;

@@ -9,7 +9,7 @@ use chatprefs::rebuild;
 use chatprefs::store::{connect_pool, PoolSettings};
 use serde_json::Value;
 
-use crate::helpers::{mutes, ok_result, TestApp};
+use crate::helpers::{mutes, ok_result, open_transaction_elsewhere, TestApp};
 
 const ROOMS: [&str; 5] = ["r0", "r1", "r2", "r3", "r4"];
 
@@ -52,9 +52,14 @@ async fn versions_match_the_log(app: &TestApp) -> bool {
         .get(0)
 }
 
+/// Writers keep writing, a transaction stays open in another database of the server the
+/// whole time (which must hold back nothing), and verifies run over and over meanwhile:
+/// a verify that met a swap halfway would report drift that is not there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn rebuild_under_concurrent_writes_fails_no_request_and_loses_nothing() {
+async fn rebuild_under_writes_and_a_long_transaction_elsewhere_fails_nothing_and_verify_never_lies()
+{
     let app = TestApp::spawn().await;
+    let (_elsewhere, _driver) = open_transaction_elsewhere().await;
     for room in ROOMS {
         app.room(room).await;
     }
@@ -126,11 +131,39 @@ async fn rebuild_under_concurrent_writes_fails_no_request_and_loses_nothing() {
             }
         }
     };
+    let verifier = {
+        let pool = connect_pool(
+            app.database_url(),
+            &PoolSettings {
+                max_size: 1,
+                timeout: Duration::from_secs(5),
+            },
+        )
+        .unwrap();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut runs = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let report = rebuild::verify(&pool).await.expect("verify");
+                assert_eq!(
+                    report.differences,
+                    [],
+                    "verify reported drift that is not there"
+                );
+                runs += 1;
+            }
+            runs
+        })
+    };
     wait_for(40).await;
     let mut swapped = 0;
     for _ in 0..5 {
         let report = rebuild::rebuild(&pool).await.expect("rebuild");
         assert!(report.events > 0);
+        eprintln!(
+            "rebuild of {} events held writers for {:?} after {} catch-up round(s)",
+            report.events, report.locked, report.catch_up_rounds
+        );
         swapped += 1;
         wait_for(20).await;
     }
@@ -141,6 +174,8 @@ async fn rebuild_under_concurrent_writes_fails_no_request_and_loses_nothing() {
     for writer in writers {
         failures.extend(writer.await.unwrap());
     }
+    let verifies = verifier.await.unwrap();
+    assert!(verifies > 0, "verifies ran alongside the rebuilds");
 
     assert_eq!(swapped, 5);
     assert_eq!(failures, Vec::<String>::new(), "no request may fail");
@@ -208,6 +243,17 @@ async fn verify_reports_drift_and_rebuild_repairs_it() {
     }
     let clean = chatprefs(&app, &["rebuild", "--verify"]);
     assert!(clean.status.success(), "{clean:?}");
+    let unreachable = Command::new(env!("CARGO_BIN_EXE_chatprefs"))
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/nowhere")
+        .env("RUST_LOG", "off")
+        .args(["rebuild", "--verify"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        unreachable.status.code(),
+        Some(2),
+        "no verdict is not drift: {unreachable:?}"
+    );
     let before = read_model(&app).await;
     let schema_before = read_model_schema(&app).await;
 
