@@ -12,6 +12,7 @@
 //! instead of holding every newer event back.
 
 use chrono::{DateTime, Utc};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::audit::{entry_from_row, AuditEntry, ENTRY_COLUMNS};
@@ -135,6 +136,40 @@ const IN_WINDOW: &str =
      AND transaction_id < $3::text::xid8 AND transaction_id <> ALL($4::text[]::xid8[])
      AND (transaction_id, position) > ($5::text::xid8, $6)";
 
+/// The parameters `$1`–`$6` of [`IN_WINDOW`], as text where they are transaction ids.
+struct WindowBounds {
+    from_xmax: String,
+    from_xip: Vec<String>,
+    to_xmax: String,
+    to_xip: Vec<String>,
+    after_xid: String,
+    after_position: i64,
+}
+
+impl WindowBounds {
+    fn new(window: &Window, after: EventKey) -> Self {
+        WindowBounds {
+            from_xmax: window.from.xmax_text(),
+            from_xip: window.from.xip_text(),
+            to_xmax: window.to.xmax_text(),
+            to_xip: window.to.xip_text(),
+            after_xid: after.transaction_id.to_string(),
+            after_position: after.position,
+        }
+    }
+
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        vec![
+            &self.from_xmax,
+            &self.from_xip,
+            &self.to_xmax,
+            &self.to_xip,
+            &self.after_xid,
+            &self.after_position,
+        ]
+    }
+}
+
 /// The next `limit` preference events of `window` after `after`, in reading order.
 #[tracing::instrument(skip(db))]
 pub async fn read_window<C: GenericClient>(
@@ -147,6 +182,9 @@ pub async fn read_window<C: GenericClient>(
         transaction_id: window.from.floor(),
         position: 0,
     });
+    let bounds = WindowBounds::new(window, after);
+    let (stream_type, mut params) = (STREAM_TYPE_USER_PREFERENCES, bounds.params());
+    params.extend([&stream_type as &(dyn ToSql + Sync), &limit]);
     let rows = query(
         db,
         &format!(
@@ -156,16 +194,7 @@ pub async fn read_window<C: GenericClient>(
              WHERE stream_type = $7 AND {IN_WINDOW}
              ORDER BY transaction_id, position LIMIT $8"
         ),
-        &[
-            &window.from.xmax_text(),
-            &window.from.xip_text(),
-            &window.to.xmax_text(),
-            &window.to.xip_text(),
-            &after.transaction_id.to_string(),
-            &after.position,
-            &STREAM_TYPE_USER_PREFERENCES,
-            &limit,
-        ],
+        &params,
     )
     .await?;
     rows.iter()
@@ -264,6 +293,9 @@ pub async fn read_feed_window<C: GenericClient>(
     after: EventKey,
     limit: i64,
 ) -> Result<FeedRead, StoreError> {
+    let bounds = WindowBounds::new(window, after);
+    let (app, mut params) = (app.as_str(), bounds.params());
+    params.extend([&app as &(dyn ToSql + Sync), &limit]);
     let rows = query(
         db,
         &format!(
@@ -272,16 +304,7 @@ pub async fn read_feed_window<C: GenericClient>(
              WHERE app_id = $7 AND {IN_WINDOW}
              ORDER BY transaction_id, position LIMIT $8"
         ),
-        &[
-            &window.from.xmax_text(),
-            &window.from.xip_text(),
-            &window.to.xmax_text(),
-            &window.to.xip_text(),
-            &after.transaction_id.to_string(),
-            &after.position,
-            &app.as_str(),
-            &limit,
-        ],
+        &params,
     )
     .await?;
     Ok(FeedRead {

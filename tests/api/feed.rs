@@ -105,36 +105,11 @@ async fn concurrent_writers_and_late_commits_reach_the_feed_exactly_once() {
     let appended = Arc::new(AtomicUsize::new(0));
     let writers_done = Arc::new(AtomicBool::new(false));
 
-    // Writers through the API: each request flips a room, so each appends one event.
     let writers: Vec<_> = tokens
         .iter()
         .map(|token| {
-            let (http, base, key, token) = (
-                app.http.clone(),
-                app.base.clone(),
-                app.app.client_key.clone(),
-                token.clone(),
-            );
-            let appended = appended.clone();
-            tokio::spawn(async move {
-                for i in 0..30 {
-                    let room = ROOMS[i % ROOMS.len()];
-                    let method = if (i / ROOMS.len()).is_multiple_of(2) {
-                        Method::POST
-                    } else {
-                        Method::DELETE
-                    };
-                    let response = http
-                        .request(method, format!("{base}/me/mute/{room}"))
-                        .header("IM-CLIENT-KEY", &key)
-                        .header("IM-Authorization", &token)
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(response.status(), 200);
-                    appended.fetch_add(1, Ordering::SeqCst);
-                }
-            })
+            let stop = Arc::new(AtomicBool::new(false));
+            app.spawn_room_flipper(token, &ROOMS, 30, stop, appended.clone())
         })
         .collect();
     // Writers that take a low position and commit only after later events have committed.
@@ -191,7 +166,7 @@ async fn concurrent_writers_and_late_commits_reach_the_feed_exactly_once() {
         })
     };
     for writer in writers {
-        writer.await.unwrap();
+        assert_eq!(writer.await.unwrap(), Vec::<String>::new());
     }
     for held in held {
         held.await.unwrap();

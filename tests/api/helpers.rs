@@ -1,4 +1,5 @@
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chatprefs::config::{AuthFailureLimit, HttpLimits, ServeSettings};
@@ -10,6 +11,7 @@ use chatprefs::startup::Application;
 use chatprefs::store::{Pool, PoolSettings};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{json, Value};
+use tokio::task::JoinHandle;
 
 /// The server the tests create their databases on: `TEST_DATABASE_SERVER`, else the one at
 /// 127.0.0.1:5432 (trust auth as superuser), else, on a machine with PostgreSQL's binaries
@@ -240,6 +242,57 @@ impl TestApp {
         for request in requests {
             ok_result(request.send().await.unwrap()).await;
         }
+    }
+
+    /// A writer that flips `rooms` for one user through the client API, one request at a
+    /// time (mute each, then unmute each, and so on: every request appends one event),
+    /// `requests` times or until `stop`. Counts each answer in `done`; answers the ones that
+    /// were not 200.
+    pub fn spawn_room_flipper(
+        &self,
+        token: &str,
+        rooms: &'static [&'static str],
+        requests: usize,
+        stop: Arc<AtomicBool>,
+        done: Arc<AtomicUsize>,
+    ) -> JoinHandle<Vec<String>> {
+        let (http, base, key, token) = (
+            self.http.clone(),
+            self.base.clone(),
+            self.app.client_key.clone(),
+            token.to_owned(),
+        );
+        tokio::spawn(async move {
+            let mut failures = Vec::new();
+            for i in 0..requests {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let room = rooms[i % rooms.len()];
+                let method = if (i / rooms.len()).is_multiple_of(2) {
+                    Method::POST
+                } else {
+                    Method::DELETE
+                };
+                let response = http
+                    .request(method, format!("{base}/me/mute/{room}"))
+                    .header("IM-CLIENT-KEY", &key)
+                    .header("IM-Authorization", &token)
+                    .send()
+                    .await;
+                match response {
+                    Ok(r) if r.status() == 200 => {}
+                    Ok(r) => failures.push(format!(
+                        "{}: {}",
+                        r.status(),
+                        r.text().await.unwrap_or_default()
+                    )),
+                    Err(e) => failures.push(e.to_string()),
+                }
+                done.fetch_add(1, Ordering::SeqCst);
+            }
+            failures
+        })
     }
 
     /// Runs SQL directly: for looking at the log and for breaking things on purpose.

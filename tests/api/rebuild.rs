@@ -69,49 +69,9 @@ async fn rebuild_under_writes_and_a_long_transaction_elsewhere_fails_nothing_and
     }
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicUsize::new(0));
-    // Each writer mutes and unmutes its rooms in turn through the API, recording any answer
-    // that is not a 200.
     let writers: Vec<_> = tokens
         .iter()
-        .map(|token| {
-            let (http, base, key, token) = (
-                app.http.clone(),
-                app.base.clone(),
-                app.app.client_key.clone(),
-                token.clone(),
-            );
-            let (stop, done) = (stop.clone(), done.clone());
-            tokio::spawn(async move {
-                let mut failures = Vec::new();
-                let mut i = 0usize;
-                while !stop.load(Ordering::Relaxed) {
-                    let room = ROOMS[i % ROOMS.len()];
-                    let method = if (i / ROOMS.len()).is_multiple_of(2) {
-                        reqwest::Method::POST
-                    } else {
-                        reqwest::Method::DELETE
-                    };
-                    let response = http
-                        .request(method, format!("{base}/me/mute/{room}"))
-                        .header("IM-CLIENT-KEY", &key)
-                        .header("IM-Authorization", &token)
-                        .send()
-                        .await;
-                    match response {
-                        Ok(r) if r.status() == 200 => {}
-                        Ok(r) => failures.push(format!(
-                            "{}: {}",
-                            r.status(),
-                            r.text().await.unwrap_or_default()
-                        )),
-                        Err(e) => failures.push(e.to_string()),
-                    }
-                    i += 1;
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-                failures
-            })
-        })
+        .map(|token| app.spawn_room_flipper(token, &ROOMS, usize::MAX, stop.clone(), done.clone()))
         .collect();
 
     let pool = connect_pool(
