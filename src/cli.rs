@@ -13,6 +13,7 @@ use crate::config::{AuthFailureLimit, HttpLimits, ServeSettings, DEFAULT_DATABAS
 use crate::domain::{AppId, ClientId};
 use crate::feed::live::LiveLimits;
 use crate::feed::{self, FeedCursor};
+use crate::private_cluster::{self, Fallback};
 use crate::provision::{self, AppCredentials, Demo, ProvisionError};
 use crate::rebuild;
 use crate::startup::Application;
@@ -26,9 +27,12 @@ use crate::telemetry::LogFormat;
     about = "IMKIT-compatible notification preferences on an append-only PostgreSQL event log"
 )]
 pub struct Cli {
-    /// PostgreSQL connection URL; the database is created if it does not exist.
-    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true, hide_env_values = true)]
-    pub database_url: String,
+    /// PostgreSQL connection URL; the database is created if it does not exist. Several
+    /// hosts (`postgres://u@h1:5432,h2:5432/db?target_session_attrs=read-write`) make the
+    /// service follow a failover. Unset: postgres://postgres@127.0.0.1:5432/chatprefs if
+    /// anything answers there, else the private PostgreSQL `serve --demo` starts.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
 
     /// Log line format on stderr: `pretty` for people, `json` (one object per line) for log
     /// pipelines. Which lines are written is set by `RUST_LOG` (default
@@ -168,6 +172,13 @@ pub struct ServeArgs {
     #[arg(long, env = "CHATPREFS_BIND", default_value = "127.0.0.1:8080")]
     pub bind: String,
 
+    /// A read replica (streaming standby) of the database, for the reads that may trail
+    /// the primary by the replication lag: the audit trail, as-of answers and a room's
+    /// muters (`GET /admin/rooms/{room}/mutes`). Writes, `GET /me` and `mutes/check` stay on
+    /// the primary. When the replica cannot answer, the primary does.
+    #[arg(long, env = "CHATPREFS_READ_DATABASE_URL", hide_env_values = true)]
+    pub read_database_url: Option<String>,
+
     /// Make sure a demo app, user and room exist and print their keys, a fresh token and a
     /// ready `curl` command.
     #[arg(long)]
@@ -288,30 +299,89 @@ pub enum AppCommand {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let database = match (&cli.command, cli.database_url) {
+        (Command::Openapi | Command::Bench(_), _) => None,
+        (_, Some(url)) => Some(Database::Given(url)),
+        (command, None) => {
+            let may_start = matches!(command, Command::Serve(args) if args.demo);
+            let fallback =
+                tokio::task::block_in_place(|| private_cluster::resolve_without_url(may_start))?;
+            Some(Database::Fallback(fallback))
+        }
+    };
+    if let Some(database) = &database {
+        database.announce();
+    }
+    let database_url = database.as_ref().map(Database::url).unwrap_or_default();
     match cli.command {
-        Command::Serve(args) => serve(cli.database_url, args).await,
+        Command::Serve(args) => serve(database_url, args, database).await,
         Command::Migrate(args) => {
-            store::ensure_database(&cli.database_url).await?;
-            store::migrate(&cli.database_url).await?;
+            store::ensure_database(&database_url).await?;
+            store::migrate(&database_url).await?;
             println!("database is migrated");
             if let Some(role) = args.runtime_role {
-                store::grant_runtime_role(&cli.database_url, &role).await?;
+                store::grant_runtime_role(&database_url, &role).await?;
                 println!("role {role} may now run `chatprefs serve` with least privilege");
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::App(AppCommand::Create { app_id, json }) => {
-            create_app(&cli.database_url, &app_id, json).await
+            create_app(&database_url, &app_id, json).await
         }
-        Command::Audit(args) => run_audit(&cli.database_url, args).await,
-        Command::Tail(args) => run_tail(&cli.database_url, args).await,
-        Command::Rebuild { verify: true } => Ok(run_verify(&cli.database_url).await),
-        Command::Rebuild { verify: false } => run_rebuild(&cli.database_url).await,
+        Command::Audit(args) => run_audit(&database_url, args).await,
+        Command::Tail(args) => run_tail(&database_url, args).await,
+        Command::Rebuild { verify: true } => Ok(run_verify(&database_url).await),
+        Command::Rebuild { verify: false } => run_rebuild(&database_url).await,
         Command::Openapi => {
             print!("{}", crate::http::openapi::json());
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => run_bench(args).await,
+    }
+}
+
+/// The database a command works on.
+enum Database {
+    /// `DATABASE_URL` or `--database-url`.
+    Given(String),
+    Fallback(Fallback),
+}
+
+impl Database {
+    fn url(&self) -> String {
+        match self {
+            Database::Given(url) => url.clone(),
+            Database::Fallback(fallback) => fallback.url(),
+        }
+    }
+
+    /// Tells a newcomer which server they got (on stderr: stdout may be JSON for a script).
+    fn announce(&self) {
+        if let Database::Fallback(Fallback::Private(cluster)) = self {
+            let dir = cluster.dir().display();
+            let what = match (cluster.created(), cluster.started()) {
+                (true, _) => format!(
+                    "made a private PostgreSQL in {dir} and started it (kept for the next run; \
+                     stopped when chatprefs exits)"
+                ),
+                (false, true) => format!(
+                    "started the private PostgreSQL in {dir} (stopped when chatprefs exits)"
+                ),
+                (false, false) => format!("using the private PostgreSQL running in {dir}"),
+            };
+            eprintln!(
+                "No PostgreSQL answers at {DEFAULT_DATABASE_URL} and DATABASE_URL is not set: \
+                 {what}.\nOther commands use it by themselves while it runs; its URL is {}",
+                cluster.url("chatprefs"),
+            );
+        }
+    }
+
+    /// Stops the private server if this process started it.
+    fn close(self) {
+        if let Database::Fallback(Fallback::Private(cluster)) = self {
+            tokio::task::block_in_place(|| cluster.stop());
+        }
     }
 }
 
@@ -450,9 +520,14 @@ fn pool_settings(size: usize, timeout_ms: u64) -> PoolSettings {
     }
 }
 
-async fn serve(database_url: String, args: ServeArgs) -> anyhow::Result<ExitCode> {
+async fn serve(
+    database_url: String,
+    args: ServeArgs,
+    database: Option<Database>,
+) -> anyhow::Result<ExitCode> {
     let settings = ServeSettings {
         database_url,
+        read_database_url: args.read_database_url,
         bind: args.bind,
         pool: pool_settings(args.pool_size, args.pool_timeout_ms),
         workers: args.workers,
@@ -477,6 +552,7 @@ async fn serve(database_url: String, args: ServeArgs) -> anyhow::Result<ExitCode
         feed_poll_interval: Duration::from_millis(args.feed_poll_ms),
         feed_max_wait: Duration::from_secs(args.feed_max_wait_secs),
     };
+    tracing::info!(database = %store::describe(&settings.database_url), "connecting");
     let app = Application::build(&settings).await?;
     if args.demo {
         let demo = provision::ensure_demo(app.pool()).await?;
@@ -485,6 +561,9 @@ async fn serve(database_url: String, args: ServeArgs) -> anyhow::Result<ExitCode
     tracing::info!(bind = %settings.bind, port = app.port(), "chatprefs is listening");
     app.run_until_stopped().await?;
     tracing::info!("chatprefs stopped");
+    if let Some(database) = database {
+        database.close();
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -11,6 +11,9 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/chatp
 #[derive(Debug, Clone)]
 pub struct ServeSettings {
     pub database_url: String,
+    /// A replica for the reads that may lag (audit, as-of, a room's muters); `None`: the
+    /// primary serves them.
+    pub read_database_url: Option<String>,
     pub bind: String,
     pub pool: PoolSettings,
     /// HTTP worker threads; `None` lets actix use one per core.

@@ -9,6 +9,7 @@ pub mod domain;
 pub mod feed;
 pub mod http;
 pub mod metrics;
+pub mod private_cluster;
 pub mod provision;
 pub mod ratelimit;
 pub mod rebuild;

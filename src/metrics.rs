@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -31,6 +31,9 @@ struct Metrics {
     rebuild_target: IntGauge,
     rebuild_events: IntCounter,
     rebuild_duration: Histogram,
+    replica_up: IntGauge,
+    replica_lag: Gauge,
+    replica_fallbacks: IntCounter,
     feed_open_streams: IntGauge,
     feed_waiting: IntGauge,
     feed_lag: Histogram,
@@ -158,6 +161,33 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             )
             .expect("valid metric"),
         ),
+        replica_up: register(
+            &r,
+            IntGauge::new(
+                "chatprefs_read_replica_up",
+                "1 when the read replica (--read-database-url) answered at the last scrape; 0 \
+                 when it did not (its reads then go to the primary) or none is configured.",
+            )
+            .expect("valid metric"),
+        ),
+        replica_lag: register(
+            &r,
+            Gauge::new(
+                "chatprefs_read_replica_lag_seconds",
+                "How far the read replica's replayed state trails what it has received from \
+                 the primary, at the last scrape (0 when caught up).",
+            )
+            .expect("valid metric"),
+        ),
+        replica_fallbacks: register(
+            &r,
+            IntCounter::new(
+                "chatprefs_read_replica_fallbacks_total",
+                "Reads meant for the replica that the primary answered because the replica \
+                 could not.",
+            )
+            .expect("valid metric"),
+        ),
         feed_open_streams: register(
             &r,
             IntGauge::new(
@@ -263,6 +293,19 @@ pub fn set_pool_status(status: PoolStatus) {
         .with_label_values(&["in_use"])
         .set(gauge(status.size.saturating_sub(status.idle)));
     m.pool_waiting.set(gauge(status.waiting));
+}
+
+/// The read replica as sampled at a scrape: its replay lag, or `None` when it did not answer.
+pub fn set_replica_lag(lag: Option<Duration>) {
+    let m = &*METRICS;
+    m.replica_up.set(i64::from(lag.is_some()));
+    if let Some(lag) = lag {
+        m.replica_lag.set(lag.as_secs_f64());
+    }
+}
+
+pub fn replica_fallback() {
+    METRICS.replica_fallbacks.inc();
 }
 
 /// Progress reporting for `rebuild`: call [`RebuildProgress::start`] with the log position

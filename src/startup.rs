@@ -1,6 +1,7 @@
 //! Builds the HTTP server from settings: the one place that wires pool, routes and middleware.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_cors::Cors;
@@ -19,7 +20,7 @@ use crate::feed::live::{LiveContext, LiveStreams};
 use crate::feed::watcher::LogWatcher;
 use crate::http::{self, MaxHeaderBytes, RequestSpan, TrustedProxies};
 use crate::ratelimit::FailureLimiter;
-use crate::store::{self, Pool, PoolSettings, WorkerPools};
+use crate::store::{self, Pool, PoolSettings, ReadPool, ReplicaHealth, WorkerPools};
 
 pub struct Application {
     port: u16,
@@ -44,6 +45,11 @@ impl Application {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         });
         let pools = WorkerPools::new(&settings.database_url, &settings.pool, workers)?;
+        let replicas = settings
+            .read_database_url
+            .as_deref()
+            .map(|url| WorkerPools::new(url, &settings.pool, workers))
+            .transpose()?;
         // Setup work outside the workers (the demo, tests) gets a small pool of its own.
         let admin = PoolSettings {
             max_size: 2,
@@ -62,7 +68,9 @@ impl Application {
         )?;
         let watcher = LogWatcher::spawn(watcher_pool, settings.feed_poll_interval);
         let (shutdown, stopping) = watch::channel(false);
-        let server = run(listener, pools, workers, settings, watcher, stopping)?;
+        let server = run(
+            listener, pools, replicas, workers, settings, watcher, stopping,
+        )?;
         Ok(Self {
             port,
             server,
@@ -117,6 +125,7 @@ async fn stop_signal() {
 fn run(
     listener: TcpListener,
     pools: WorkerPools,
+    replicas: Option<WorkerPools>,
     workers: usize,
     settings: &ServeSettings,
     watcher: LogWatcher,
@@ -130,8 +139,14 @@ fn run(
     let limiter = FailureLimiter::new(&settings.auth_failures).map(web::Data::new);
     let live_streams = web::Data::new(LiveStreams::new(settings.live_streams));
     let feed_max_wait = settings.feed_max_wait;
+    let replica_health = Arc::new(ReplicaHealth::default());
     let server = HttpServer::new(move || {
         let pool = pools.for_worker();
+        let reads = ReadPool::new(
+            replicas.as_ref().map(WorkerPools::for_worker),
+            pool.clone(),
+            Arc::clone(&replica_health),
+        );
         let live = LiveContext {
             pool: pool.clone(),
             watcher: watcher.clone(),
@@ -145,6 +160,7 @@ fn run(
             .wrap(from_fn(http::observe_metrics))
             .wrap(from_fn(http::assign_request_id))
             .app_data(web::Data::new(pool))
+            .app_data(web::Data::new(reads))
             .app_data(web::Data::new(watcher.clone()))
             .app_data(web::Data::new(http::FeedMaxWait(feed_max_wait)))
             .app_data(web::Data::new(live))

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::audit::{self, AsOf, AuditPage, AuditParams};
 use crate::domain::ClientId;
-use crate::store::Pool;
+use crate::store::ReadPool;
 
 /// The app's events with provenance, oldest first, one page at a time.
 #[utoipa::path(
@@ -36,10 +36,13 @@ use crate::store::Pool;
 pub async fn list(
     platform: PlatformApp,
     params: web::Query<AuditParams>,
-    pool: web::Data<Pool>,
+    reads: web::Data<ReadPool>,
 ) -> Result<HttpResponse, ApiError> {
-    let filter = params.into_inner().into_filter(platform.app)?;
-    Ok(envelope::ok(audit::page(&pool, &filter).await?))
+    let filter = &params.into_inner().into_filter(platform.app)?;
+    let page = reads
+        .run(|pool| async move { Ok::<_, ApiError>(audit::page(&pool, filter).await?) })
+        .await?;
+    Ok(envelope::ok(page))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -70,13 +73,19 @@ pub async fn as_of(
     platform: PlatformApp,
     req: HttpRequest,
     params: web::Query<AsOfParams>,
-    pool: web::Data<Pool>,
+    reads: web::Data<ReadPool>,
 ) -> Result<HttpResponse, ApiError> {
     let client = ClientId::parse(path_segment(&req, 1)?)?;
     let at = match params.into_inner().as_of {
         Some(raw) => audit::parse_instant("asOf", &raw)?,
         None => Utc::now(),
     };
-    let answer = audit::muted_as_of(&pool, &platform.app, &client, at).await?;
+    let (app, client) = (&platform.app, &client);
+    let answer =
+        reads
+            .run(|pool| async move {
+                Ok::<_, ApiError>(audit::muted_as_of(&pool, app, client, at).await?)
+            })
+            .await?;
     Ok(envelope::ok(answer))
 }

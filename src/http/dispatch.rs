@@ -15,7 +15,7 @@ use super::{
     request::path_segment,
 };
 use crate::domain::{ClientId, RoomId};
-use crate::store::{muters, Pool, StoreError};
+use crate::store::{muters, Pool, ReadPool, StoreError};
 
 /// One push fan-out asks about at most this many recipients at once.
 pub const MAX_CHECK_CLIENTS: usize = 1000;
@@ -137,7 +137,7 @@ pub struct MutersPage {
 pub async fn list(
     platform: PlatformApp,
     req: HttpRequest,
-    pool: web::Data<Pool>,
+    reads: web::Data<ReadPool>,
 ) -> Result<HttpResponse, ApiError> {
     let room = RoomId::parse(path_segment(&req, 1)?)?;
     let query = web::Query::<PageQuery>::from_query(req.query_string())
@@ -150,9 +150,13 @@ pub async fn list(
         )));
     }
     let after = query.after.map(ClientId::parse).transpose()?;
-    let conn = pool.get().await.map_err(StoreError::from)?;
+    let (app, room_id, after) = (&platform.app, &room, after.as_ref());
     // One more than asked tells whether another page follows without a count.
-    let mut page = muters::page(&conn, &platform.app, &room, after.as_ref(), limit + 1)
+    let mut page = reads
+        .run(|pool| async move {
+            let conn = pool.get().await.map_err(StoreError::from)?;
+            muters::page(&conn, app, room_id, after, limit + 1).await
+        })
         .await?
         .ok_or(ApiError::RoomNotFound)?;
     let more = page.len() > limit as usize;

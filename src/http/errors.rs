@@ -14,7 +14,7 @@ use crate::audit::{AuditError, InvalidQuery};
 use crate::commands::CommandError;
 use crate::domain::IdError;
 use crate::feed::{live::TooManyStreams, FeedError};
-use crate::store::StoreError;
+use crate::store::{Retryable, StoreError};
 
 /// Seconds a client should wait before retrying when the database is unavailable.
 const RETRY_AFTER_SECONDS: &str = "1";
@@ -75,6 +75,12 @@ impl ApiError {
 
     pub fn invalid(detail: impl std::fmt::Display) -> Self {
         ApiError::InvalidParameters(detail.to_string())
+    }
+}
+
+impl Retryable for ApiError {
+    fn is_unavailable(&self) -> bool {
+        matches!(self, ApiError::Unavailable(_))
     }
 }
 

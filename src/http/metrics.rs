@@ -12,7 +12,7 @@ use actix_web::{
 
 use super::request::route_of;
 use crate::metrics::{self, PoolStatus};
-use crate::store::WorkerPools;
+use crate::store::{ReadPool, WorkerPools};
 
 /// Methods outside this API's are counted together: a label per invented method would let
 /// any caller create time series at will.
@@ -50,7 +50,7 @@ pub async fn observe(
     tag = "operations",
     responses((status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain", body = String))
 )]
-pub async fn scrape(pools: web::Data<WorkerPools>) -> HttpResponse {
+pub async fn scrape(pools: web::Data<WorkerPools>, reads: web::Data<ReadPool>) -> HttpResponse {
     let status = pools.status();
     metrics::set_pool_status(PoolStatus {
         max_size: status.max_size,
@@ -58,6 +58,7 @@ pub async fn scrape(pools: web::Data<WorkerPools>) -> HttpResponse {
         idle: status.available,
         waiting: status.waiting,
     });
+    metrics::set_replica_lag(reads.replica_lag().await);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(metrics::render())

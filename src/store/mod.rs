@@ -8,14 +8,17 @@ pub mod muters;
 mod pool;
 pub mod projection;
 pub mod read_model;
+mod replica;
 mod roles;
 pub mod stream;
 mod unit;
 
 pub use deadpool_postgres::{GenericClient, Pool};
 pub use pool::{
-    connect_pool, ensure_database, migrate, schema_status, PoolSettings, SchemaStatus, WorkerPools,
+    connect_pool, describe, ensure_database, migrate, schema_status, PoolSettings, SchemaStatus,
+    WorkerPools,
 };
+pub use replica::{ReadPool, ReplicaHealth, Retryable};
 pub use roles::grant_runtime_role;
 pub use unit::Unit;
 
@@ -56,11 +59,15 @@ impl From<tokio_postgres::Error> for StoreError {
     }
 }
 
-/// Error classes that mean "the server is going away or not there yet", not "your query is wrong".
+/// Error classes that mean "the server is going away or not there yet", not "your query is
+/// wrong". A write refused as read-only (25006) reached a server that is, or has become, a
+/// standby: during a failover that passes once the new primary is found. A serialization
+/// failure (40001) is what a read replica answers when replay cancels a query that holds
+/// back rows it must remove: retried on the primary, or later.
 fn is_unavailable(code: Option<&SqlState>) -> bool {
     code.is_some_and(|c| {
         let c = c.code();
-        c.starts_with("08") || c.starts_with("57P") || c == "53300"
+        c.starts_with("08") || c.starts_with("57P") || ["53300", "25006", "40001"].contains(&c)
     })
 }
 

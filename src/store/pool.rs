@@ -2,7 +2,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Status};
+use tokio_postgres::config::Host;
 use tokio_postgres::{Config, NoTls};
 
 use super::StoreError;
@@ -21,10 +23,65 @@ pub struct PoolSettings {
     pub timeout: Duration,
 }
 
-pub fn connect_pool(database_url: &str, settings: &PoolSettings) -> anyhow::Result<Pool> {
+/// How long data sent to the database may stay unacknowledged before the connection is
+/// given up, unless the URL sets `tcp_user_timeout`. Without it, a query sent to a server
+/// that vanished without closing its sockets (power loss, a partition) waits for the
+/// kernel's retransmissions, about 15 minutes, instead of failing over.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The connection settings of a pool: the URL's, with this service's defaults where the URL
+/// is silent.
+fn client_config(database_url: &str, settings: &PoolSettings) -> anyhow::Result<Config> {
     let mut config: Config = database_url.parse()?;
+    // Per host tried: with several hosts, a dead one costs at most this before the next.
     config.connect_timeout(settings.timeout);
-    config.application_name("chatprefs");
+    if config.get_application_name().is_none() {
+        config.application_name("chatprefs");
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(TCP_USER_TIMEOUT);
+    }
+    Ok(config)
+}
+
+/// Where a connection string points, for messages: hosts with ports, database and user,
+/// never the password.
+pub fn describe(database_url: &str) -> String {
+    match database_url.parse::<Config>() {
+        Ok(config) => describe_config(&config),
+        Err(_) => "an unreadable DATABASE_URL".to_owned(),
+    }
+}
+
+fn describe_config(config: &Config) -> String {
+    let ports = config.get_ports();
+    let hosts = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let port = ports.get(i).or_else(|| ports.first()).unwrap_or(&5432);
+            match host {
+                Host::Tcp(name) if name.contains(':') => format!("[{name}]:{port}"),
+                Host::Tcp(name) => format!("{name}:{port}"),
+                Host::Unix(dir) => format!("{}/.s.PGSQL.{port}", dir.display()),
+            }
+        })
+        .collect::<Vec<_>>();
+    let user = config.get_user().unwrap_or("(the OS user)");
+    let database = config.get_dbname().unwrap_or(user);
+    format!(
+        "PostgreSQL at {} (database {database}, user {user})",
+        if hosts.is_empty() {
+            "(no host)".to_owned()
+        } else {
+            hosts.join(", ")
+        }
+    )
+}
+
+pub fn connect_pool(database_url: &str, settings: &PoolSettings) -> anyhow::Result<Pool> {
+    let config = client_config(database_url, settings)?;
     let manager = Manager::from_config(
         config,
         NoTls,
@@ -97,10 +154,11 @@ impl WorkerPools {
     }
 }
 
-pub(super) async fn connect(
-    config: &Config,
-) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let (client, connection) = config.connect(NoTls).await?;
+pub(super) async fn connect(config: &Config) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .with_context(|| format!("cannot connect to {}", describe_config(config)))?;
     tokio::spawn(async move {
         if let Err(err) = connection.await {
             tracing::warn!(error = %err, "database connection closed");
@@ -232,5 +290,58 @@ pub async fn schema_status(pool: &Pool) -> Result<SchemaStatus, StoreError> {
 impl From<deadpool_postgres::BuildError> for StoreError {
     fn from(err: deadpool_postgres::BuildError) -> Self {
         StoreError::Unavailable(err.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> PoolSettings {
+        PoolSettings {
+            max_size: 1,
+            timeout: Duration::from_millis(1500),
+        }
+    }
+
+    #[test]
+    fn a_silent_url_gets_the_services_timeouts_and_name() {
+        let config = client_config("postgres://u@h1:5432,h2:5433/db", &settings()).unwrap();
+        assert_eq!(config.get_tcp_user_timeout(), Some(&TCP_USER_TIMEOUT));
+        assert_eq!(
+            config.get_connect_timeout(),
+            Some(&Duration::from_millis(1500))
+        );
+        assert_eq!(config.get_application_name(), Some("chatprefs"));
+    }
+
+    #[test]
+    fn what_the_url_says_wins() {
+        let config = client_config(
+            "host=h1,h2 port=5432,5433 dbname=db tcp_user_timeout=3 application_name=edge",
+            &settings(),
+        )
+        .unwrap();
+        assert_eq!(config.get_tcp_user_timeout(), Some(&Duration::from_secs(3)));
+        assert_eq!(config.get_application_name(), Some("edge"));
+    }
+
+    #[test]
+    fn a_description_names_every_host_and_the_database_but_no_password() {
+        let url = "postgres://app:s3cret@db1.example:5432,db2.example:5433/prefs?target_session_attrs=read-write";
+        let described = describe(url);
+        assert_eq!(
+            described,
+            "PostgreSQL at db1.example:5432, db2.example:5433 (database prefs, user app)"
+        );
+        assert_eq!(
+            describe("host=/run/pg,10.0.0.2 port=5432 user=svc dbname=prefs password=s3cret"),
+            "PostgreSQL at /run/pg/.s.PGSQL.5432, 10.0.0.2:5432 (database prefs, user svc)"
+        );
+        assert!(!describe("postgres://u:s3cret@[::1]:5/d").contains("s3cret"));
+        assert_eq!(
+            describe("postgres://u:s3cret@[::1]:5/d"),
+            "PostgreSQL at [::1]:5 (database d, user u)"
+        );
     }
 }

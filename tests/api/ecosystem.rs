@@ -83,7 +83,7 @@ async fn readyz_is_503_while_the_database_is_unreachable() {
 }
 
 /// The value of one series in a Prometheus text exposition (0 when absent).
-fn sample(exposition: &str, series: &str) -> f64 {
+pub fn sample(exposition: &str, series: &str) -> f64 {
     exposition
         .lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())

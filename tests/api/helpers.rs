@@ -1,10 +1,11 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chatprefs::config::{AuthFailureLimit, HttpLimits, ServeSettings};
 use chatprefs::domain::AppId;
 use chatprefs::feed::live::LiveLimits;
+use chatprefs::private_cluster::{self, PrivateCluster};
 use chatprefs::provision::{self, AppCredentials};
 use chatprefs::startup::Application;
 use chatprefs::store::{Pool, PoolSettings};
@@ -12,15 +13,40 @@ use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 
-/// The server the tests create their databases on; trust auth as superuser by default.
+/// The server the tests create their databases on: `TEST_DATABASE_SERVER`, else the one at
+/// 127.0.0.1:5432 (trust auth as superuser), else, on a machine with PostgreSQL's binaries
+/// and no server running, a private one (the same `serve --demo` starts), started once per
+/// test run and stopped when the run ends.
 pub fn server_url() -> String {
-    std::env::var("TEST_DATABASE_SERVER")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+    static SERVER: OnceLock<String> = OnceLock::new();
+    SERVER
+        .get_or_init(|| {
+            if let Ok(url) = std::env::var("TEST_DATABASE_SERVER") {
+                return url;
+            }
+            let shared = "postgres://postgres@127.0.0.1:5432";
+            if private_cluster::answers_at(shared) {
+                return shared.to_owned();
+            }
+            let binaries = private_cluster::find_binaries().expect(
+                "nothing answers at 127.0.0.1:5432 and no PostgreSQL binaries were found to \
+                 start a server: install PostgreSQL, or set TEST_DATABASE_SERVER",
+            );
+            let dir = std::env::temp_dir().join("chatprefs-tests-pg");
+            let cluster = PrivateCluster::start(&binaries, &dir).expect("private PostgreSQL");
+            eprintln!("tests use the private PostgreSQL in {}", dir.display());
+            let url = cluster.server_url();
+            // Kept for the whole run: its server stops when this process ends.
+            std::mem::forget(cluster);
+            url
+        })
+        .clone()
 }
 
 pub fn test_settings(database_url: String) -> ServeSettings {
     ServeSettings {
         database_url,
+        read_database_url: None,
         bind: "127.0.0.1:0".into(),
         pool: PoolSettings {
             max_size: 8,
