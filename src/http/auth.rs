@@ -17,10 +17,12 @@ use crate::store::{
     Pool,
 };
 
-const CLIENT_KEY: &str = "im-client-key";
+/// The documented header first, then the name the IMKIT JavaScript SDK (imkit-js-lib)
+/// sends instead. Header names are case-insensitive, so `client_key` is the same header.
+const CLIENT_KEY: [&str; 2] = ["im-client-key", "client_key"];
 const CLIENT_TOKEN: &str = "im-authorization";
-/// Older IMKIT SDKs send the token in the standard header, some with a `Bearer ` prefix.
-const LEGACY_TOKEN: &str = "authorization";
+/// Older IMKIT SDKs send the token in the standard header, bare or as `Bearer <token>`.
+const STANDARD_TOKEN: &str = "authorization";
 const API_KEY: &str = "im-api-key";
 
 fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
@@ -29,6 +31,31 @@ fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty())
+}
+
+fn first_header<'a>(req: &'a HttpRequest, names: &[&str]) -> Option<&'a str> {
+    names.iter().find_map(|name| header(req, name))
+}
+
+/// The token of `Authorization`: bare, or with the `Bearer` scheme in any case (RFC 7235
+/// makes auth schemes case-insensitive). Any other scheme carries no token of ours.
+fn bearer_token(value: &str) -> Option<&str> {
+    match value.split_once([' ', '\t']) {
+        None => Some(value),
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+            Some(token.trim()).filter(|t| !t.is_empty())
+        }
+        Some(_) => None,
+    }
+}
+
+/// The client key and token of a client-API request, in every spelling IMKIT SDKs send.
+fn client_credentials(req: &HttpRequest) -> (Option<String>, Option<String>) {
+    let client_key = first_header(req, &CLIENT_KEY).map(str::to_owned);
+    let token = header(req, CLIENT_TOKEN)
+        .or_else(|| header(req, STANDARD_TOKEN).and_then(bearer_token))
+        .map(str::to_owned);
+    (client_key, token)
 }
 
 fn pool(req: &HttpRequest) -> Result<Pool, ApiError> {
@@ -96,12 +123,7 @@ impl FromRequest for AuthenticatedClient {
     type Future = Extracting<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let client_key = header(req, CLIENT_KEY).map(str::to_owned);
-        let token = header(req, CLIENT_TOKEN)
-            .or_else(|| {
-                header(req, LEGACY_TOKEN).map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim())
-            })
-            .map(str::to_owned);
+        let (client_key, token) = client_credentials(req);
         let pool = pool(req);
         let attempt = Attempt::new(req);
         Box::pin(async move {
@@ -162,5 +184,24 @@ impl FromRequest for PlatformApp {
             record_caller(&app, None);
             Ok(PlatformApp { app })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_and_optional() {
+        for value in ["Bearer t0k", "bearer t0k", "BEARER t0k", "bEaReR   t0k", "t0k"] {
+            assert_eq!(bearer_token(value), Some("t0k"), "{value}");
+        }
+    }
+
+    #[test]
+    fn other_schemes_and_empty_credentials_carry_no_token() {
+        for value in ["Basic dXNlcjpwYXNz", "Bearer ", "Token t0k"] {
+            assert_eq!(bearer_token(value), None, "{value}");
+        }
     }
 }
