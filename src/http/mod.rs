@@ -3,6 +3,7 @@
 mod admin;
 mod audit;
 mod auth;
+mod cors;
 mod dispatch;
 mod envelope;
 mod errors;
@@ -15,6 +16,7 @@ pub mod openapi;
 mod request;
 mod tracing_span;
 
+pub use cors::{cors, CorsOrigins};
 pub use errors::ApiError;
 pub use feed::FeedMaxWait;
 pub use limits::{envelope_plain_errors, limit_headers, MaxHeaderBytes};
