@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use crate::config::ServeSettings;
 use crate::feed::live::{LiveContext, LiveStreams};
 use crate::feed::watcher::LogWatcher;
-use crate::http::{self, CorsOrigins, MaxHeaderBytes, RequestSpan, TrustedProxies};
+use crate::http::{self, CorsOrigins, MaxHeaderBytes, RequestSpan, SignInLimiter, TrustedProxies};
 use crate::ratelimit::FailureLimiter;
 use crate::store::{self, Pool, PoolSettings, WorkerPools};
 
@@ -129,6 +129,8 @@ fn run(
     let limiter = FailureLimiter::new(&settings.auth_failures).map(web::Data::new);
     let live_streams = web::Data::new(LiveStreams::new(settings.live_streams));
     let feed_max_wait = settings.feed_max_wait;
+    let sign_ins = FailureLimiter::new(&settings.auth_failures)
+        .map(|limiter| web::Data::new(SignInLimiter(limiter)));
     let server = HttpServer::new(move || {
         let pool = pools.for_worker();
         let live = LiveContext {
@@ -155,6 +157,9 @@ fn run(
             .configure(|cfg| {
                 if let Some(limiter) = &limiter {
                     cfg.app_data(limiter.clone());
+                }
+                if let Some(sign_ins) = &sign_ins {
+                    cfg.app_data(sign_ins.clone());
                 }
                 http::configure(cfg, limits.max_body_bytes)
             })

@@ -157,6 +157,44 @@ impl FromRequest for AuthenticatedClient {
     }
 }
 
+/// An app named by its client key alone, for client sign-in: the caller has no token yet.
+#[derive(Debug)]
+pub struct SigningApp {
+    pub app: AppId,
+    /// Whether the app lets its users sign themselves in (off unless its operator said so).
+    pub client_sign_in: bool,
+}
+
+impl FromRequest for SigningApp {
+    type Error = ApiError;
+    type Future = Extracting<Self>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let (client_key, _) = client_credentials(req);
+        let pool = pool(req);
+        let attempt = Attempt::new(req);
+        Box::pin(async move {
+            let Some(client_key) = client_key else {
+                attempt.admit(&[])?;
+                return attempt.failed(&[], Err(ApiError::InvalidClientKey));
+            };
+            let key_hash = sha256(&client_key);
+            attempt.admit(&[key_hash])?;
+            let conn = pool?.get().await.map_err(crate::store::StoreError::from)?;
+            let Some((app, client_sign_in)) =
+                directory::app_by_client_key(&conn, &client_key).await?
+            else {
+                return attempt.failed(&[key_hash], Err(ApiError::InvalidClientKey));
+            };
+            record_caller(&app, None);
+            Ok(SigningApp {
+                app,
+                client_sign_in,
+            })
+        })
+    }
+}
+
 /// An app's backend, proven by the app's API key.
 #[derive(Debug)]
 pub struct PlatformApp {
@@ -193,7 +231,13 @@ mod tests {
 
     #[test]
     fn the_bearer_scheme_is_case_insensitive_and_optional() {
-        for value in ["Bearer t0k", "bearer t0k", "BEARER t0k", "bEaReR   t0k", "t0k"] {
+        for value in [
+            "Bearer t0k",
+            "bearer t0k",
+            "BEARER t0k",
+            "bEaReR   t0k",
+            "t0k",
+        ] {
             assert_eq!(bearer_token(value), Some("t0k"), "{value}");
         }
     }

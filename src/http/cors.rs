@@ -42,7 +42,12 @@ pub async fn cors(
     let origin = request
         .headers()
         .get(header::ORIGIN)
-        .filter(|origin| origins.0.iter().any(|allowed| origin.as_bytes() == allowed.as_bytes()))
+        .filter(|origin| {
+            origins
+                .0
+                .iter()
+                .any(|allowed| origin.as_bytes() == allowed.as_bytes())
+        })
         .cloned();
     let preflight = request.method() == Method::OPTIONS
         && request
