@@ -19,4 +19,5 @@ mod ledger;
 mod me;
 mod process;
 mod rebuild;
+mod sdk_compat;
 mod security;
