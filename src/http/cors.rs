@@ -94,10 +94,14 @@ fn answer_preflight(request: &HeaderMap, origin: HeaderValue) -> HttpResponse {
         .iter()
         .find(|name| REFUSED_HEADERS.contains(&name.as_str()))
     {
-        return ApiError::invalid(format!(
+        let mut response = ApiError::invalid(format!(
             "{refused} is for servers and may not be sent from a browser"
         ))
         .error_response();
+        response
+            .headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("Origin"));
+        return response;
     }
     let mut response = HttpResponse::Ok();
     response

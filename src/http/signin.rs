@@ -111,7 +111,12 @@ pub async fn sign_in(
     );
     let mutes = projection::muted_rooms(&tx, app, &client_id).await?;
     tx.commit().await.map_err(StoreError::from)?;
-    tracing::info!(address = ?request.address, "client sign-in issued a token");
+    tracing::info!(
+        app_id = app.as_str(),
+        request_id = request.request_id.as_str(),
+        address = request.address.map(|a| a.to_string()),
+        "client sign-in issued a token"
+    );
     Ok(envelope::ok(SignedIn {
         id: client_id.as_str().to_owned(),
         user: User::new(app, client, mutes, &request),

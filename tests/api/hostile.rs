@@ -116,6 +116,7 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/me"),
     ("POST", "/me/mute/{}"),
     ("DELETE", "/me/mute/{}"),
+    ("POST", "/auths/sign/v2"),
     ("POST", "/admin/clients"),
     ("DELETE", "/admin/clients/{}/token"),
     ("POST", "/admin/clients/{}/mute/{}"),
