@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::time::Instant;
 
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use deadpool_postgres::Object;
 
 use super::errors::ApiError;
 use super::request::client_address;
@@ -14,7 +15,7 @@ use crate::ratelimit::{FailureLimiter, KeyHash};
 use crate::secrets::sha256;
 use crate::store::{
     directory::{self, ClientAuth, ClientRecord},
-    Pool,
+    Pool, StoreError,
 };
 
 /// The documented header first, then the name the IMKIT JavaScript SDK (imkit-js-lib)
@@ -107,6 +108,30 @@ impl Attempt {
         }
         result
     }
+
+    /// Answers what one presented key names (the app and what `lookup` reads with it), or
+    /// `refusal` when the key is missing or names nothing, counting that failure against the
+    /// address and the key. The app is recorded on the request's span.
+    async fn one_key<T>(
+        &self,
+        pool: Result<Pool, ApiError>,
+        key: Option<String>,
+        refusal: ApiError,
+        lookup: impl AsyncFnOnce(&Object, &str) -> Result<Option<(AppId, T)>, StoreError>,
+    ) -> Result<(AppId, T), ApiError> {
+        let Some(key) = key else {
+            self.admit(&[])?;
+            return self.failed(&[], Err(refusal));
+        };
+        let key_hash = sha256(&key);
+        self.admit(&[key_hash])?;
+        let conn = pool?.get().await.map_err(StoreError::from)?;
+        let Some((app, found)) = lookup(&conn, &key).await? else {
+            return self.failed(&[key_hash], Err(refusal));
+        };
+        record_caller(&app, None);
+        Ok((app, found))
+    }
 }
 
 type Extracting<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
@@ -138,7 +163,7 @@ impl FromRequest for AuthenticatedClient {
                 .chain(token.is_some().then_some(token_hash))
                 .collect();
             attempt.admit(&presented)?;
-            let conn = pool?.get().await.map_err(crate::store::StoreError::from)?;
+            let conn = pool?.get().await.map_err(StoreError::from)?;
             match directory::authenticate_client(&conn, &client_key, &token_hash).await? {
                 ClientAuth::UnknownClientKey => {
                     attempt.failed(key_hash.as_slice(), Err(ApiError::InvalidClientKey))
@@ -174,19 +199,11 @@ impl FromRequest for SigningApp {
         let pool = pool(req);
         let attempt = Attempt::new(req);
         Box::pin(async move {
-            let Some(client_key) = client_key else {
-                attempt.admit(&[])?;
-                return attempt.failed(&[], Err(ApiError::InvalidClientKey));
-            };
-            let key_hash = sha256(&client_key);
-            attempt.admit(&[key_hash])?;
-            let conn = pool?.get().await.map_err(crate::store::StoreError::from)?;
-            let Some((app, client_sign_in)) =
-                directory::app_by_client_key(&conn, &client_key).await?
-            else {
-                return attempt.failed(&[key_hash], Err(ApiError::InvalidClientKey));
-            };
-            record_caller(&app, None);
+            let lookup =
+                async |conn: &Object, key: &str| directory::app_by_client_key(conn, key).await;
+            let (app, client_sign_in) = attempt
+                .one_key(pool, client_key, ApiError::InvalidClientKey, lookup)
+                .await?;
             Ok(SigningApp {
                 app,
                 client_sign_in,
@@ -206,20 +223,17 @@ impl FromRequest for PlatformApp {
     type Future = Extracting<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let api_key = header(req, API_KEY).map(sha256);
+        let api_key = header(req, API_KEY).map(str::to_owned);
         let pool = pool(req);
         let attempt = Attempt::new(req);
         Box::pin(async move {
-            let Some(api_key) = api_key else {
-                attempt.admit(&[])?;
-                return attempt.failed(&[], Err(ApiError::InvalidApiKey));
+            let lookup = async |conn: &Object, key: &str| {
+                let app = directory::app_by_api_key(conn, &sha256(key)).await?;
+                Ok(app.map(|app| (app, ())))
             };
-            attempt.admit(&[api_key])?;
-            let conn = pool?.get().await.map_err(crate::store::StoreError::from)?;
-            let Some(app) = directory::app_by_api_key(&conn, &api_key).await? else {
-                return attempt.failed(&[api_key], Err(ApiError::InvalidApiKey));
-            };
-            record_caller(&app, None);
+            let (app, ()) = attempt
+                .one_key(pool, api_key, ApiError::InvalidApiKey, lookup)
+                .await?;
             Ok(PlatformApp { app })
         })
     }
