@@ -169,11 +169,21 @@ fn preflight(app: &TestApp, origin: &str) -> reqwest::RequestBuilder {
     app.request(Method::OPTIONS, "/me/mute/r1")
         .header("Origin", origin)
         .header("Access-Control-Request-Method", "POST")
-        .header(
-            "Access-Control-Request-Headers",
-            "im-client-key,im-authorization,content-type",
-        )
+        .header("Access-Control-Request-Headers", SDK_HEADERS.join(","))
 }
+
+/// Every request header the IMKIT SDKs send from a browser, as a preflight lists them.
+const SDK_HEADERS: [&str; 9] = [
+    "accept-language",
+    "authorization",
+    "client_key",
+    "content-type",
+    "im-authorization",
+    "im-client-id",
+    "im-client-key",
+    "x-request-id",
+    "x-timezone",
+];
 
 #[tokio::test]
 async fn cors_preflight_from_an_allowed_origin_allows_the_imkit_headers() {
@@ -188,11 +198,12 @@ async fn cors_preflight_from_an_allowed_origin_allows_the_imkit_headers() {
         .to_str()
         .unwrap()
         .to_ascii_lowercase();
-    for header in ["im-client-key", "im-authorization", "content-type"] {
-        assert!(allowed.contains(header), "{header} not in {allowed}");
+    let allowed: Vec<&str> = allowed.split(',').map(str::trim).collect();
+    for header in SDK_HEADERS {
+        assert!(allowed.contains(&header), "{header} not in {allowed:?}");
     }
     assert!(
-        !allowed.contains("im-api-key"),
+        !allowed.contains(&"im-api-key"),
         "the server-to-server key must not be offered to browsers"
     );
     assert!(headers["access-control-allow-methods"]

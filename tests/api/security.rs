@@ -205,6 +205,22 @@ async fn the_runtime_role_serves_but_cannot_rewrite_the_log() {
         .await
         .unwrap();
     assert_eq!(ok_result(checked).await["muted"], json!(["u1"]));
+    // Client sign-in, once the owner has allowed it, creates users and issues tokens.
+    let allowed = std::process::Command::new(env!("CARGO_BIN_EXE_chatprefs"))
+        .args(["app", "client-sign-in", "least", "on"])
+        .env("DATABASE_URL", &owner_url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(allowed.status.success(), "{allowed:?}");
+    let signed_in = http
+        .post(format!("{base}/auths/sign/v2"))
+        .header("IM-CLIENT-KEY", &keys.client_key)
+        .json(&json!({ "id": "u2" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(ok_result(signed_in).await["token"].is_string());
     ok_result(http.get(format!("{base}/readyz")).send().await.unwrap()).await;
     let revoked = platform(Method::DELETE, "/admin/clients/u1/token")
         .send()
