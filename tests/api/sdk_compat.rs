@@ -618,3 +618,49 @@ async fn client_sign_in_is_limited_per_address_and_recorded() {
         .collect();
     assert_eq!(issued, ["platform", "client_sign_in", "client_sign_in"]);
 }
+
+/// api-doc's "Get Current User Information" (`pages/en/user/user-list/get-a-user.md`): the
+/// raw request of lines 28–34, the user fields of lines 70–80, and the 401 and 403 bodies
+/// of lines 111–119 and 124–132 (`RC`, `RM`, `error.code`).
+#[tokio::test]
+async fn api_doc_get_current_user_request_and_errors() {
+    let app = TestApp::spawn().await;
+    let token = app.user("u1").await;
+    let me = |token: &str, client_key: &str| {
+        Replay::new("GET", "/me")
+            .header("IM-Authorization", token)
+            .header("IM-CLIENT-KEY", client_key)
+    };
+
+    let user = js_result(&me(&token, &app.app.client_key).send(&app).await);
+    for field in ["_id", "email", "nickname", "appID", "avatarUrl"] {
+        assert!(user[field].is_string(), "{field} in {user}");
+    }
+    assert!(user["address"].is_object(), "{user}");
+    assert!(
+        user["userAgent"].is_null(),
+        "no User-Agent was sent: {user}"
+    );
+    assert!(user["lastLoginTimeMS"].is_i64(), "{user}");
+    assert_eq!(user["notificationEnabled"], true);
+
+    expire_tokens(&app).await;
+    let expired = envelope(&me(&token, &app.app.client_key).send(&app).await);
+    assert_eq!(
+        (&expired["RC"], &expired["RM"], &expired["error"]["code"]),
+        (&json!(401), &json!("Unauthorized"), &json!("INVALID_TOKEN"))
+    );
+    let wrong_key = envelope(&me(&token, "not-a-key").send(&app).await);
+    assert_eq!(
+        (
+            &wrong_key["RC"],
+            &wrong_key["RM"],
+            &wrong_key["error"]["code"]
+        ),
+        (
+            &json!(403),
+            &json!("Forbidden"),
+            &json!("INVALID_CLIENT_KEY")
+        )
+    );
+}
