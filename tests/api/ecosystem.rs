@@ -172,8 +172,9 @@ fn preflight(app: &TestApp, origin: &str) -> reqwest::RequestBuilder {
         .header("Access-Control-Request-Headers", SDK_HEADERS.join(","))
 }
 
-/// Every request header the IMKIT SDKs send from a browser, as a preflight lists them.
-const SDK_HEADERS: [&str; 9] = [
+/// Every request header the IMKIT SDKs send from a browser, and the `Last-Event-ID` a page
+/// resuming `GET /me/events` with `fetch` sends, as a preflight lists them.
+const SDK_HEADERS: [&str; 10] = [
     "accept-language",
     "authorization",
     "client_key",
@@ -181,6 +182,7 @@ const SDK_HEADERS: [&str; 9] = [
     "im-authorization",
     "im-client-id",
     "im-client-key",
+    "last-event-id",
     "x-request-id",
     "x-timezone",
 ];
