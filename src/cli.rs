@@ -1,11 +1,11 @@
-//! Command line: `serve`, `migrate`, `app create`, `openapi`, `bench`, `audit`, `tail`,
-//! `rebuild`.
+//! Command line: `serve`, `migrate`, `app create`, `app client-sign-in`, `openapi`, `bench`,
+//! `audit`, `tail`, `rebuild`.
 
 use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::audit::{self, output::Format, output::TailFormat, AuditParams};
 use crate::bench::{self, BenchConfig, Stop};
@@ -17,7 +17,7 @@ use crate::private_cluster::{self, Fallback};
 use crate::provision::{self, AppCredentials, Demo, ProvisionError};
 use crate::rebuild;
 use crate::startup::Application;
-use crate::store::{self, PoolSettings};
+use crate::store::{self, Pool, PoolSettings};
 use crate::telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
@@ -295,7 +295,25 @@ pub enum AppCommand {
         /// Print the credentials as JSON, for scripts.
         #[arg(long)]
         json: bool,
+        /// Let the app's users get a token for any user id with the public client key
+        /// alone (`POST /auths/sign/v2`, used by IMKIT SDK logins without a token). Off
+        /// unless given; only for apps whose users may be anyone. See docs/clients.md.
+        #[arg(long)]
+        allow_client_sign_in: bool,
     },
+    /// Turn client sign-in (`POST /auths/sign/v2`) on or off for an existing app.
+    ClientSignIn {
+        /// The app's id.
+        app_id: String,
+        #[arg(value_enum)]
+        state: Switch,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -325,8 +343,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::App(AppCommand::Create { app_id, json }) => {
-            create_app(&database_url, &app_id, json).await
+        Command::App(AppCommand::Create {
+            app_id,
+            json,
+            allow_client_sign_in,
+        }) => create_app(&database_url, &app_id, json, allow_client_sign_in).await,
+        Command::App(AppCommand::ClientSignIn { app_id, state }) => {
+            switch_client_sign_in(&database_url, &app_id, state).await
         }
         Command::Audit(args) => run_audit(&database_url, args).await,
         Command::Tail(args) => run_tail(&database_url, args).await,
@@ -594,22 +617,56 @@ fn print_demo(demo: &Demo, bind: &str, port: u16) {
     );
 }
 
-async fn create_app(database_url: &str, app_id: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let app = AppId::parse(app_id)?;
+async fn app_pool(database_url: &str) -> anyhow::Result<Pool> {
     store::ensure_database(database_url).await?;
     store::migrate(database_url).await?;
-    let pool = store::connect_pool(database_url, &pool_settings(1, 5000))?;
-    match provision::create_app(&pool, &app).await {
-        Ok(credentials) => {
-            print_credentials(&credentials, json)?;
+    store::connect_pool(database_url, &pool_settings(1, 5000))
+}
+
+/// What the operator did wrong is a message and exit 1, not an error trace.
+fn provisioned<T>(
+    result: Result<T, ProvisionError>,
+    done: impl FnOnce(T) -> anyhow::Result<()>,
+) -> anyhow::Result<ExitCode> {
+    match result {
+        Ok(value) => {
+            done(value)?;
             Ok(ExitCode::SUCCESS)
         }
-        Err(err @ ProvisionError::AppExists(_)) => {
+        Err(err @ (ProvisionError::AppExists(_) | ProvisionError::NoSuchApp(_))) => {
             eprintln!("error: {err}");
             Ok(ExitCode::FAILURE)
         }
         Err(err) => Err(err.into()),
     }
+}
+
+async fn create_app(
+    database_url: &str,
+    app_id: &str,
+    json: bool,
+    client_sign_in: bool,
+) -> anyhow::Result<ExitCode> {
+    let app = AppId::parse(app_id)?;
+    let pool = app_pool(database_url).await?;
+    let created = provision::create_app_with(&pool, &app, client_sign_in).await;
+    provisioned(created, |credentials| print_credentials(&credentials, json))
+}
+
+async fn switch_client_sign_in(
+    database_url: &str,
+    app_id: &str,
+    state: Switch,
+) -> anyhow::Result<ExitCode> {
+    let app = AppId::parse(app_id)?;
+    let pool = app_pool(database_url).await?;
+    let enabled = matches!(state, Switch::On);
+    let switched = provision::set_client_sign_in(&pool, &app, enabled).await;
+    provisioned(switched, |()| {
+        let state = if enabled { "on" } else { "off" };
+        println!("client sign-in is {state} for app {app}");
+        Ok(())
+    })
 }
 
 async fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {

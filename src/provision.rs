@@ -24,23 +24,53 @@ pub struct AppCredentials {
 pub enum ProvisionError {
     #[error("app {0} exists already; its API key cannot be shown again")]
     AppExists(String),
+    #[error("there is no app {0}")]
+    NoSuchApp(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-#[tracing::instrument(skip(pool))]
 pub async fn create_app(pool: &Pool, app: &AppId) -> Result<AppCredentials, ProvisionError> {
-    let conn = pool.get().await.map_err(StoreError::from)?;
+    create_app_with(pool, app, false).await
+}
+
+/// Creates an app; with `client_sign_in` its users may get tokens by `POST /auths/sign/v2`
+/// with the public client key alone (see docs/clients.md).
+#[tracing::instrument(skip(pool))]
+pub async fn create_app_with(
+    pool: &Pool,
+    app: &AppId,
+    client_sign_in: bool,
+) -> Result<AppCredentials, ProvisionError> {
+    let mut conn = pool.get().await.map_err(StoreError::from)?;
+    let tx = conn.transaction().await.map_err(StoreError::from)?;
     let client_key = secrets::new_client_key();
     let api_key = secrets::new_secret();
-    if !directory::insert_app(&conn, app, &client_key, &secrets::sha256(&api_key)).await? {
+    if !directory::insert_app(&tx, app, &client_key, &secrets::sha256(&api_key)).await? {
         return Err(ProvisionError::AppExists(app.to_string()));
     }
+    directory::set_client_sign_in(&tx, app, client_sign_in).await?;
+    tx.commit().await.map_err(StoreError::from)?;
     Ok(AppCredentials {
         app_id: app.to_string(),
         client_key,
         api_key,
     })
+}
+
+/// Turns client sign-in on or off for an existing app.
+#[tracing::instrument(skip(pool))]
+pub async fn set_client_sign_in(
+    pool: &Pool,
+    app: &AppId,
+    enabled: bool,
+) -> Result<(), ProvisionError> {
+    let conn = pool.get().await.map_err(StoreError::from)?;
+    if directory::set_client_sign_in(&conn, app, enabled).await? {
+        Ok(())
+    } else {
+        Err(ProvisionError::NoSuchApp(app.to_string()))
+    }
 }
 
 pub const DEMO_APP: &str = "demo-app";

@@ -4,11 +4,10 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_cors::Cors;
 use actix_web::{
     dev::Server,
-    http::{header, KeepAlive, Method},
-    middleware::{from_fn, Condition, ErrorHandlers},
+    http::KeepAlive,
+    middleware::{from_fn, ErrorHandlers},
     web, App, HttpServer,
 };
 use tracing_actix_web::TracingLogger;
@@ -18,7 +17,7 @@ use tokio::sync::watch;
 use crate::config::ServeSettings;
 use crate::feed::live::{LiveContext, LiveStreams};
 use crate::feed::watcher::LogWatcher;
-use crate::http::{self, MaxHeaderBytes, RequestSpan, TrustedProxies};
+use crate::http::{self, CorsOrigins, MaxHeaderBytes, RequestSpan, SignInLimiter, TrustedProxies};
 use crate::ratelimit::FailureLimiter;
 use crate::store::{self, Pool, PoolSettings, ReadPool, ReplicaHealth, WorkerPools};
 
@@ -132,7 +131,7 @@ fn run(
     stopping: watch::Receiver<bool>,
 ) -> std::io::Result<Server> {
     let trusted = TrustedProxies(settings.trusted_proxies.clone());
-    let origins = settings.cors_origins.clone();
+    let origins = CorsOrigins(settings.cors_origins.clone());
     let limits = settings.limits.clone();
     let max_headers = MaxHeaderBytes(limits.max_header_bytes);
     // One limiter for all workers: failures on one worker count on every other.
@@ -140,6 +139,8 @@ fn run(
     let live_streams = web::Data::new(LiveStreams::new(settings.live_streams));
     let feed_max_wait = settings.feed_max_wait;
     let replica_health = Arc::new(ReplicaHealth::default());
+    let sign_ins = FailureLimiter::new(&settings.auth_failures)
+        .map(|limiter| web::Data::new(SignInLimiter(limiter)));
     let server = HttpServer::new(move || {
         let pool = pools.for_worker();
         let reads = ReadPool::new(
@@ -154,7 +155,7 @@ fn run(
         };
         App::new()
             .wrap(from_fn(http::limit_headers))
-            .wrap(Condition::new(!origins.is_empty(), cors(&origins)))
+            .wrap(from_fn(http::cors))
             .wrap(ErrorHandlers::new().default_handler(http::envelope_plain_errors))
             .wrap(TracingLogger::<RequestSpan>::new())
             .wrap(from_fn(http::observe_metrics))
@@ -168,9 +169,13 @@ fn run(
             .app_data(web::Data::new(pools.clone()))
             .app_data(trusted.clone())
             .app_data(max_headers)
+            .app_data(origins.clone())
             .configure(|cfg| {
                 if let Some(limiter) = &limiter {
                     cfg.app_data(limiter.clone());
+                }
+                if let Some(sign_ins) = &sign_ins {
+                    cfg.app_data(sign_ins.clone());
                 }
                 http::configure(cfg, limits.max_body_bytes)
             })
@@ -189,26 +194,4 @@ fn keep_alive(idle: Duration) -> KeepAlive {
     } else {
         KeepAlive::Timeout(idle)
     }
-}
-
-/// For the browser SDKs: preflights from the configured origins may send the IMKIT client
-/// headers (not `IM-API-KEY`: the platform API is server to server, and a browser holding
-/// that key would leak it), and scripts may read `X-Request-Id`. Other origins get no CORS headers, so browsers
-/// refuse them, while their requests are still answered (non-browser callers send `Origin`
-/// too, and every answer stays in the envelope).
-fn cors(origins: &[String]) -> Cors {
-    origins
-        .iter()
-        .fold(Cors::default(), |cors, origin| cors.allowed_origin(origin))
-        .allowed_methods([Method::GET, Method::POST, Method::DELETE])
-        .allowed_headers([
-            header::HeaderName::from_static("im-client-key"),
-            header::HeaderName::from_static("im-authorization"),
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            http::X_REQUEST_ID,
-        ])
-        .expose_headers([http::X_REQUEST_ID])
-        .block_on_origin_mismatch(false)
-        .max_age(3600)
 }

@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::time::Instant;
 
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use deadpool_postgres::Object;
 
 use super::errors::ApiError;
 use super::request::client_address;
@@ -14,13 +15,15 @@ use crate::ratelimit::{FailureLimiter, KeyHash};
 use crate::secrets::sha256;
 use crate::store::{
     directory::{self, ClientAuth, ClientRecord},
-    Pool,
+    Pool, StoreError,
 };
 
-const CLIENT_KEY: &str = "im-client-key";
+/// The documented header first, then the name the IMKIT JavaScript SDK (imkit-js-lib)
+/// sends instead. Header names are case-insensitive, so `client_key` is the same header.
+const CLIENT_KEY: [&str; 2] = ["im-client-key", "client_key"];
 const CLIENT_TOKEN: &str = "im-authorization";
-/// Older IMKIT SDKs send the token in the standard header, some with a `Bearer ` prefix.
-const LEGACY_TOKEN: &str = "authorization";
+/// Older IMKIT SDKs send the token in the standard header, bare or as `Bearer <token>`.
+const STANDARD_TOKEN: &str = "authorization";
 const API_KEY: &str = "im-api-key";
 
 fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
@@ -29,6 +32,31 @@ fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty())
+}
+
+fn first_header<'a>(req: &'a HttpRequest, names: &[&str]) -> Option<&'a str> {
+    names.iter().find_map(|name| header(req, name))
+}
+
+/// The token of `Authorization`: bare, or with the `Bearer` scheme in any case (RFC 7235
+/// makes auth schemes case-insensitive). Any other scheme carries no token of ours.
+fn bearer_token(value: &str) -> Option<&str> {
+    match value.split_once([' ', '\t']) {
+        None => Some(value),
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+            Some(token.trim()).filter(|t| !t.is_empty())
+        }
+        Some(_) => None,
+    }
+}
+
+/// The client key and token of a client-API request, in every spelling IMKIT SDKs send.
+fn client_credentials(req: &HttpRequest) -> (Option<String>, Option<String>) {
+    let client_key = first_header(req, &CLIENT_KEY).map(str::to_owned);
+    let token = header(req, CLIENT_TOKEN)
+        .or_else(|| header(req, STANDARD_TOKEN).and_then(bearer_token))
+        .map(str::to_owned);
+    (client_key, token)
 }
 
 fn pool(req: &HttpRequest) -> Result<Pool, ApiError> {
@@ -80,6 +108,30 @@ impl Attempt {
         }
         result
     }
+
+    /// Answers what one presented key names (the app and what `lookup` reads with it), or
+    /// `refusal` when the key is missing or names nothing, counting that failure against the
+    /// address and the key. The app is recorded on the request's span.
+    async fn one_key<T>(
+        &self,
+        pool: Result<Pool, ApiError>,
+        key: Option<String>,
+        refusal: ApiError,
+        lookup: impl AsyncFnOnce(&Object, &str) -> Result<Option<(AppId, T)>, StoreError>,
+    ) -> Result<(AppId, T), ApiError> {
+        let Some(key) = key else {
+            self.admit(&[])?;
+            return self.failed(&[], Err(refusal));
+        };
+        let key_hash = sha256(&key);
+        self.admit(&[key_hash])?;
+        let conn = pool?.get().await.map_err(StoreError::from)?;
+        let Some((app, found)) = lookup(&conn, &key).await? else {
+            return self.failed(&[key_hash], Err(refusal));
+        };
+        record_caller(&app, None);
+        Ok((app, found))
+    }
 }
 
 type Extracting<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
@@ -96,12 +148,7 @@ impl FromRequest for AuthenticatedClient {
     type Future = Extracting<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let client_key = header(req, CLIENT_KEY).map(str::to_owned);
-        let token = header(req, CLIENT_TOKEN)
-            .or_else(|| {
-                header(req, LEGACY_TOKEN).map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim())
-            })
-            .map(str::to_owned);
+        let (client_key, token) = client_credentials(req);
         let pool = pool(req);
         let attempt = Attempt::new(req);
         Box::pin(async move {
@@ -116,7 +163,7 @@ impl FromRequest for AuthenticatedClient {
                 .chain(token.is_some().then_some(token_hash))
                 .collect();
             attempt.admit(&presented)?;
-            let conn = pool?.get().await.map_err(crate::store::StoreError::from)?;
+            let conn = pool?.get().await.map_err(StoreError::from)?;
             match directory::authenticate_client(&conn, &client_key, &token_hash).await? {
                 ClientAuth::UnknownClientKey => {
                     attempt.failed(key_hash.as_slice(), Err(ApiError::InvalidClientKey))
@@ -135,6 +182,36 @@ impl FromRequest for AuthenticatedClient {
     }
 }
 
+/// An app named by its client key alone, for client sign-in: the caller has no token yet.
+#[derive(Debug)]
+pub struct SigningApp {
+    pub app: AppId,
+    /// Whether the app lets its users sign themselves in (off unless its operator said so).
+    pub client_sign_in: bool,
+}
+
+impl FromRequest for SigningApp {
+    type Error = ApiError;
+    type Future = Extracting<Self>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let (client_key, _) = client_credentials(req);
+        let pool = pool(req);
+        let attempt = Attempt::new(req);
+        Box::pin(async move {
+            let lookup =
+                async |conn: &Object, key: &str| directory::app_by_client_key(conn, key).await;
+            let (app, client_sign_in) = attempt
+                .one_key(pool, client_key, ApiError::InvalidClientKey, lookup)
+                .await?;
+            Ok(SigningApp {
+                app,
+                client_sign_in,
+            })
+        })
+    }
+}
+
 /// An app's backend, proven by the app's API key.
 #[derive(Debug)]
 pub struct PlatformApp {
@@ -146,21 +223,43 @@ impl FromRequest for PlatformApp {
     type Future = Extracting<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let api_key = header(req, API_KEY).map(sha256);
+        let api_key = header(req, API_KEY).map(str::to_owned);
         let pool = pool(req);
         let attempt = Attempt::new(req);
         Box::pin(async move {
-            let Some(api_key) = api_key else {
-                attempt.admit(&[])?;
-                return attempt.failed(&[], Err(ApiError::InvalidApiKey));
+            let lookup = async |conn: &Object, key: &str| {
+                let app = directory::app_by_api_key(conn, &sha256(key)).await?;
+                Ok(app.map(|app| (app, ())))
             };
-            attempt.admit(&[api_key])?;
-            let conn = pool?.get().await.map_err(crate::store::StoreError::from)?;
-            let Some(app) = directory::app_by_api_key(&conn, &api_key).await? else {
-                return attempt.failed(&[api_key], Err(ApiError::InvalidApiKey));
-            };
-            record_caller(&app, None);
+            let (app, ()) = attempt
+                .one_key(pool, api_key, ApiError::InvalidApiKey, lookup)
+                .await?;
             Ok(PlatformApp { app })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_and_optional() {
+        for value in [
+            "Bearer t0k",
+            "bearer t0k",
+            "BEARER t0k",
+            "bEaReR   t0k",
+            "t0k",
+        ] {
+            assert_eq!(bearer_token(value), Some("t0k"), "{value}");
+        }
+    }
+
+    #[test]
+    fn other_schemes_and_empty_credentials_carry_no_token() {
+        for value in ["Basic dXNlcjpwYXNz", "Bearer ", "Token t0k"] {
+            assert_eq!(bearer_token(value), None, "{value}");
+        }
     }
 }

@@ -27,6 +27,8 @@ pub enum ApiError {
     InvalidApiKey,
     #[error("missing, unknown, expired or revoked token")]
     InvalidToken,
+    #[error("client sign-in is off for this app: tokens come from the platform API (POST /admin/clients with issueAccessToken)")]
+    ClientSignInDisabled,
     #[error("room not found")]
     RoomNotFound,
     #[error("client not found")]
@@ -41,6 +43,8 @@ pub enum ApiError {
     RateLimited(Duration),
     #[error("{0}")]
     TooManyStreams(String),
+    #[error("too many sign-ins from this address; retry later")]
+    TooManySignIns(Duration),
     #[error("no such endpoint")]
     NotFound,
     #[error("method not allowed on this endpoint")]
@@ -59,12 +63,15 @@ impl ApiError {
             ApiError::InvalidClientKey => "INVALID_CLIENT_KEY",
             ApiError::InvalidApiKey => "INVALID_API_KEY",
             ApiError::InvalidToken => "INVALID_TOKEN",
+            ApiError::ClientSignInDisabled => "CLIENT_SIGN_IN_DISABLED",
             ApiError::RoomNotFound => "ROOM_NOT_FOUND",
             ApiError::ClientNotFound => "CLIENT_NOT_FOUND",
             ApiError::InvalidParameters(_) => "INVALID_PARAMETERS",
             ApiError::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ApiError::HeadersTooLarge => "HEADERS_TOO_LARGE",
-            ApiError::RateLimited(_) | ApiError::TooManyStreams(_) => "RATE_LIMITED",
+            ApiError::RateLimited(_)
+            | ApiError::TooManyStreams(_)
+            | ApiError::TooManySignIns(_) => "RATE_LIMITED",
             ApiError::NotFound => "NOT_FOUND",
             ApiError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ApiError::Conflict => "CONFLICT",
@@ -104,7 +111,9 @@ struct ErrorBody<'a> {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::InvalidClientKey | ApiError::InvalidApiKey => StatusCode::FORBIDDEN,
+            ApiError::InvalidClientKey
+            | ApiError::InvalidApiKey
+            | ApiError::ClientSignInDisabled => StatusCode::FORBIDDEN,
             ApiError::InvalidToken => StatusCode::UNAUTHORIZED,
             ApiError::RoomNotFound | ApiError::ClientNotFound | ApiError::NotFound => {
                 StatusCode::NOT_FOUND
@@ -112,7 +121,9 @@ impl ResponseError for ApiError {
             ApiError::InvalidParameters(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            ApiError::RateLimited(_) | ApiError::TooManyStreams(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited(_)
+            | ApiError::TooManyStreams(_)
+            | ApiError::TooManySignIns(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -136,7 +147,7 @@ impl ResponseError for ApiError {
             ApiError::Unavailable(_) => {
                 response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECONDS));
             }
-            ApiError::RateLimited(wait) => {
+            ApiError::RateLimited(wait) | ApiError::TooManySignIns(wait) => {
                 // Whole seconds, rounded up: retrying earlier would only be refused again.
                 let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
                 response.insert_header((header::RETRY_AFTER, seconds.max(1)));

@@ -1,5 +1,5 @@
 //! Limits on what a request may make the server hold, and the envelope for the error
-//! answers actix makes on its own (body overflow of a raw body, CORS refusals).
+//! answers actix makes on its own (body overflow of a raw body).
 
 use actix_web::{
     body::{EitherBody, MessageBody},

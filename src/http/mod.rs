@@ -3,6 +3,7 @@
 mod admin;
 mod audit;
 mod auth;
+mod cors;
 mod dispatch;
 mod envelope;
 mod errors;
@@ -13,13 +14,16 @@ mod me;
 mod metrics;
 pub mod openapi;
 mod request;
+mod signin;
 mod tracing_span;
 
+pub use cors::{cors, CorsOrigins};
 pub use errors::ApiError;
 pub use feed::FeedMaxWait;
 pub use limits::{envelope_plain_errors, limit_headers, MaxHeaderBytes};
 pub use metrics::observe as observe_metrics;
 pub use request::{assign_request_id, TrustedProxies, X_REQUEST_ID};
+pub use signin::SignInLimiter;
 pub use tracing_span::RequestSpan;
 
 use actix_web::{web, HttpResponse, Resource};
@@ -77,6 +81,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
             .route(web::post().to(me::mute))
             .route(web::delete().to(me::unmute)),
     )
+    .service(resource("/auths/sign/v2").route(web::post().to(signin::sign_in)))
     .service(resource("/admin/clients").route(web::post().to(admin::upsert_client)))
     .service(resource("/admin/clients/{uid}/token").route(web::delete().to(admin::revoke_tokens)))
     .service(

@@ -10,7 +10,7 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use super::{admin, audit, dispatch, errors::ErrorEnvelope, feed, health, me, metrics};
+use super::{admin, audit, dispatch, errors::ErrorEnvelope, feed, health, me, metrics, signin};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,7 +20,7 @@ use super::{admin, audit, dispatch, errors::ErrorEnvelope, feed, health, me, met
                        Every JSON answer is the IMKIT envelope; every response carries `X-Request-Id`."
     ),
     paths(
-        me::get_me, me::mute, me::unmute, feed::live,
+        me::get_me, me::mute, me::unmute, signin::sign_in, feed::live,
         admin::upsert_client, admin::revoke_tokens, admin::upsert_room, admin::mute, admin::unmute,
         dispatch::check, dispatch::list,
         audit::list, audit::as_of, feed::events,
@@ -94,6 +94,8 @@ pub mod responses {
         Conflict = 409, "Concurrent writes kept conflicting (`CONFLICT`)";
         PayloadTooLarge = 413, "Body over the configured limit, 64 KiB by default (`PAYLOAD_TOO_LARGE`)";
         RateLimited = 429, "Too many failed authentications from this address or with this key (`RATE_LIMITED`, with `Retry-After`)";
+        SignInForbidden = 403, "Missing or unknown client key (`INVALID_CLIENT_KEY`), or client sign-in is off for the app (`CLIENT_SIGN_IN_DISABLED`)";
+        SignInRateLimited = 429, "Too many sign-ins, or failed authentications, from this address or with this key (`RATE_LIMITED`, with `Retry-After`)";
         Unavailable = 503, "Database unreachable or no connection in time (`SERVICE_UNAVAILABLE`, with `Retry-After`)";
     }
 
@@ -122,6 +124,8 @@ pub mod responses {
         PlatformCommandErrors = BadRequest, InvalidApiKey, ClientOrRoomNotFound, Conflict, RateLimited, Unavailable;
         /// What creating or updating a user or a room through the platform API can fail with.
         PlatformUpsertErrors = BadRequest, InvalidApiKey, RateLimited, PayloadTooLarge, Unavailable;
+        /// What a client sign-in can fail with.
+        SignInErrors = BadRequest, SignInForbidden, SignInRateLimited, PayloadTooLarge, Unavailable;
     }
 }
 
@@ -140,14 +144,14 @@ impl Modify for SecuritySchemes {
             "clientKey",
             header(
                 "IM-CLIENT-KEY",
-                "The app's client key (public: it ships inside apps)",
+                "The app's client key (public: it ships inside apps); `CLIENT_KEY` is accepted too",
             ),
         );
         components.add_security_scheme(
             "clientToken",
             header(
                 "IM-Authorization",
-                "The user's token (older SDKs: `Authorization`, optionally `Bearer …`)",
+                "The user's token (older SDKs: `Authorization`, bare or `Bearer …` in any case)",
             ),
         );
         components.add_security_scheme(

@@ -48,6 +48,24 @@ pub enum ClientAuth {
     Authenticated(AppId, ClientRecord),
 }
 
+/// Through which door a token was issued; stored with it so support can tell them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenIssuer {
+    /// The app's backend, with its API key.
+    Platform,
+    /// The app's users themselves, by `POST /auths/sign/v2` with the public client key.
+    ClientSignIn,
+}
+
+impl TokenIssuer {
+    fn as_str(self) -> &'static str {
+        match self {
+            TokenIssuer::Platform => "platform",
+            TokenIssuer::ClientSignIn => "client_sign_in",
+        }
+    }
+}
+
 const CLIENT_COLUMNS: &str =
     "c.client_id, c.nickname, c.email, c.avatar_url, c.last_login_ms, c.notification_enabled";
 
@@ -130,6 +148,38 @@ pub async fn app_by_api_key<C: GenericClient>(
     row.map(|r| app_from_row(&r, 0)).transpose()
 }
 
+/// The app of a client key, and whether it lets its users sign themselves in.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn app_by_client_key<C: GenericClient>(
+    db: &C,
+    client_key: &str,
+) -> Result<Option<(AppId, bool)>, StoreError> {
+    let row = query_opt(
+        db,
+        "SELECT app_id, client_sign_in FROM apps WHERE client_key = $1",
+        &[&client_key],
+    )
+    .await?;
+    row.map(|r| Ok((app_from_row(&r, 0)?, r.get(1))))
+        .transpose()
+}
+
+/// Turns client sign-in on or off for an app; `false` when there is no such app.
+#[tracing::instrument(level = "debug", skip(db))]
+pub async fn set_client_sign_in<C: GenericClient>(
+    db: &C,
+    app: &AppId,
+    enabled: bool,
+) -> Result<bool, StoreError> {
+    let updated = execute(
+        db,
+        "UPDATE apps SET client_sign_in = $2 WHERE app_id = $1",
+        &[&app.as_str(), &enabled],
+    )
+    .await?;
+    Ok(updated == 1)
+}
+
 /// Resolves a client key and token hash in one round trip. A token only counts for the app
 /// whose client key came with it.
 #[tracing::instrument(level = "debug", skip_all)]
@@ -203,7 +253,6 @@ pub async fn upsert_client<C: GenericClient>(
 }
 
 /// Stores a new token for a user and records the issue as their last login.
-#[tracing::instrument(level = "debug", skip(db, token_sha256))]
 pub async fn insert_token<C: GenericClient>(
     db: &C,
     app: &AppId,
@@ -211,15 +260,42 @@ pub async fn insert_token<C: GenericClient>(
     token_sha256: &[u8],
     expires_at: DateTime<Utc>,
 ) -> Result<i64, StoreError> {
+    insert_token_from(
+        db,
+        app,
+        client,
+        token_sha256,
+        expires_at,
+        TokenIssuer::Platform,
+    )
+    .await
+}
+
+/// [`insert_token`], recording which door issued it.
+#[tracing::instrument(level = "debug", skip(db, token_sha256))]
+pub async fn insert_token_from<C: GenericClient>(
+    db: &C,
+    app: &AppId,
+    client: &ClientId,
+    token_sha256: &[u8],
+    expires_at: DateTime<Utc>,
+    issuer: TokenIssuer,
+) -> Result<i64, StoreError> {
     let row = query_opt(
         db,
         "WITH issued AS (
-             INSERT INTO tokens (token_sha256, app_id, client_id, expires_at)
-             VALUES ($3, $1, $2, $4) RETURNING issued_at)
+             INSERT INTO tokens (token_sha256, app_id, client_id, expires_at, issued_by)
+             VALUES ($3, $1, $2, $4, $5) RETURNING issued_at)
          UPDATE clients SET last_login_ms = (extract(epoch FROM (SELECT issued_at FROM issued)) * 1000)::bigint
          WHERE app_id = $1 AND client_id = $2
          RETURNING last_login_ms",
-        &[&app.as_str(), &client.as_str(), &token_sha256, &expires_at],
+        &[
+            &app.as_str(),
+            &client.as_str(),
+            &token_sha256,
+            &expires_at,
+            &issuer.as_str(),
+        ],
     )
     .await?
     .ok_or_else(|| StoreError::Corrupt("token issued for a missing user".into()))?;

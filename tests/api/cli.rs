@@ -35,6 +35,43 @@ fn app_create_prints_keys_once_and_refuses_a_duplicate() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
 }
 
+/// Client sign-in is an operator's choice per app: off by default, on with
+/// `app create --allow-client-sign-in`, and switched for an existing app.
+#[tokio::test]
+async fn client_sign_in_is_switched_per_app_from_the_command_line() {
+    let db = TestDatabase::new();
+    let run = |args: &[&str]| chatprefs(&db).args(args).output().unwrap();
+    let created = run(&["app", "create", "open", "--allow-client-sign-in"]);
+    assert!(created.status.success(), "{created:?}");
+    assert!(run(&["app", "create", "closed"]).status.success());
+    let switched = run(&["app", "client-sign-in", "open", "off"]);
+    assert!(switched.status.success(), "{switched:?}");
+    assert!(String::from_utf8_lossy(&switched.stdout).contains("client sign-in is off"));
+    assert!(run(&["app", "client-sign-in", "closed", "on"])
+        .status
+        .success());
+    let missing = run(&["app", "client-sign-in", "nobody", "on"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("there is no app nobody"));
+
+    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let rows = client
+        .query(
+            "SELECT app_id, client_sign_in FROM apps ORDER BY app_id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let states: Vec<(String, bool)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(
+        states,
+        [("closed".to_owned(), true), ("open".to_owned(), false)]
+    );
+}
+
 pub struct Killed(pub Child);
 
 impl Drop for Killed {

@@ -169,11 +169,23 @@ fn preflight(app: &TestApp, origin: &str) -> reqwest::RequestBuilder {
     app.request(Method::OPTIONS, "/me/mute/r1")
         .header("Origin", origin)
         .header("Access-Control-Request-Method", "POST")
-        .header(
-            "Access-Control-Request-Headers",
-            "im-client-key,im-authorization,content-type",
-        )
+        .header("Access-Control-Request-Headers", SDK_HEADERS.join(","))
 }
+
+/// Every request header the IMKIT SDKs send from a browser, and the `Last-Event-ID` a page
+/// resuming `GET /me/events` with `fetch` sends, as a preflight lists them.
+const SDK_HEADERS: [&str; 10] = [
+    "accept-language",
+    "authorization",
+    "client_key",
+    "content-type",
+    "im-authorization",
+    "im-client-id",
+    "im-client-key",
+    "last-event-id",
+    "x-request-id",
+    "x-timezone",
+];
 
 #[tokio::test]
 async fn cors_preflight_from_an_allowed_origin_allows_the_imkit_headers() {
@@ -188,11 +200,12 @@ async fn cors_preflight_from_an_allowed_origin_allows_the_imkit_headers() {
         .to_str()
         .unwrap()
         .to_ascii_lowercase();
-    for header in ["im-client-key", "im-authorization", "content-type"] {
-        assert!(allowed.contains(header), "{header} not in {allowed}");
+    let allowed: Vec<&str> = allowed.split(',').map(str::trim).collect();
+    for header in SDK_HEADERS {
+        assert!(allowed.contains(&header), "{header} not in {allowed:?}");
     }
     assert!(
-        !allowed.contains("im-api-key"),
+        !allowed.contains(&"im-api-key"),
         "the server-to-server key must not be offered to browsers"
     );
     assert!(headers["access-control-allow-methods"]
@@ -216,27 +229,61 @@ async fn cors_preflight_from_an_allowed_origin_allows_the_imkit_headers() {
     ok_result(actual).await;
 }
 
+/// The `Access-Control-*` headers of an answer.
+pub fn cors_headers(headers: &reqwest::header::HeaderMap) -> Vec<String> {
+    headers
+        .keys()
+        .map(|name| name.as_str().to_owned())
+        .filter(|name| name.starts_with("access-control-"))
+        .collect()
+}
+
+/// Outside review (issue 10, item 7): answers to other origins carried
+/// `Access-Control-Expose-Headers`; they must carry no CORS header at all.
 #[tokio::test]
-async fn cors_gives_other_origins_nothing_but_still_answers_in_the_envelope() {
+async fn cors_gives_other_origins_no_cors_header_but_still_answers_in_the_envelope() {
     let app = cors_app().await;
+    let token = app.user("u1").await;
+
+    for (credentials, status) in [(None, 403), (Some(&token), 200)] {
+        let mut request = app
+            .request(Method::GET, "/me")
+            .header("Origin", "https://evil.example");
+        if let Some(token) = credentials {
+            request = request
+                .header("IM-CLIENT-KEY", &app.app.client_key)
+                .header("IM-Authorization", token);
+        }
+        let actual = request.send().await.unwrap();
+        assert_eq!(actual.status(), status);
+        assert_eq!(cors_headers(actual.headers()), Vec::<String>::new());
+        assert!(actual.headers().contains_key("x-request-id"));
+        assert_eq!(actual.headers()["vary"], "Origin");
+    }
 
     let response = preflight(&app, "https://evil.example")
         .send()
         .await
         .unwrap();
-    assert!(!response
-        .headers()
-        .contains_key("access-control-allow-origin"));
+    assert_eq!(cors_headers(response.headers()), Vec::<String>::new());
+    assert_error(response, 405, "METHOD_NOT_ALLOWED").await;
+}
 
-    let actual = app
-        .request(Method::GET, "/me")
-        .header("Origin", "https://evil.example")
+#[tokio::test]
+async fn cors_refuses_a_preflight_that_asks_for_the_api_key() {
+    let app = cors_app().await;
+
+    let response = app
+        .request(Method::OPTIONS, "/admin/clients")
+        .header("Origin", ORIGIN)
+        .header("Access-Control-Request-Method", "POST")
+        .header("Access-Control-Request-Headers", "content-type,IM-API-KEY")
         .send()
         .await
         .unwrap();
-    assert!(!actual.headers().contains_key("access-control-allow-origin"));
-    assert!(actual.headers().contains_key("x-request-id"));
-    assert_error(actual, 403, "INVALID_CLIENT_KEY").await;
+
+    assert_eq!(cors_headers(response.headers()), Vec::<String>::new());
+    assert_error(response, 400, "INVALID_PARAMETERS").await;
 }
 
 #[tokio::test]

@@ -25,7 +25,7 @@ pub struct Raw {
 }
 
 impl Raw {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -116,6 +116,7 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/me"),
     ("POST", "/me/mute/{}"),
     ("DELETE", "/me/mute/{}"),
+    ("POST", "/auths/sign/v2"),
     ("POST", "/admin/clients"),
     ("DELETE", "/admin/clients/{}/token"),
     ("POST", "/admin/clients/{}/mute/{}"),
@@ -373,7 +374,7 @@ fn hostile_requests_get_4xx_in_the_envelope_and_the_server_stays_up() {
     });
 }
 
-fn port_of(app: &TestApp) -> u16 {
+pub fn port_of(app: &TestApp) -> u16 {
     app.base.rsplit(':').next().unwrap().parse().unwrap()
 }
 

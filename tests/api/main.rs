@@ -22,4 +22,5 @@ mod me;
 mod process;
 mod rebuild;
 mod replicas;
+mod sdk_compat;
 mod security;

@@ -205,6 +205,22 @@ async fn the_runtime_role_serves_but_cannot_rewrite_the_log() {
         .await
         .unwrap();
     assert_eq!(ok_result(checked).await["muted"], json!(["u1"]));
+    // Client sign-in, once the owner has allowed it, creates users and issues tokens.
+    let allowed = std::process::Command::new(env!("CARGO_BIN_EXE_chatprefs"))
+        .args(["app", "client-sign-in", "least", "on"])
+        .env("DATABASE_URL", &owner_url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(allowed.status.success(), "{allowed:?}");
+    let signed_in = http
+        .post(format!("{base}/auths/sign/v2"))
+        .header("IM-CLIENT-KEY", &keys.client_key)
+        .json(&json!({ "id": "u2" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(ok_result(signed_in).await["token"].is_string());
     ok_result(http.get(format!("{base}/readyz")).send().await.unwrap()).await;
     let revoked = platform(Method::DELETE, "/admin/clients/u1/token")
         .send()
@@ -241,4 +257,29 @@ async fn the_runtime_role_serves_but_cannot_rewrite_the_log() {
             db.message()
         );
     }
+}
+
+/// Outside review (issue 10, item 4): `Authorization: bearer <token>` was 401 and counted
+/// as a failed authentication. The scheme is case-insensitive (RFC 7235).
+#[tokio::test]
+async fn a_bearer_scheme_in_any_case_authenticates_and_is_never_counted_as_a_failure() {
+    let app = TestApp::spawn_with(limited(2, 60)).await;
+    let token = app.user("u1").await;
+    app.room("r1").await;
+
+    for (round, scheme) in ["bearer", "BEARER", "Bearer", "bEaReR"].iter().enumerate() {
+        let request = |method: Method, path: &str| {
+            app.request(method, path)
+                .header("IM-CLIENT-KEY", &app.app.client_key)
+                .header("Authorization", format!("{scheme} {token}"))
+        };
+        let me = ok_result(request(Method::GET, "/me").send().await.unwrap()).await;
+        assert_eq!(me["_id"], "u1");
+        let muted = ok_result(request(Method::POST, "/me/mute/r1").send().await.unwrap()).await;
+        assert_eq!(muted["mute"], json!(["r1"]), "round {round}");
+        let unmuted = ok_result(request(Method::DELETE, "/me/mute/r1").send().await.unwrap()).await;
+        assert_eq!(unmuted["mute"], json!([]));
+    }
+    // Twelve requests against a burst of two: none was held against the caller.
+    assert_eq!(app.count_events().await, 8);
 }
