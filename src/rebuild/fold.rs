@@ -1,7 +1,8 @@
-//! The read model as the log says it should be, folded with the live projection's own
-//! `evolve`, and the differences between that and what the tables hold. No I/O.
+//! The read model as the log says it should be, folded one stream at a time with the live
+//! projection's own `evolve`, and the differences between that and what the tables hold.
+//! No I/O.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
@@ -9,7 +10,6 @@ use chrono::{DateTime, Utc};
 use crate::domain::{evolve, Event, MuteState, RoomId};
 use crate::store::audit::format_instant;
 use crate::store::log_reader::StoredEvent;
-use crate::store::read_model::ReadModelRow;
 
 /// When and by which event a room became muted: `room_mutes.muted_at` and `.position`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,17 +23,29 @@ pub struct Stamp {
 pub struct StreamFold {
     state: MuteState,
     /// The stamp of each muted room, in the order of `state.muted()`: a vector beside the
-    /// state rather than a map keyed by room keeps the fold of millions of mutes small.
+    /// state rather than a map keyed by room keeps a user's fold small.
     stamps: Vec<Stamp>,
     version: i32,
 }
 
 impl StreamFold {
-    fn apply(&mut self, event: &Event, stamp: Stamp, version: i32) {
+    /// Folds one stored event of this stream. An event this version cannot decode stops
+    /// the fold: a read model built by skipping it would be silently wrong.
+    pub fn apply(&mut self, stored: &StoredEvent) -> Result<(), UnreadableEvent> {
+        let event = Event::from_stored(&stored.event_type, &stored.data).ok_or_else(|| {
+            UnreadableEvent {
+                position: stored.key.position,
+                event_type: stored.event_type.clone(),
+            }
+        })?;
+        let stamp = Stamp {
+            muted_at: stored.recorded_at,
+            position: stored.key.position,
+        };
         let room = event.room();
         let index_of = |state: &MuteState| state.muted().iter().position(|r| r == room);
         let before = index_of(&self.state);
-        self.state = evolve(std::mem::take(&mut self.state), event);
+        self.state = evolve(std::mem::take(&mut self.state), &event);
         // The stamp is the event that made the room muted; a repeated mute changes nothing,
         // exactly as `evolve` keeps the room where it was in the order.
         match (before, index_of(&self.state)) {
@@ -43,7 +55,8 @@ impl StreamFold {
             }
             _ => {}
         }
-        self.version = version;
+        self.version = stored.stream_version;
+        Ok(())
     }
 
     pub fn version(&self) -> i32 {
@@ -53,6 +66,10 @@ impl StreamFold {
     /// The muted rooms, oldest mute first, with their stamps.
     pub fn mutes(&self) -> impl Iterator<Item = (&RoomId, Stamp)> {
         self.state.muted().iter().zip(self.stamps.iter().copied())
+    }
+
+    pub fn muted_rooms(&self) -> usize {
+        self.stamps.len()
     }
 }
 
@@ -65,92 +82,58 @@ pub struct UnreadableEvent {
     pub event_type: String,
 }
 
-/// Every stream folded so far, keyed by app then user (nested, so that looking a stream up
-/// for each event allocates nothing).
-#[derive(Debug, Default)]
-pub struct Fold {
-    streams: HashMap<String, HashMap<String, StreamFold>>,
+/// `(app, user)`: which stream.
+pub type StreamKey = (String, String);
+
+/// A stream folded to its last event.
+#[derive(Debug)]
+pub struct FoldedStream {
+    pub key: StreamKey,
+    pub fold: StreamFold,
 }
 
-impl Fold {
-    /// Folds one event into its stream. An event this version cannot decode stops the fold:
-    /// a read model built by skipping it would be silently wrong.
-    pub fn apply(&mut self, stored: &StoredEvent) -> Result<(), UnreadableEvent> {
-        let event = Event::from_stored(&stored.event_type, &stored.data).ok_or_else(|| {
-            UnreadableEvent {
-                position: stored.key.position,
-                event_type: stored.event_type.clone(),
-            }
-        })?;
-        let stamp = Stamp {
-            muted_at: stored.recorded_at,
-            position: stored.key.position,
+/// Folds a read in stream order one stream at a time: memory holds one user's fold,
+/// however many users and events there are.
+#[derive(Debug, Default)]
+pub struct StreamFolder {
+    current: Option<FoldedStream>,
+}
+
+impl StreamFolder {
+    /// Folds `event`; when it is the first of another stream, answers the previous stream,
+    /// which is then complete.
+    pub fn push(&mut self, event: &StoredEvent) -> Result<Option<FoldedStream>, UnreadableEvent> {
+        let same = self
+            .current
+            .as_ref()
+            .is_some_and(|c| c.key.0 == event.app_id && c.key.1 == event.stream_id);
+        let done = if same {
+            None
+        } else {
+            self.current.replace(FoldedStream {
+                key: (event.app_id.clone(), event.stream_id.clone()),
+                fold: StreamFold::default(),
+            })
         };
-        let app = match self.streams.get_mut(&stored.app_id) {
-            Some(app) => app,
-            None => self.streams.entry(stored.app_id.clone()).or_default(),
-        };
-        let stream = match app.get_mut(&stored.stream_id) {
-            Some(stream) => stream,
-            None => app.entry(stored.stream_id.clone()).or_default(),
-        };
-        stream.apply(&event, stamp, stored.stream_version);
-        Ok(())
+        self.current
+            .as_mut()
+            .expect("a current stream")
+            .fold
+            .apply(event)?;
+        Ok(done)
     }
 
-    pub fn stream(&self, app: &str, client: &str) -> Option<&StreamFold> {
-        self.streams.get(app)?.get(client)
-    }
-
-    pub fn streams(&self) -> impl Iterator<Item = (&str, &str, &StreamFold)> {
-        self.streams.iter().flat_map(|(app, streams)| {
-            streams
-                .iter()
-                .map(move |(client, stream)| (app.as_str(), client.as_str(), stream))
-        })
-    }
-
-    pub fn muted_rooms(&self) -> usize {
-        self.streams().map(|(_, _, s)| s.stamps.len()).sum()
+    /// The last stream, complete.
+    pub fn finish(self) -> Option<FoldedStream> {
+        self.current
     }
 }
 
 /// One stream as the read-model tables hold it.
 #[derive(Debug, Default)]
-struct Found {
-    version: i32,
-    mutes: HashMap<String, Stamp>,
-}
-
-/// The read-model tables, gathered per stream for comparing.
-#[derive(Debug, Default)]
-pub struct ReadModel {
-    streams: BTreeMap<(String, String), Found>,
-}
-
-impl ReadModel {
-    pub fn add(&mut self, row: ReadModelRow) {
-        match row {
-            ReadModelRow::Mute {
-                app,
-                client,
-                room,
-                muted_at,
-                position,
-            } => {
-                self.streams
-                    .entry((app, client))
-                    .or_default()
-                    .mutes
-                    .insert(room, Stamp { muted_at, position });
-            }
-            ReadModelRow::Version {
-                app,
-                client,
-                version,
-            } => self.streams.entry((app, client)).or_default().version = version,
-        }
-    }
+pub struct Found {
+    pub version: i32,
+    pub mutes: HashMap<String, Stamp>,
 }
 
 /// A way the read model differs from the fold of the log.
@@ -221,81 +204,63 @@ fn described(stamp: Stamp) -> (i64, String) {
     (stamp.position, format_instant(&stamp.muted_at))
 }
 
-/// Every difference between the fold of the log and the read model, sorted. A stream with
-/// no events and a version row of 0 (left by an idempotent command) is no difference.
-pub fn differences(expected: &Fold, found: &ReadModel) -> Vec<Difference> {
-    let mut out = Vec::new();
-    let empty = StreamFold::default();
-    let mut compare = |app: &str, client: &str, fold: &StreamFold, found: Option<&Found>| {
-        let (app_s, client_s) = (app.to_owned(), client.to_owned());
-        let found_version = found.map_or(0, |f| f.version);
-        if fold.version() != found_version {
-            out.push(Difference::WrongVersion {
-                app: app_s.clone(),
-                client: client_s.clone(),
-                found: found_version,
-                expected: fold.version(),
-            });
-        }
-        let no_mutes = HashMap::new();
-        let found_mutes = found.map_or(&no_mutes, |f| &f.mutes);
-        for (room, stamp) in fold.mutes() {
-            let room_s = room.as_str().to_owned();
-            match found_mutes.get(room.as_str()) {
-                None => out.push(Difference::Missing {
-                    app: app_s.clone(),
-                    client: client_s.clone(),
-                    room: room_s,
-                    expected: described(stamp),
-                }),
-                Some(actual) => {
-                    if actual.position != stamp.position {
-                        out.push(Difference::WrongOrder {
-                            app: app_s.clone(),
-                            client: client_s.clone(),
-                            room: room_s.clone(),
-                            found: actual.position,
-                            expected: stamp.position,
-                        });
-                    }
-                    if actual.muted_at != stamp.muted_at {
-                        out.push(Difference::WrongTime {
-                            app: app_s.clone(),
-                            client: client_s.clone(),
-                            room: room_s,
-                            found: format_instant(&actual.muted_at),
-                            expected: format_instant(&stamp.muted_at),
-                        });
-                    }
+/// The differences between one stream's fold and what the read model holds for it,
+/// appended to `out` sorted. A stream with no events and a version row of 0 (left by an
+/// idempotent command) is no difference.
+pub fn stream_differences(key: &StreamKey, expected: &StreamFold, found: &Found, out: &mut Vec<Difference>) {
+    let (app, client) = (&key.0, &key.1);
+    let first = out.len();
+    if expected.version() != found.version {
+        out.push(Difference::WrongVersion {
+            app: app.clone(),
+            client: client.clone(),
+            found: found.version,
+            expected: expected.version(),
+        });
+    }
+    for (room, stamp) in expected.mutes() {
+        let room_s = room.as_str().to_owned();
+        match found.mutes.get(room.as_str()) {
+            None => out.push(Difference::Missing {
+                app: app.clone(),
+                client: client.clone(),
+                room: room_s,
+                expected: described(stamp),
+            }),
+            Some(actual) => {
+                if actual.position != stamp.position {
+                    out.push(Difference::WrongOrder {
+                        app: app.clone(),
+                        client: client.clone(),
+                        room: room_s.clone(),
+                        found: actual.position,
+                        expected: stamp.position,
+                    });
+                }
+                if actual.muted_at != stamp.muted_at {
+                    out.push(Difference::WrongTime {
+                        app: app.clone(),
+                        client: client.clone(),
+                        room: room_s,
+                        found: format_instant(&actual.muted_at),
+                        expected: format_instant(&stamp.muted_at),
+                    });
                 }
             }
         }
-        for (room, actual) in found_mutes {
-            let in_log = RoomId::parse(room.as_str()).is_ok_and(|r| fold.state.is_muted(&r));
-            if !in_log {
-                out.push(Difference::Extra {
-                    app: app_s.clone(),
-                    client: client_s.clone(),
-                    room: room.clone(),
-                    found: described(*actual),
-                });
-            }
-        }
-    };
-    for ((app, client), model) in &found.streams {
-        let fold = expected.stream(app, client).unwrap_or(&empty);
-        compare(app, client, fold, Some(model));
     }
-    for (app, client, fold) in expected.streams() {
-        if !found
-            .streams
-            .contains_key(&(app.to_owned(), client.to_owned()))
-        {
-            compare(app, client, fold, None);
+    for (room, actual) in &found.mutes {
+        let in_log = RoomId::parse(room.as_str()).is_ok_and(|r| expected.state.is_muted(&r));
+        if !in_log {
+            out.push(Difference::Extra {
+                app: app.clone(),
+                client: client.clone(),
+                room: room.clone(),
+                found: described(*actual),
+            });
         }
     }
-    out.sort();
-    out
+    out[first..].sort();
 }
 
 #[cfg(test)]
@@ -328,17 +293,20 @@ mod tests {
         }
     }
 
-    fn fold(events: &[StoredEvent]) -> Fold {
-        let mut fold = Fold::default();
+    /// Events in stream order, folded stream by stream.
+    fn fold(events: &[StoredEvent]) -> Vec<FoldedStream> {
+        let mut folder = StreamFolder::default();
+        let mut streams = Vec::new();
         for event in events {
-            fold.apply(event).unwrap();
+            streams.extend(folder.push(event).unwrap());
         }
-        fold
+        streams.extend(folder.finish());
+        streams
     }
 
-    fn rooms(fold: &Fold, client: &str) -> Vec<(String, i64)> {
-        fold.stream("app", client)
-            .unwrap()
+    fn rooms(stream: &FoldedStream) -> Vec<(String, i64)> {
+        stream
+            .fold
             .mutes()
             .map(|(room, stamp)| (room.as_str().to_owned(), stamp.position))
             .collect()
@@ -346,85 +314,62 @@ mod tests {
 
     #[test]
     fn a_room_keeps_the_stamp_of_the_mute_that_muted_it() {
-        let fold = fold(&[
+        let streams = fold(&[
             stored(1, "u", 1, "RoomMuted", "a"),
             stored(2, "u", 2, "RoomMuted", "b"),
             stored(3, "u", 3, "RoomMuted", "a"),
             stored(4, "u", 4, "RoomUnmuted", "b"),
             stored(5, "u", 5, "RoomMuted", "b"),
         ]);
-        assert_eq!(rooms(&fold, "u"), [("a".into(), 1), ("b".into(), 5)]);
-        assert_eq!(fold.stream("app", "u").unwrap().version(), 5);
-        assert_eq!(fold.muted_rooms(), 2);
+        assert_eq!(streams.len(), 1);
+        assert_eq!(rooms(&streams[0]), [("a".into(), 1), ("b".into(), 5)]);
+        assert_eq!(streams[0].fold.version(), 5);
+        assert_eq!(streams[0].fold.muted_rooms(), 2);
+    }
+
+    #[test]
+    fn each_stream_is_answered_once_it_is_complete() {
+        let mut folder = StreamFolder::default();
+        assert!(folder.push(&stored(1, "u", 1, "RoomMuted", "a")).unwrap().is_none());
+        assert!(folder.push(&stored(2, "u", 2, "RoomMuted", "b")).unwrap().is_none());
+        let u = folder.push(&stored(3, "v", 1, "RoomMuted", "a")).unwrap().unwrap();
+        assert_eq!(u.key, ("app".to_owned(), "u".to_owned()));
+        assert_eq!(u.fold.version(), 2);
+        let v = folder.finish().unwrap();
+        assert_eq!(rooms(&v), [("a".into(), 3)]);
     }
 
     #[test]
     fn an_unknown_event_stops_the_fold() {
-        let mut fold = Fold::default();
-        let err = fold
-            .apply(&stored(7, "u", 1, "RoomArchived", "a"))
+        let mut folder = StreamFolder::default();
+        let err = folder
+            .push(&stored(7, "u", 1, "RoomArchived", "a"))
             .unwrap_err();
         assert_eq!(err.position, 7);
     }
 
-    fn mute_row(client: &str, room: &str, position: i64, ms: i64) -> ReadModelRow {
-        ReadModelRow::Mute {
-            app: "app".into(),
-            client: client.into(),
-            room: room.into(),
-            muted_at: at(ms),
-            position,
-        }
-    }
-
-    fn version_row(client: &str, version: i32) -> ReadModelRow {
-        ReadModelRow::Version {
-            app: "app".into(),
-            client: client.into(),
+    fn found(version: i32, mutes: &[(&str, i64, i64)]) -> Found {
+        Found {
             version,
+            mutes: mutes
+                .iter()
+                .map(|(room, position, ms)| {
+                    (
+                        (*room).to_owned(),
+                        Stamp {
+                            muted_at: at(*ms),
+                            position: *position,
+                        },
+                    )
+                })
+                .collect(),
         }
     }
 
-    fn model(rows: impl IntoIterator<Item = ReadModelRow>) -> ReadModel {
-        let mut model = ReadModel::default();
-        for row in rows {
-            model.add(row);
-        }
-        model
-    }
-
-    #[test]
-    fn a_faithful_read_model_has_no_differences() {
-        let fold = fold(&[
-            stored(1, "u", 1, "RoomMuted", "a"),
-            stored(2, "v", 1, "RoomMuted", "a"),
-        ]);
-        let model = model([
-            mute_row("u", "a", 1, 1000),
-            mute_row("v", "a", 2, 2000),
-            version_row("u", 1),
-            version_row("v", 1),
-            version_row("idle", 0),
-        ]);
-        assert_eq!(differences(&fold, &model), []);
-    }
-
-    #[test]
-    fn every_kind_of_drift_is_reported() {
-        let fold = fold(&[
-            stored(1, "u", 1, "RoomMuted", "a"),
-            stored(2, "u", 2, "RoomMuted", "b"),
-            stored(3, "u", 3, "RoomMuted", "c"),
-            stored(4, "w", 1, "RoomMuted", "a"),
-        ]);
-        let model = model([
-            mute_row("u", "b", 9, 2000),
-            mute_row("u", "c", 3, 9999),
-            mute_row("u", "bogus", 5, 5000),
-            version_row("u", 2),
-        ]);
-        let found: Vec<String> = differences(&fold, &model)
-            .iter()
+    fn differences_of(stream: &FoldedStream, found: &Found) -> Vec<String> {
+        let mut out = Vec::new();
+        stream_differences(&stream.key, &stream.fold, found, &mut out);
+        out.iter()
             .map(|d| {
                 d.to_string()
                     .split_whitespace()
@@ -432,17 +377,47 @@ mod tests {
                     .collect::<Vec<_>>()
                     .join(" ")
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn a_faithful_read_model_has_no_differences() {
+        let streams = fold(&[stored(1, "u", 1, "RoomMuted", "a")]);
         assert_eq!(
-            found,
+            differences_of(&streams[0], &found(1, &[("a", 1, 1000)])),
+            Vec::<String>::new()
+        );
+        let idle = FoldedStream {
+            key: ("app".into(), "idle".into()),
+            fold: StreamFold::default(),
+        };
+        assert_eq!(differences_of(&idle, &found(0, &[])), Vec::<String>::new());
+    }
+
+    #[test]
+    fn every_kind_of_drift_is_reported() {
+        let streams = fold(&[
+            stored(1, "u", 1, "RoomMuted", "a"),
+            stored(2, "u", 2, "RoomMuted", "b"),
+            stored(3, "u", 3, "RoomMuted", "c"),
+            stored(4, "w", 1, "RoomMuted", "a"),
+        ]);
+        let u = found(2, &[("b", 9, 2000), ("c", 3, 9999), ("bogus", 5, 5000)]);
+        assert_eq!(
+            differences_of(&streams[0], &u),
             [
                 "missing app=app client=u room=a:",
-                "missing app=app client=w room=a:",
                 "extra app=app client=u room=bogus:",
                 "order app=app client=u room=b:",
                 "time app=app client=u room=c:",
                 "version app=app client=u: stream",
-                "version app=app client=w: stream",
+            ]
+        );
+        assert_eq!(
+            differences_of(&streams[1], &Found::default()),
+            [
+                "missing app=app client=w room=a:",
+                "version app=app client=w: stream"
             ]
         );
     }

@@ -13,9 +13,10 @@
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::Row;
+use tokio_postgres::{Row, Transaction};
 
 use super::audit::{entry_from_row, AuditEntry, ENTRY_COLUMNS};
+use super::batches::Batches;
 use super::{query, query_one, GenericClient, StoreError};
 use crate::domain::{AppId, ClientId, STREAM_TYPE_USER_PREFERENCES};
 
@@ -170,6 +171,25 @@ impl WindowBounds {
     }
 }
 
+/// The columns [`stored_from_row`] reads.
+const EVENT_COLUMNS: &str = "transaction_id::text AS xid, position, app_id, stream_id, stream_version,
+     event_type, data, recorded_at";
+
+fn stored_from_row(row: &Row) -> Result<StoredEvent, StoreError> {
+    Ok(StoredEvent {
+        key: EventKey {
+            transaction_id: parse_xid(row.get(0))?,
+            position: row.get(1),
+        },
+        app_id: row.get(2),
+        stream_id: row.get(3),
+        stream_version: row.get(4),
+        event_type: row.get(5),
+        data: row.get(6),
+        recorded_at: row.get(7),
+    })
+}
+
 /// The next `limit` preference events of `window` after `after`, in reading order.
 #[tracing::instrument(skip(db))]
 pub async fn read_window<C: GenericClient>(
@@ -188,31 +208,109 @@ pub async fn read_window<C: GenericClient>(
     let rows = query(
         db,
         &format!(
-            "SELECT transaction_id::text AS xid, position, app_id, stream_id, stream_version,
-                    event_type, data, recorded_at
-             FROM events
+            "SELECT {EVENT_COLUMNS} FROM events
              WHERE stream_type = $7 AND {IN_WINDOW}
              ORDER BY transaction_id, position LIMIT $8"
         ),
         &params,
     )
     .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(StoredEvent {
-                key: EventKey {
-                    transaction_id: parse_xid(row.get(0))?,
-                    position: row.get(1),
-                },
-                app_id: row.get(2),
-                stream_id: row.get(3),
-                stream_version: row.get(4),
-                event_type: row.get(5),
-                data: row.get(6),
-                recorded_at: row.get(7),
-            })
-        })
-        .collect()
+    rows.iter().map(stored_from_row).collect()
+}
+
+/// How a stream-ordered read sorts users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserOrder {
+    /// The database's collation, which the stream-version key's index already has: no sort.
+    Indexed,
+    /// Byte order (`COLLATE "C"`), which Rust's string order is, for merging with other reads
+    /// sorted the same way.
+    Bytes,
+}
+
+impl UserOrder {
+    fn sql(self) -> &'static str {
+        match self {
+            UserOrder::Indexed => "app_id, stream_id, stream_version",
+            UserOrder::Bytes => "app_id COLLATE \"C\", stream_id COLLATE \"C\", stream_version",
+        }
+    }
+}
+
+/// Every preference event the transaction sees, one user's stream after another, each in
+/// stream order: what a fold that holds one user at a time reads.
+#[tracing::instrument(skip(tx))]
+pub async fn in_stream_order<'t, 'a>(
+    tx: &'t Transaction<'a>,
+    order: UserOrder,
+    batch: i32,
+) -> Result<Batches<'t, 'a, StoredEvent>, StoreError> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE stream_type = $1 ORDER BY {}",
+        order.sql()
+    );
+    Batches::open(tx, &sql, &[&STREAM_TYPE_USER_PREFERENCES], batch, stored_from_row).await
+}
+
+/// The streams that got events in `window`, with how many.
+#[tracing::instrument(skip(db))]
+pub async fn moved_in<C: GenericClient>(
+    db: &C,
+    window: &Window,
+) -> Result<Vec<((String, String), i64)>, StoreError> {
+    let bounds = WindowBounds::new(
+        window,
+        EventKey {
+            transaction_id: window.from.floor(),
+            position: 0,
+        },
+    );
+    let (stream_type, mut params) = (STREAM_TYPE_USER_PREFERENCES, bounds.params());
+    params.push(&stream_type);
+    let rows = query(
+        db,
+        &format!(
+            "SELECT app_id, stream_id, count(*) FROM events
+             WHERE stream_type = $7 AND {IN_WINDOW} GROUP BY app_id, stream_id"
+        ),
+        &params,
+    )
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|row| ((row.get(0), row.get(1)), row.get(2)))
+        .collect())
+}
+
+/// The whole streams of these users as of the snapshot `at` (events of transactions
+/// finished in it), one after another, each in stream order.
+#[tracing::instrument(skip_all, fields(streams = apps.len()))]
+pub async fn streams_as_of<C: GenericClient>(
+    db: &C,
+    apps: &[&str],
+    clients: &[&str],
+    at: &LogCursor,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let rows = query(
+        db,
+        &format!(
+            "SELECT {EVENT_COLUMNS} FROM events
+             WHERE stream_type = $1
+               AND (app_id, stream_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))
+               AND transaction_id < $4::text::xid8 AND transaction_id <> ALL($5::text[]::xid8[])
+             ORDER BY {}",
+            UserOrder::Indexed.sql()
+        ),
+        &[
+            &STREAM_TYPE_USER_PREFERENCES,
+            &apps,
+            &clients,
+            &at.xmax_text(),
+            &at.xip_text(),
+        ],
+    )
+    .await?;
+    rows.iter().map(stored_from_row).collect()
 }
 
 /// A page of one app's change feed: its events, and the window they came from.
