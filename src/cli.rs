@@ -251,7 +251,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve(cli.database_url, args).await,
         Command::Migrate(args) => {
             store::ensure_database(&cli.database_url).await?;
-            store::migrate(&cli.database_url).await?;
+            if let store::Migrated::Newer {
+                binary,
+                database,
+                unknown,
+            } = store::migrate(&cli.database_url).await?
+            {
+                // Granting this binary's privileges would revoke what the newer release's
+                // tables need: leave the database exactly as the newer release set it up.
+                println!(
+                    "the database schema (V{database}) is newer than this binary's (V{binary}): \
+                     it has {} that this binary does not know; nothing was changed",
+                    unknown.join(", ")
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             println!("database is migrated");
             if let Some(role) = args.runtime_role {
                 store::grant_runtime_role(&cli.database_url, &role).await?;

@@ -14,7 +14,8 @@ mod unit;
 
 pub use deadpool_postgres::{GenericClient, Pool};
 pub use pool::{
-    connect_pool, ensure_database, migrate, schema_status, PoolSettings, SchemaStatus, WorkerPools,
+    connect_pool, ensure_database, migrate, schema_status, Migrated, PoolSettings, SchemaStatus,
+    WorkerPools,
 };
 pub use roles::grant_runtime_role;
 pub use unit::Unit;

@@ -18,4 +18,5 @@ mod ledger;
 mod me;
 mod process;
 mod rebuild;
+mod review;
 mod security;
