@@ -2,11 +2,14 @@
 //! "Outside review"): each failed on the code before its fix.
 
 use std::process::Output;
+use std::time::Duration;
 
-use serde_json::json;
+use chatprefs::config::{AuthFailureLimit, ServeSettings};
+use reqwest::Method;
+use serde_json::{json, Value};
 
 use crate::cli::chatprefs;
-use crate::helpers::{ok_result, server_url, TestDatabase};
+use crate::helpers::{assert_error, ok_result, server_url, TestApp, TestDatabase};
 use crate::process::{create_app, Server};
 use crate::security::Role;
 
@@ -177,4 +180,83 @@ fn instances_starting_together_on_a_new_database_all_succeed() {
             assert!(output.status.success(), "round {round}: {output:?}");
         }
     }
+}
+
+fn behind_a_trusted_proxy(burst: u32) -> impl FnOnce(&mut ServeSettings) {
+    move |s| {
+        s.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        s.auth_failures = AuthFailureLimit {
+            burst,
+            window: Duration::from_secs(60),
+        };
+    }
+}
+
+/// Entries a trusted proxy writes with a port are addresses; one that is not an address
+/// ends the walk, so the caller's own entries to its left are never believed.
+#[tokio::test]
+async fn the_audit_trail_records_the_address_the_trusted_proxy_saw() {
+    let app = TestApp::spawn_with(behind_a_trusted_proxy(100)).await;
+    let token = app.user("u1").await;
+    app.room("r1").await;
+    let cases = [
+        ("6.6.6.6, 198.51.100.7:5678", "198.51.100.7", json!(5678)),
+        ("6.6.6.6, [2001:db8::1]:443", "2001:db8::1", json!(443)),
+        ("6.6.6.6, unknown", "127.0.0.1", json!("peer")),
+        ("6.6.6.6, unknown, 127.0.0.1", "127.0.0.1", json!(null)),
+    ];
+    for (i, (header, _, _)) in cases.iter().enumerate() {
+        let method = if i % 2 == 0 {
+            Method::POST
+        } else {
+            Method::DELETE
+        };
+        let request = app
+            .client(&app.app, &token, method, "/me/mute/r1")
+            .header("X-Forwarded-For", *header);
+        ok_result(request.send().await.unwrap()).await;
+    }
+    let page = ok_result(
+        app.admin(&app.app, Method::GET, "/admin/audit")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let entries = page["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), cases.len());
+    for (entry, (header, address, port)) in entries.iter().zip(cases) {
+        assert_eq!(entry["address"], address, "{header}");
+        match port {
+            Value::String(_) => assert!(entry["port"].as_u64().is_some(), "{header}: {entry}"),
+            port => assert_eq!(entry["port"], port, "{header}"),
+        }
+    }
+}
+
+/// The limiter counts the address the trusted proxy saw, whatever the caller writes to
+/// the left of it: rotating that part neither dodges the limit nor blames someone else.
+#[tokio::test]
+async fn the_failure_limiter_cannot_be_dodged_or_aimed_through_x_forwarded_for() {
+    let app = TestApp::spawn_with(behind_a_trusted_proxy(2)).await;
+    // A new key each time: the limiter also counts failures per presented key.
+    let guesses = std::sync::atomic::AtomicU32::new(0);
+    let guess = |header: &str| {
+        let n = guesses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        app.request(Method::GET, "/me")
+            .header("IM-CLIENT-KEY", format!("guess-{n}"))
+            .header("X-Forwarded-For", header)
+    };
+    for spoofed in ["6.6.6.6", "7.7.7.7"] {
+        let response = guess(&format!("{spoofed}, 198.51.100.7:5678")).send().await;
+        assert_error(response.unwrap(), 403, "INVALID_CLIENT_KEY").await;
+    }
+    let blocked = guess("8.8.8.8, 198.51.100.7:9999").send().await.unwrap();
+    assert_error(blocked, 429, "RATE_LIMITED").await;
+    for header in ["8.8.8.8, [2001:db8::1]:443", "6.6.6.6, unknown"] {
+        let response = guess(header).send().await.unwrap();
+        assert_error(response, 403, "INVALID_CLIENT_KEY").await;
+    }
+    let victim = guess("6.6.6.6").send().await.unwrap();
+    assert_error(victim, 403, "INVALID_CLIENT_KEY").await;
 }
