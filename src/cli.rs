@@ -294,7 +294,7 @@ async fn run_audit(database_url: &str, args: AuditArgs) -> anyhow::Result<ExitCo
     if let Some(at) = args.as_of {
         let client = ClientId::parse(args.client.unwrap_or_default())?;
         let at = audit::parse_instant("--as-of", &at)?;
-        let as_of = audit::muted_as_of(&pool, &app, &client, at).await?;
+        let as_of = audit::muted_as_of(&pool, &app, &client, Some(at)).await?;
         audit::output::write_as_of(&mut out, args.format, &as_of)?;
     } else {
         let params = AuditParams {

@@ -1,7 +1,6 @@
 //! Support endpoints of the platform API: the audit trail and as-of answers.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::Utc;
 use serde::Deserialize;
 
 use utoipa::IntoParams;
@@ -73,10 +72,11 @@ pub async fn as_of(
     pool: web::Data<Pool>,
 ) -> Result<HttpResponse, ApiError> {
     let client = ClientId::parse(path_segment(&req, 1)?)?;
-    let at = match params.into_inner().as_of {
-        Some(raw) => audit::parse_instant("asOf", &raw)?,
-        None => Utc::now(),
-    };
+    let at = params
+        .into_inner()
+        .as_of
+        .map(|raw| audit::parse_instant("asOf", &raw))
+        .transpose()?;
     let answer = audit::muted_as_of(&pool, &platform.app, &client, at).await?;
     Ok(envelope::ok(answer))
 }

@@ -12,7 +12,7 @@ use crate::helpers::{assert_error, ok_result, TestApp};
 
 /// Audit pages stop at the snapshot horizon, which any transaction on the server (other
 /// tests' included) holds back while it runs; wait until `events` are below it.
-async fn settled(app: &TestApp, events: i64) {
+pub async fn settled(app: &TestApp, events: i64) {
     for _ in 0..500 {
         let below: i64 = app
             .sql("SELECT count(*) FROM events WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())")

@@ -8,6 +8,7 @@ use chatprefs::config::{AuthFailureLimit, ServeSettings};
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use crate::audit::settled;
 use crate::cli::chatprefs;
 use crate::helpers::{assert_error, ok_result, server_url, TestApp, TestDatabase};
 use crate::process::{create_app, Server};
@@ -216,6 +217,7 @@ async fn the_audit_trail_records_the_address_the_trusted_proxy_saw() {
             .header("X-Forwarded-For", *header);
         ok_result(request.send().await.unwrap()).await;
     }
+    settled(&app, cases.len() as i64).await;
     let page = ok_result(
         app.admin(&app.app, Method::GET, "/admin/audit")
             .send()
@@ -259,4 +261,97 @@ async fn the_failure_limiter_cannot_be_dodged_or_aimed_through_x_forwarded_for()
     }
     let victim = guess("6.6.6.6").send().await.unwrap();
     assert_error(victim, 403, "INVALID_CLIENT_KEY").await;
+}
+
+/// The database's clock runs an hour ahead of the application server's (simulated with a
+/// `clock_timestamp()` that search_path finds before pg_catalog's): a mute it recorded a
+/// moment ago is part of "now" in an as-of question without `asOf`.
+#[tokio::test]
+async fn as_of_without_an_instant_means_now_by_the_database_clock() {
+    let app = TestApp::spawn().await;
+    let db_name = app.database_url().rsplit('/').next().unwrap().to_owned();
+    sql(
+        app.database_url(),
+        "CREATE FUNCTION public.clock_timestamp() RETURNS timestamptz LANGUAGE sql
+         AS $$ SELECT pg_catalog.clock_timestamp() + interval '1 hour' $$",
+    )
+    .await;
+    sql(
+        app.database_url(),
+        &format!("ALTER DATABASE \"{db_name}\" SET search_path = public, pg_catalog"),
+    )
+    .await;
+    let token = app.user("u1").await;
+    app.room("r1").await;
+    app.room("r2").await;
+    ok_result(app.mute(&token, "r2").await).await;
+    sql(
+        app.database_url(),
+        "INSERT INTO events (event_id, app_id, stream_type, stream_id, stream_version,
+                             event_type, data, metadata, recorded_at)
+         VALUES (gen_random_uuid(), 'app-a', 'user_preferences', 'u1', 2, 'RoomMuted',
+                 '{\"room\": \"r1\"}', '{}', clock_timestamp())",
+    )
+    .await;
+
+    let answer = ok_result(
+        app.admin(&app.app, Method::GET, "/admin/clients/u1/mute")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(answer["mute"], json!(["r2", "r1"]), "{answer}");
+    let ahead = answer["asOfMS"].as_i64().unwrap() - chrono::Utc::now().timestamp_millis();
+    assert!(
+        ahead > 50 * 60 * 1000,
+        "asOf is the database's now: {answer}"
+    );
+}
+
+/// Writers racing on one stream, many through the locked retry: `recorded_at` follows
+/// `stream_version`.
+#[tokio::test]
+async fn recorded_at_never_goes_back_within_a_stream_under_contention() {
+    let app = TestApp::spawn_with(|s| s.pool.max_size = 16).await;
+    let token = app.user("u1").await;
+    for w in 0..16 {
+        app.room(&format!("r{w}")).await;
+    }
+    // Each writer toggles its own room, so every command appends to the one stream.
+    let writers = (0..16).map(|w| {
+        let (app, token) = (&app, &token);
+        async move {
+            let room = format!("r{w}");
+            for i in 0..12 {
+                let response = if i % 2 == 0 {
+                    app.mute(token, &room).await
+                } else {
+                    app.unmute(token, &room).await
+                };
+                ok_result(response).await;
+            }
+        }
+    });
+    futures::future::join_all(writers).await;
+
+    let rows = app
+        .sql(
+            "SELECT stream_version, recorded_at FROM events
+             WHERE stream_id = 'u1' ORDER BY stream_version",
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 16 * 12);
+    let times: Vec<chrono::DateTime<chrono::Utc>> = rows.iter().map(|r| r.get(1)).collect();
+    for (i, pair) in times.windows(2).enumerate() {
+        assert!(
+            pair[0] <= pair[1],
+            "version {} recorded at {} after version {} at {}",
+            i + 2,
+            pair[1],
+            i + 1,
+            pair[0]
+        );
+    }
 }
