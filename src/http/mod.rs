@@ -3,6 +3,7 @@
 mod admin;
 mod audit;
 mod auth;
+mod body;
 mod dispatch;
 mod envelope;
 mod errors;

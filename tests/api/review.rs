@@ -355,3 +355,112 @@ async fn recorded_at_never_goes_back_within_a_stream_under_contention() {
         );
     }
 }
+
+/// serde reads a struct from an array of its fields; no endpoint may accept that, or any
+/// other JSON that is not an object.
+#[tokio::test]
+async fn every_json_body_must_be_an_object() {
+    let app = TestApp::spawn().await;
+    app.user("u1").await;
+    app.room("r1").await;
+    let endpoints = [
+        (
+            Method::POST,
+            "/admin/clients",
+            json!(["c9", "nick", null, null, true, 1]),
+        ),
+        (
+            Method::POST,
+            "/rooms",
+            json!(["r9", "name", "group", ["u1"]]),
+        ),
+        (Method::POST, "/rooms/", json!(["r9"])),
+        (Method::POST, "/admin/rooms/r1/mutes/check", json!([["u1"]])),
+        (
+            Method::DELETE,
+            "/admin/clients/u1/token",
+            json!(["some-token"]),
+        ),
+    ];
+    for (method, path, array) in endpoints {
+        for body in [array, json!("text"), json!(7), json!(null)] {
+            let response = app
+                .admin(&app.app, method.clone(), path)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_error(response, 400, "INVALID_PARAMETERS").await;
+        }
+    }
+    let created = app
+        .sql("SELECT count(*) FROM clients WHERE client_id = 'c9'")
+        .await
+        .unwrap();
+    assert_eq!(created[0].get::<_, i64>(0), 0);
+    let rooms = app.sql("SELECT count(*) FROM rooms").await.unwrap();
+    assert_eq!(rooms[0].get::<_, i64>(0), 1);
+    let live = app
+        .sql("SELECT count(*) FROM tokens WHERE revoked_at IS NULL")
+        .await
+        .unwrap();
+    assert_eq!(live[0].get::<_, i64>(0), 1, "no token was revoked");
+}
+
+/// One rule for every optional field: left out keeps, `null` clears (or, for options of
+/// the request, means the default), a value sets.
+#[tokio::test]
+async fn absent_keeps_null_clears_for_every_optional_field() {
+    let app = TestApp::spawn().await;
+    app.user("u1").await;
+    let upsert = |body: Value| {
+        let request = app
+            .admin(&app.app, Method::POST, "/admin/clients")
+            .json(&body);
+        async move { ok_result(request.send().await.unwrap()).await }
+    };
+
+    let kept = upsert(json!({ "_id": "u1" })).await;
+    assert_eq!(kept["nickname"], "Nick u1");
+    assert_eq!(kept["email"], "u1@example.com");
+    assert_eq!(kept["avatarUrl"], "https://example.com/a.png");
+    assert!(kept.get("token").is_none());
+
+    let cleared = upsert(json!({ "_id": "u1", "nickname": null, "email": null })).await;
+    assert_eq!(cleared["nickname"], Value::Null, "{cleared}");
+    assert_eq!(cleared["email"], Value::Null);
+    assert_eq!(cleared["avatarUrl"], "https://example.com/a.png");
+
+    let defaults = upsert(json!({
+        "_id": "u1", "issueAccessToken": null, "expirationDays": null, "avatarUrl": null
+    }))
+    .await;
+    assert!(defaults.get("token").is_none(), "{defaults}");
+    assert_eq!(defaults["avatarUrl"], Value::Null);
+    let issued =
+        upsert(json!({ "_id": "u1", "issueAccessToken": true, "expirationDays": null })).await;
+    let lifetime =
+        issued["expirationDate"].as_i64().unwrap() - chrono::Utc::now().timestamp_millis();
+    assert!(
+        (6 * 86_400_000..=7 * 86_400_000).contains(&lifetime),
+        "7 days: {issued}"
+    );
+
+    let room = |body: Value| {
+        let request = app.admin(&app.app, Method::POST, "/rooms").json(&body);
+        async move { ok_result(request.send().await.unwrap()).await }
+    };
+    room(json!({ "_id": "r1", "name": "Lobby", "roomType": "group", "members": ["u1"] })).await;
+    let kept = room(json!({ "_id": "r1" })).await;
+    assert_eq!(
+        (&kept["name"], &kept["roomType"], &kept["members"]),
+        (&json!("Lobby"), &json!("group"), &json!(["u1"]))
+    );
+    let cleared = room(json!({ "_id": "r1", "name": null, "members": null })).await;
+    assert_eq!(
+        (&cleared["name"], &cleared["roomType"], &cleared["members"]),
+        (&Value::Null, &json!("group"), &json!([]))
+    );
+    let generated = room(json!({ "_id": null, "name": "Anonymous" })).await;
+    assert_eq!(generated["_id"].as_str().unwrap().len(), 32, "{generated}");
+}
