@@ -138,6 +138,17 @@ pub struct BenchArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+
+    /// Also attack the failed-authentication limiter: send this many requests, each with a
+    /// client key and an `X-Forwarded-For` address never seen before, at full speed; the
+    /// load stops when they are sent. The server must trust the bench as a proxy
+    /// (`serve --trusted-proxy 127.0.0.1`), or it blocks the bench's one address instead.
+    #[arg(long, default_value_t = 0)]
+    pub flood_keys: u64,
+
+    /// Connections the flood uses (besides --connections).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub flood_connections: u32,
 }
 
 #[derive(Debug, Args)]
@@ -445,6 +456,10 @@ async fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         mix: args.mix,
         prefix: args.prefix,
         progress: bench::progress_wanted(),
+        flood: (args.flood_keys > 0).then_some(bench::Flood {
+            connections: args.flood_connections as usize,
+            keys: args.flood_keys,
+        }),
     };
     if config.progress {
         eprintln!(

@@ -336,3 +336,44 @@ impl From<deadpool_postgres::BuildError> for StoreError {
         StoreError::Unavailable(err.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use refinery::Migration;
+
+    fn m(name: &str) -> Migration {
+        Migration::unapplied(name, "SELECT 1").unwrap()
+    }
+
+    #[test]
+    fn a_database_ahead_of_the_binary_is_a_newer_release() {
+        let known = [m("V1__a"), m("V2__b")];
+        let applied = [m("V1__a"), m("V2__b"), m("V3__c"), m("V4__d")];
+        assert_eq!(
+            plan(&known, &applied).unwrap(),
+            Some(Migrated::Newer {
+                binary: 2,
+                database: 4,
+                unknown: vec!["V3__c".into(), "V4__d".into()],
+            })
+        );
+        assert_eq!(plan(&known, &known).unwrap(), None);
+        assert_eq!(
+            plan(&known, &[m("V1__a")]).unwrap(),
+            None,
+            "behind: migrate"
+        );
+    }
+
+    #[test]
+    fn anything_else_unknown_is_refused() {
+        let known = [m("V1__a"), m("V3__c")];
+        let changed = plan(&known, &[m("V1__x"), m("V3__c")]).unwrap_err();
+        assert!(changed.to_string().contains("differs"), "{changed}");
+        let foreign = plan(&known, &[m("V1__a"), m("V2__b"), m("V3__c")]).unwrap_err();
+        assert!(foreign.to_string().contains("V2__b"), "{foreign}");
+        let gap = plan(&known, &[m("V1__a"), m("V4__d")]).unwrap_err();
+        assert!(gap.to_string().contains("lacks V3__c"), "{gap}");
+    }
+}
