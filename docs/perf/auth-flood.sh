@@ -8,6 +8,8 @@
 #   usage: docs/perf/auth-flood.sh
 #   env:   FLOOD_KEYS (1000000) FLOOD_CONNECTIONS (16) CONNECTIONS (4) QUIET_SECONDS (20)
 #          PORT (8182) BIN (target/release/chatprefs, built if missing)
+#          SERVE_ARGS (extra `serve` flags, e.g. "--auth-failure-burst 0" for the limiter off)
+#          SERVE_BIN (the service to measure, e.g. an older release; default BIN, which drives)
 set -euo pipefail
 keys=${FLOOD_KEYS:-1000000}; flood_connections=${FLOOD_CONNECTIONS:-16}
 connections=${CONNECTIONS:-4}; quiet=${QUIET_SECONDS:-20}; port=${PORT:-8182}
@@ -21,7 +23,7 @@ psql -qAt -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
 export DATABASE_URL="postgres://$PGUSER@$PGHOST:$PGPORT/$db"
 RUST_LOG=warn "$bin" migrate >/dev/null
 RUST_LOG=warn "$bin" app create bench --json >"$out/app.json"
-RUST_LOG=error "$bin" serve --bind "127.0.0.1:$port" --trusted-proxy 127.0.0.1 >"$out/server.log" 2>&1 &
+RUST_LOG=error "${SERVE_BIN:-$bin}" serve --bind "127.0.0.1:$port" --trusted-proxy 127.0.0.1 ${SERVE_ARGS:-} >"$out/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true; kill $sampler 2>/dev/null || true; psql -qAt -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null; rm -rf "$out"' EXIT
 sampler=
