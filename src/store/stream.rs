@@ -122,7 +122,6 @@ pub async fn lock(
 /// lock, so its start can precede an event that commits ahead of it. Holding the lock, the
 /// clock is past every earlier event of the stream; `greatest` with the previous event
 /// keeps the order even if the server's clock steps back.
-
 ///
 /// Parameters: $1 app, $2 stream type, $3 user, $4 new version, $5 event id, $6 event
 /// type, $7 schema version, $8 data, $9 metadata, $10 room.
