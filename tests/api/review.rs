@@ -8,7 +8,7 @@ use chatprefs::config::{AuthFailureLimit, ServeSettings};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::audit::settled;
+use crate::audit::{audit, settled};
 use crate::cli::chatprefs;
 use crate::helpers::{assert_error, ok_result, server_url, TestApp, TestDatabase};
 use crate::process::{create_app, Server};
@@ -218,13 +218,7 @@ async fn the_audit_trail_records_the_address_the_trusted_proxy_saw() {
         ok_result(request.send().await.unwrap()).await;
     }
     settled(&app, cases.len() as i64).await;
-    let page = ok_result(
-        app.admin(&app.app, Method::GET, "/admin/audit")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let page = audit(&app, "").await;
     let entries = page["entries"].as_array().unwrap();
     assert_eq!(entries.len(), cases.len());
     for (entry, (header, address, port)) in entries.iter().zip(cases) {
