@@ -158,8 +158,9 @@ async fn an_older_schema_or_a_changed_migration_still_refuses_to_serve() {
     assert!(said.contains("differs from this binary's"), "{said}");
 }
 
-/// Two instances creating the same new database at once: PostgreSQL reports the loser as
-/// 23505 on `pg_database_datname_index`, which is "exists already", not a failure.
+/// Instances creating the same new database at once (`migrate` with its runtime role, and
+/// `serve`): PostgreSQL reports the loser as 23505 on `pg_database_datname_index`, which
+/// is "exists already", not a failure.
 #[test]
 fn instances_starting_together_on_a_new_database_all_succeed() {
     for round in 0..4 {
@@ -179,6 +180,19 @@ fn instances_starting_together_on_a_new_database_all_succeed() {
         for child in children {
             let output = child.wait_with_output().unwrap();
             assert!(output.status.success(), "round {round}: {output:?}");
+        }
+    }
+    for round in 0..2 {
+        let db = TestDatabase::new();
+        let servers: Vec<_> = (0..2)
+            .map(|_| {
+                let url = db.url.clone();
+                std::thread::spawn(move || Server::start(&url, &[]))
+            })
+            .collect();
+        for server in servers {
+            let server = server.join();
+            assert!(server.is_ok(), "round {round}: a serve did not start");
         }
     }
 }
