@@ -108,6 +108,27 @@ pub struct BenchConfig {
     /// Names the bench's users and rooms (`{prefix}-user-1`), so runs reuse them.
     pub prefix: String,
     pub progress: bool,
+    /// Failing authentications sent alongside the load, if any.
+    pub flood: Option<Flood>,
+}
+
+/// An attack on the failed-authentication limiter: `keys` requests, each with a client key
+/// never seen before, from an address never seen before (`X-Forwarded-For`, so the server
+/// must trust the bench's address as a proxy), over `connections` connections at full
+/// speed. The measured load stops when the flood has sent all its keys.
+#[derive(Debug, Clone, Copy)]
+pub struct Flood {
+    pub connections: usize,
+    pub keys: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FloodReport {
+    pub keys: u64,
+    pub seconds: f64,
+    pub keys_per_second: f64,
+    /// Answers keyed `"<status> <error.code>"`, as the load's errors are.
+    pub answers: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -292,6 +313,8 @@ pub struct Report {
     /// Every answer that was not a 200, keyed `"<status> <error.code>"`; connection
     /// failures are keyed `"connection"`.
     pub errors: BTreeMap<String, u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flood: Option<FloodReport>,
 }
 
 impl Report {
@@ -357,10 +380,18 @@ pub async fn run(config: &BenchConfig, fixture: Fixture) -> Result<Report, Bench
             shared.stopping.store(true, Ordering::Relaxed);
         });
     }
+    let flood = match config.flood {
+        Some(flood) => Some(start_flood(&config.url, flood, shared.clone()).await?),
+        None => None,
+    };
     let tasks: Vec<_> = connections
         .into_iter()
         .map(|conn| tokio::spawn(drive(conn, config.clone(), fixture.clone(), shared.clone())))
         .collect();
+    let flood = match flood {
+        Some(flood) => Some(flood.await.expect("flood task panicked")),
+        None => None,
+    };
     let mut tally = Tally::new();
     for task in tasks {
         tally.merge(task.await.expect("load task panicked"));
@@ -400,7 +431,83 @@ pub async fn run(config: &BenchConfig, fixture: Fixture) -> Result<Report, Bench
             })
             .collect(),
         errors: tally.errors,
+        flood,
     })
+}
+
+/// Opens the flood's connections, then floods in the background; stops the load when done.
+async fn start_flood(
+    url: &Uri,
+    flood: Flood,
+    shared: Arc<Shared>,
+) -> Result<tokio::task::JoinHandle<FloodReport>, BenchError> {
+    let mut connections = Vec::new();
+    for _ in 0..flood.connections.max(1) {
+        connections.push(Connection::open(url).await?);
+    }
+    let run = rand::random::<u32>();
+    let next = Arc::new(AtomicU64::new(0));
+    let url = url.clone();
+    Ok(tokio::spawn(async move {
+        let started = Instant::now();
+        let senders: Vec<_> = connections
+            .into_iter()
+            .map(|conn| tokio::spawn(flood_from(conn, url.clone(), run, flood.keys, next.clone())))
+            .collect();
+        let mut answers = BTreeMap::new();
+        for sender in senders {
+            for (key, n) in sender.await.expect("flood sender panicked") {
+                *answers.entry(key).or_default() += n;
+            }
+        }
+        shared.stopping.store(true, Ordering::Relaxed);
+        let seconds = started.elapsed().as_secs_f64();
+        FloodReport {
+            keys: flood.keys,
+            seconds,
+            keys_per_second: flood.keys as f64 / seconds,
+            answers,
+        }
+    }))
+}
+
+async fn flood_from(
+    mut conn: Connection,
+    url: Uri,
+    run: u32,
+    keys: u64,
+    next: Arc<AtomicU64>,
+) -> BTreeMap<String, u64> {
+    let mut answers = BTreeMap::new();
+    loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if i >= keys {
+            return answers;
+        }
+        let key = format!("flood-{run:08x}-{i}");
+        // A documentation-range IPv6 address per key: 2001:db8:<run>:<i>.
+        let address = format!(
+            "2001:db8:{:x}:{:x}:{:x}:{:x}::1",
+            run >> 16,
+            run & 0xffff,
+            (i >> 16) & 0xffff,
+            i & 0xffff
+        );
+        let headers = [
+            ("IM-CLIENT-KEY", key.as_str()),
+            ("X-Forwarded-For", &address),
+        ];
+        let answer = match conn.send(Method::GET, "/me", &headers, None).await {
+            Ok(answer) => format!("{} {}", answer.status.as_u16(), error_code(&answer.body)),
+            Err(_) => {
+                if let Ok(fresh) = Connection::open(&url).await {
+                    conn = fresh;
+                }
+                "connection".to_owned()
+            }
+        };
+        *answers.entry(answer).or_default() += 1;
+    }
 }
 
 fn claim_request(config: &BenchConfig, shared: &Shared) -> bool {
@@ -507,6 +614,15 @@ pub fn print_report(report: &Report) {
     } else {
         for (key, n) in &report.errors {
             println!("errors {key}: {n}");
+        }
+    }
+    if let Some(flood) = &report.flood {
+        println!(
+            "flood keys={} seconds={:.2} keys_per_s={:.0}",
+            flood.keys, flood.seconds, flood.keys_per_second
+        );
+        for (key, n) in &flood.answers {
+            println!("flood answers {key}: {n}");
         }
     }
 }

@@ -164,6 +164,17 @@ pub struct BenchArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+
+    /// Also attack the failed-authentication limiter: send this many requests, each with a
+    /// client key and an `X-Forwarded-For` address never seen before, at full speed; the
+    /// load stops when they are sent. The server must trust the bench as a proxy
+    /// (`serve --trusted-proxy 127.0.0.1`), or it blocks the bench's one address instead.
+    #[arg(long, default_value_t = 0)]
+    pub flood_keys: u64,
+
+    /// Connections the flood uses (besides --connections).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub flood_connections: u32,
 }
 
 #[derive(Debug, Args)]
@@ -335,7 +346,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve(database_url, args, database).await,
         Command::Migrate(args) => {
             store::ensure_database(&database_url).await?;
-            store::migrate(&database_url).await?;
+            if let store::Migrated::Newer {
+                binary,
+                database,
+                unknown,
+            } = store::migrate(&database_url).await?
+            {
+                // Granting this binary's privileges would revoke what the newer release's
+                // tables need: leave the database exactly as the newer release set it up.
+                println!(
+                    "the database schema (V{database}) is newer than this binary's (V{binary}): \
+                     it has {} that this binary does not know; nothing was changed",
+                    unknown.join(", ")
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             println!("database is migrated");
             if let Some(role) = args.runtime_role {
                 store::grant_runtime_role(&database_url, &role).await?;
@@ -416,7 +441,7 @@ async fn run_audit(database_url: &str, args: AuditArgs) -> anyhow::Result<ExitCo
     if let Some(at) = args.as_of {
         let client = ClientId::parse(args.client.unwrap_or_default())?;
         let at = audit::parse_instant("--as-of", &at)?;
-        let as_of = audit::muted_as_of(&pool, &app, &client, at).await?;
+        let as_of = audit::muted_as_of(&pool, &app, &client, Some(at)).await?;
         audit::output::write_as_of(&mut out, args.format, &as_of)?;
     } else {
         let params = AuditParams {
@@ -683,6 +708,10 @@ async fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         mix: args.mix,
         prefix: args.prefix,
         progress: bench::progress_wanted(),
+        flood: (args.flood_keys > 0).then_some(bench::Flood {
+            connections: args.flood_connections as usize,
+            keys: args.flood_keys,
+        }),
     };
     if config.progress {
         eprintln!(

@@ -102,15 +102,15 @@ pub async fn ensure_demo(pool: &Pool) -> Result<Demo, StoreError> {
         .await?
         .ok_or_else(|| StoreError::Corrupt("demo app vanished".into()))?;
     let profile = ClientProfile {
-        nickname: Some("Demo User".into()),
-        email: Some("demo@example.com".into()),
+        nickname: Some(Some("Demo User".into())),
+        email: Some(Some("demo@example.com".into())),
         avatar_url: None,
     };
     directory::upsert_client(&tx, &app, &user, &profile).await?;
     let room_profile = RoomProfile {
-        name: Some("Demo Room".into()),
-        room_type: Some("group".into()),
-        members: Some(vec![DEMO_USER.into()]),
+        name: Some(Some("Demo Room".into())),
+        room_type: Some(Some("group".into())),
+        members: Some(Some(vec![DEMO_USER.into()])),
     };
     directory::upsert_room(&tx, &app, &room, &room_profile).await?;
     let token = secrets::new_secret();

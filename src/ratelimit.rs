@@ -8,19 +8,27 @@
 //!
 //! The state is per process: behind a load balancer with N instances an address gets up
 //! to N times the burst before every instance blocks it.
+//!
+//! Each table is a bounded S3-FIFO cache (`quick_cache`): a key enters a small probation
+//! queue and reaches the main one only if it fails again while there. A flood of distinct
+//! one-off keys therefore cycles through probation in O(1) per key and cannot push out the
+//! keys that keep failing, which are the ones worth blocking. The table never outgrows its
+//! capacity; a key pushed out forgets its debt, which only ever errs towards letting a
+//! caller try again.
 
-use std::collections::HashMap;
+use std::convert::Infallible;
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use quick_cache::unsync::Cache;
+
 use crate::config::AuthFailureLimit;
 
-/// Keys tracked per table. Past this, expired entries are dropped; if none has expired,
-/// a new key is not tracked (the per-address table still is), so a flood of distinct keys
-/// cannot grow memory without bound.
+/// Keys tracked per table: what the cache evicts to stay within, so a flood of distinct
+/// keys cannot grow memory without bound.
 const MAX_TRACKED: usize = 100_000;
 
 /// The SHA-256 of a credential a caller presented: the secret itself is never kept.
@@ -82,43 +90,41 @@ impl FailureLimiter {
 
 struct Table<K> {
     /// Theoretical arrival time of each key's next failure; in the past means no debt.
-    debts: Mutex<HashMap<K, Instant>>,
-    /// Mirrors the map's length so the common case (no recent failures) takes no lock.
+    debts: Mutex<Cache<K, Instant>>,
+    /// Mirrors the cache's length so the common case (no recent failures) takes no lock.
     len: AtomicUsize,
 }
 
-impl<K> Default for Table<K> {
+impl<K: Eq + Hash> Default for Table<K> {
     fn default() -> Self {
         Table {
-            debts: Mutex::new(HashMap::new()),
+            debts: Mutex::new(Cache::new(MAX_TRACKED)),
             len: AtomicUsize::new(0),
         }
     }
 }
 
-impl<K: Eq + Hash> Table<K> {
+impl<K: Eq + Hash + Clone> Table<K> {
     fn debt(&self, key: &K) -> Option<Instant> {
         if self.len.load(Ordering::Relaxed) == 0 {
             return None;
         }
-        self.lock().get(key).copied()
+        // A peek: being asked about does not make a key worth keeping, only failing does.
+        self.lock().peek(key).copied()
     }
 
     fn charge(&self, key: K, now: Instant, interval: Duration) {
         let mut debts = self.lock();
-        if debts.len() >= MAX_TRACKED && !debts.contains_key(&key) {
-            debts.retain(|_, tat| *tat > now);
-            if debts.len() >= MAX_TRACKED {
-                return;
-            }
+        let entry = debts.get_mut_or_insert_with(&key, || Ok::<_, Infallible>(now));
+        if let Ok(Some(mut tat)) = entry {
+            *tat = (*tat).max(now) + interval;
         }
-        let tat = debts.entry(key).or_insert(now);
-        *tat = (*tat).max(now) + interval;
         self.len.store(debts.len(), Ordering::Relaxed);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Instant>> {
-        // The map holds no invariant a panicking holder could break half-way.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cache<K, Instant>> {
+        // The cache holds no invariant a panicking holder could break half-way: its
+        // methods do not call back into code of ours that could panic.
         self.debts
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -188,18 +194,37 @@ mod tests {
         assert!(FailureLimiter::new(&off).is_none());
     }
 
+    fn key(i: u32) -> KeyHash {
+        let mut key = [0u8; 32];
+        key[..4].copy_from_slice(&i.to_be_bytes());
+        key
+    }
+
     #[test]
-    fn the_tables_stay_bounded() {
-        let l = limiter(1, 60);
+    fn a_flood_of_one_off_keys_stays_bounded_and_keeps_the_keys_that_keep_failing() {
+        let l = limiter(3, 60);
         let now = Instant::now();
-        for i in 0..(MAX_TRACKED as u32 + 10) {
-            let mut key = [0u8; 32];
-            key[..4].copy_from_slice(&i.to_be_bytes());
-            l.record_failure(None, &[key], now);
+        let guessed = [0xff; 32];
+        for _ in 0..3 {
+            l.record_failure(None, &[guessed], now);
         }
-        assert_eq!(l.keys.lock().len(), MAX_TRACKED);
-        let later = now + Duration::from_secs(61);
-        l.record_failure(None, &[[0xff; 32]], later);
-        assert_eq!(l.keys.lock().len(), 1, "expired keys make room");
+        assert!(l.check(None, &[guessed], now).is_err());
+        for i in 0..(3 * MAX_TRACKED as u32) {
+            l.record_failure(None, &[key(i)], now);
+        }
+        let tracked = l.keys.lock().len();
+        assert!(tracked <= MAX_TRACKED, "{tracked} keys tracked");
+        assert!(
+            l.check(None, &[guessed], now).is_err(),
+            "a key that failed repeatedly outlives a flood of one-off keys"
+        );
+        let newest = key(3 * MAX_TRACKED as u32 - 1);
+        l.record_failure(None, &[newest], now);
+        l.record_failure(None, &[newest], now);
+        l.record_failure(None, &[newest], now);
+        assert!(
+            l.check(None, &[newest], now).is_err(),
+            "new keys are still limited"
+        );
     }
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{evolve, AppId, ClientId, IdError, MuteState, RoomId};
 use crate::store::audit::{self as log, format_instant, AuditEntry, AuditFilter};
-use crate::store::{directory, Pool, StoreError};
+use crate::store::{self, directory, Pool, StoreError};
 
 pub const DEFAULT_LIMIT: i64 = 100;
 pub const MAX_LIMIT: i64 = 1000;
@@ -175,19 +175,23 @@ pub struct AsOf {
     pub mute: Vec<String>,
 }
 
-/// The user's muted rooms as they were at `at`: the stream up to then, folded with the
-/// live projection's `evolve`.
+/// The user's muted rooms as they were at `at` (now by the database's clock when `None`):
+/// the stream up to then, folded with the live projection's `evolve`.
 #[tracing::instrument(skip(pool))]
 pub async fn muted_as_of(
     pool: &Pool,
     app: &AppId,
     client: &ClientId,
-    at: DateTime<Utc>,
+    at: Option<DateTime<Utc>>,
 ) -> Result<AsOf, AuditError> {
     let conn = pool.get().await.map_err(StoreError::from)?;
     if directory::find_client(&conn, app, client).await?.is_none() {
         return Err(AuditError::ClientNotFound);
     }
+    let at = match at {
+        Some(at) => at,
+        None => store::database_now(&conn).await?,
+    };
     let events = log::stream_until(&conn, app, client, at).await?;
     let state = events.iter().fold(MuteState::default(), evolve);
     Ok(AsOf {

@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 
 use super::{
     auth::PlatformApp,
+    body::{Field, Object},
     envelope,
     envelope::{Success, User},
     errors::ApiError,
@@ -31,16 +32,22 @@ const MAX_TOKEN_DAYS: u32 = 3650;
 const MAX_TEXT_BYTES: usize = 2048;
 const MAX_ROOM_MEMBERS: usize = 10_000;
 
-fn text(field: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
-    match value {
-        Some(v) if v.len() > MAX_TEXT_BYTES => Err(ApiError::invalid(format!(
-            "{field} must be at most {MAX_TEXT_BYTES} bytes"
-        ))),
-        Some(v) if v.contains('\0') => Err(ApiError::invalid(format!(
-            "{field} must not contain NUL characters"
-        ))),
-        other => Ok(other),
-    }
+/// A free-text profile field as a change to the stored value (see [`Field`]).
+fn text(field: &str, value: Field<String>) -> Result<Option<Option<String>>, ApiError> {
+    let checked = value.try_map(|v| {
+        if v.len() > MAX_TEXT_BYTES {
+            Err(ApiError::invalid(format!(
+                "{field} must be at most {MAX_TEXT_BYTES} bytes"
+            )))
+        } else if v.contains('\0') {
+            Err(ApiError::invalid(format!(
+                "{field} must not contain NUL characters"
+            )))
+        } else {
+            Ok(v)
+        }
+    })?;
+    Ok(checked.into_change())
 }
 
 async fn existing_client(pool: &Pool, app: &AppId, uid: String) -> Result<ClientRecord, ApiError> {
@@ -62,16 +69,25 @@ pub struct ClientBody {
         pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$"
     )]
     id: String,
-    /// Left out: keeps the stored value. At most 2048 bytes, as are `email` and `avatarUrl`.
-    nickname: Option<String>,
-    email: Option<String>,
-    avatar_url: Option<String>,
-    /// Issue a new token (existing ones stay valid).
+    /// Left out: keeps the stored value; `null`: clears it. At most 2048 bytes, as are
+    /// `email` and `avatarUrl`, which follow the same rule.
     #[serde(default)]
-    issue_access_token: bool,
-    /// Token lifetime in days (default 7).
-    #[schema(minimum = 1, maximum = 3650)]
-    expiration_days: Option<u32>,
+    #[schema(value_type = Option<String>)]
+    nickname: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    email: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    avatar_url: Field<String>,
+    /// Issue a new token (existing ones stay valid); left out or `null`: false.
+    #[serde(default)]
+    #[schema(value_type = Option<bool>)]
+    issue_access_token: Field<bool>,
+    /// Token lifetime in days; left out or `null`: 7.
+    #[serde(default)]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 3650)]
+    expiration_days: Field<u32>,
 }
 
 /// The user, plus the token when one was issued.
@@ -102,10 +118,10 @@ struct IssuedClient {
 pub async fn upsert_client(
     platform: PlatformApp,
     request: RequestContext,
-    body: web::Json<ClientBody>,
+    body: web::Json<Object<ClientBody>>,
     pool: web::Data<Pool>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
+    let body = body.into_inner().0;
     let client_id = ClientId::parse(body.id)?;
     tracing::Span::current().record("client_id", client_id.as_str());
     let profile = ClientProfile {
@@ -113,7 +129,10 @@ pub async fn upsert_client(
         email: text("email", body.email)?,
         avatar_url: text("avatarUrl", body.avatar_url)?,
     };
-    let days = body.expiration_days.unwrap_or(DEFAULT_TOKEN_DAYS);
+    let days = body
+        .expiration_days
+        .into_option()
+        .unwrap_or(DEFAULT_TOKEN_DAYS);
     if !(1..=MAX_TOKEN_DAYS).contains(&days) {
         return Err(ApiError::invalid(format!(
             "expirationDays must be between 1 and {MAX_TOKEN_DAYS}"
@@ -123,7 +142,7 @@ pub async fn upsert_client(
     let mut conn = pool.get().await.map_err(StoreError::from)?;
     let tx = conn.transaction().await.map_err(StoreError::from)?;
     let mut client = directory::upsert_client(&tx, app, &client_id, &profile).await?;
-    let issued = if body.issue_access_token {
+    let issued = if body.issue_access_token.into_option().unwrap_or(false) {
         let token = secrets::new_secret();
         let expires_at = Utc::now() + Duration::days(i64::from(days));
         client.last_login_ms = Some(
@@ -185,7 +204,7 @@ pub async fn revoke_tokens(
     let only = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        let parsed: RevokeBody = serde_json::from_slice(&body)
+        let Object(parsed): Object<RevokeBody> = serde_json::from_slice(&body)
             .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
         Some(secrets::sha256(&parsed.token))
     };
@@ -207,19 +226,26 @@ pub async fn revoke_tokens(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RoomBody {
-    /// Room id; left out, a random one (32 hex characters) is chosen.
-    #[serde(rename = "_id")]
+    /// Room id; left out or `null`, a random one (32 hex characters) is chosen.
+    #[serde(rename = "_id", default)]
     #[schema(
+        value_type = Option<String>,
         min_length = 1,
         max_length = 255,
         pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$"
     )]
-    id: Option<String>,
-    name: Option<String>,
-    room_type: Option<String>,
-    /// User ids (at most 10,000); left out, the stored members are kept.
-    #[schema(max_items = 10000)]
-    members: Option<Vec<String>>,
+    id: Field<String>,
+    /// Left out: keeps the stored value; `null`: clears it (as for `roomType`).
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    name: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    room_type: Field<String>,
+    /// User ids (at most 10,000); left out, the stored members are kept; `null`: none.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>, max_items = 10000)]
+    members: Field<Vec<String>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -247,32 +273,34 @@ struct Room {
 #[tracing::instrument(skip_all, fields(room_id))]
 pub async fn upsert_room(
     platform: PlatformApp,
-    body: web::Json<RoomBody>,
+    body: web::Json<Object<RoomBody>>,
     pool: web::Data<Pool>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
+    let body = body.into_inner().0;
     let room_id = RoomId::parse(
         body.id
+            .into_option()
             .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()),
     )?;
     tracing::Span::current().record("room_id", room_id.as_str());
-    let members = match body.members {
-        Some(m) if m.len() > MAX_ROOM_MEMBERS => {
+    let members = body.members.try_map(|m| {
+        if m.len() > MAX_ROOM_MEMBERS {
             return Err(ApiError::invalid(format!(
                 "members may list at most {MAX_ROOM_MEMBERS} users"
-            )))
+            )));
         }
-        Some(m) => Some(
-            m.into_iter()
-                .map(|id| ClientId::parse(id).map(ClientId::into_inner))
-                .collect::<Result<Vec<_>, _>>()?,
-        ),
-        None => None,
-    };
+        m.into_iter()
+            .map(|id| {
+                ClientId::parse(id)
+                    .map(ClientId::into_inner)
+                    .map_err(ApiError::from)
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })?;
     let profile = RoomProfile {
         name: text("name", body.name)?,
         room_type: text("roomType", body.room_type)?,
-        members,
+        members: members.into_change(),
     };
     let conn = pool.get().await.map_err(StoreError::from)?;
     let room = directory::upsert_room(&conn, &platform.app, &room_id, &profile).await?;

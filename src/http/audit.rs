@@ -1,7 +1,6 @@
 //! Support endpoints of the platform API: the audit trail and as-of answers.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::Utc;
 use serde::Deserialize;
 
 use utoipa::IntoParams;
@@ -76,10 +75,11 @@ pub async fn as_of(
     reads: web::Data<ReadPool>,
 ) -> Result<HttpResponse, ApiError> {
     let client = ClientId::parse(path_segment(&req, 1)?)?;
-    let at = match params.into_inner().as_of {
-        Some(raw) => audit::parse_instant("asOf", &raw)?,
-        None => Utc::now(),
-    };
+    let at = params
+        .into_inner()
+        .as_of
+        .map(|raw| audit::parse_instant("asOf", &raw))
+        .transpose()?;
     let (app, client) = (&platform.app, &client);
     let answer =
         reads

@@ -6,6 +6,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{
     auth::PlatformApp,
+    body::Object,
     envelope::{self, Success},
     errors::ApiError,
     openapi::params::RoomPath,
@@ -59,11 +60,11 @@ pub struct MutedAmong {
 pub async fn check(
     platform: PlatformApp,
     req: HttpRequest,
-    body: web::Json<CheckBody>,
+    body: web::Json<Object<CheckBody>>,
     pool: web::Data<Pool>,
 ) -> Result<HttpResponse, ApiError> {
     let room = RoomId::parse(path_segment(&req, 2)?)?;
-    let clients = body.into_inner().clients;
+    let clients = body.into_inner().0.clients;
     tracing::Span::current().record("clients", clients.len());
     if !(1..=MAX_CHECK_CLIENTS).contains(&clients.len()) {
         return Err(ApiError::invalid(format!(

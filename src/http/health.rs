@@ -22,8 +22,11 @@ pub struct Health {
 pub struct Readiness {
     /// `ready`.
     status: &'static str,
-    /// The database's latest applied migration.
+    /// The database's latest applied migration; during a rolling deploy it may be newer
+    /// than `binarySchemaVersion` (migrations are additive, so older instances still serve).
     schema_version: u32,
+    /// The latest migration this binary knows.
+    binary_schema_version: u32,
 }
 
 /// The process is up and answering (liveness): no database involved, so a database outage
@@ -56,6 +59,7 @@ pub async fn readyz(pool: web::Data<Pool>) -> Result<HttpResponse, ApiError> {
         Some(version) if schema.is_current() => Ok(envelope::ok(Readiness {
             status: "ready",
             schema_version: version,
+            binary_schema_version: schema.expected,
         })),
         applied => Err(ApiError::Unavailable(format!(
             "database schema is at version {}, this binary needs {}",

@@ -3,6 +3,7 @@
 mod admin;
 mod audit;
 mod auth;
+mod body;
 mod cors;
 mod dispatch;
 mod envelope;

@@ -166,41 +166,63 @@ pub fn client_address(req: &HttpRequest) -> Option<IpAddr> {
     client_origin(req.peer_addr(), forwarded_for(req), trusted).0
 }
 
-fn forwarded_for(req: &HttpRequest) -> Vec<IpAddr> {
+/// `X-Forwarded-For` hops, leftmost first; `None` for an entry that is not an address.
+///
+/// RFC 7239 `Forwarded` is not read: a proxy that appends to `X-Forwarded-For` usually
+/// passes a caller's `Forwarded` through untouched, so believing it would let the caller
+/// write its own address.
+fn forwarded_for(req: &HttpRequest) -> Vec<Option<Hop>> {
     req.headers()
         .get_all("x-forwarded-for")
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|hop| hop.trim().parse().ok())
+        .flat_map(|v| match v.to_str() {
+            Ok(text) => text.split(',').map(parse_hop).collect(),
+            Err(_) => vec![None],
+        })
         .collect()
 }
 
+/// One proxy's record of who connected to it: an address, with its port when the proxy
+/// wrote one (`198.51.100.7:5678`, `[2001:db8::1]:443`).
+type Hop = (IpAddr, Option<u16>);
+
+fn parse_hop(entry: &str) -> Option<Hop> {
+    let entry = entry.trim();
+    if let Ok(ip) = entry.parse() {
+        return Some((ip, None));
+    }
+    if let Ok(socket) = entry.parse::<SocketAddr>() {
+        return Some((socket.ip(), Some(socket.port())));
+    }
+    let bracketed = entry.strip_prefix('[')?.strip_suffix(']')?;
+    bracketed
+        .parse::<std::net::Ipv6Addr>()
+        .ok()
+        .map(|ip| (IpAddr::V6(ip), None))
+}
+
 /// The client is the nearest hop not run by us: walk `X-Forwarded-For` from the right while
-/// the sender is a trusted proxy. Its port is unknown then, so it is not invented.
+/// the sender is a trusted proxy. An entry that is not an address (`unknown`, garbage)
+/// ends the walk at the hop to its right, the last one a trusted proxy vouched for:
+/// skipping it would let the caller's own entries further left be believed.
 fn client_origin(
     peer: Option<SocketAddr>,
-    forwarded: Vec<IpAddr>,
+    forwarded: Vec<Option<Hop>>,
     trusted: &[IpAddr],
 ) -> (Option<IpAddr>, Option<u16>) {
     let Some(peer) = peer else {
         return (None, None);
     };
-    let peer_ip = peer.ip().to_canonical();
-    if !trusted.contains(&peer_ip) {
-        return (Some(peer_ip), Some(peer.port()));
-    }
-    let mut origin = None;
+    let mut origin = (peer.ip().to_canonical(), Some(peer.port()));
     for hop in forwarded.into_iter().rev() {
-        let hop = hop.to_canonical();
-        origin = Some(hop);
-        if !trusted.contains(&hop) {
+        if !trusted.contains(&origin.0) {
             break;
         }
+        let Some((ip, port)) = hop else {
+            break;
+        };
+        origin = (ip.to_canonical(), port);
     }
-    match origin {
-        Some(ip) => (Some(ip), None),
-        None => (Some(peer_ip), Some(peer.port())),
-    }
+    (Some(origin.0), origin.1)
 }
 
 fn truncate_utf8(text: &str, max: usize) -> &str {
@@ -235,7 +257,7 @@ mod tests {
     fn untrusted_peer_is_the_client_whatever_it_forwards() {
         let peer = Some("203.0.113.9:4000".parse().unwrap());
         assert_eq!(
-            client_origin(peer, vec![ip("1.2.3.4")], &[]),
+            client_origin(peer, hops("1.2.3.4"), &[]),
             (Some(ip("203.0.113.9")), Some(4000))
         );
     }
@@ -245,12 +267,56 @@ mod tests {
         let peer = Some("10.0.0.1:4000".parse().unwrap());
         let trusted = [ip("10.0.0.1"), ip("10.0.0.2")];
         assert_eq!(
-            client_origin(
-                peer,
-                vec![ip("6.6.6.6"), ip("198.51.100.7"), ip("10.0.0.2")],
-                &trusted
-            ),
+            client_origin(peer, hops("6.6.6.6, 198.51.100.7, 10.0.0.2"), &trusted),
             (Some(ip("198.51.100.7")), None)
+        );
+    }
+
+    fn hops(header: &str) -> Vec<Option<Hop>> {
+        header.split(',').map(parse_hop).collect()
+    }
+
+    #[test]
+    fn hops_with_ports_are_addresses() {
+        assert_eq!(
+            parse_hop(" 198.51.100.7:5678"),
+            Some((ip("198.51.100.7"), Some(5678)))
+        );
+        assert_eq!(
+            parse_hop("[2001:db8::1]:443"),
+            Some((ip("2001:db8::1"), Some(443)))
+        );
+        assert_eq!(parse_hop("[2001:db8::1]"), Some((ip("2001:db8::1"), None)));
+        assert_eq!(parse_hop("2001:db8::1"), Some((ip("2001:db8::1"), None)));
+        for junk in [
+            "unknown",
+            "",
+            "_hidden",
+            "1.2.3.4:99999",
+            "[1.2.3.4]",
+            "1.2.3",
+        ] {
+            assert_eq!(parse_hop(junk), None, "{junk}");
+        }
+    }
+
+    #[test]
+    fn an_entry_that_is_no_address_stops_the_walk_at_the_hop_on_its_right() {
+        let peer = Some("10.0.0.1:4000".parse().unwrap());
+        let trusted = [ip("10.0.0.1"), ip("10.0.0.2")];
+        let walk = |header| client_origin(peer, hops(header), &trusted);
+        assert_eq!(
+            walk("6.6.6.6, unknown, 10.0.0.2"),
+            (Some(ip("10.0.0.2")), None)
+        );
+        assert_eq!(walk("6.6.6.6, garbage"), (Some(ip("10.0.0.1")), Some(4000)));
+        assert_eq!(
+            walk("6.6.6.6, 198.51.100.7:5678"),
+            (Some(ip("198.51.100.7")), Some(5678))
+        );
+        assert_eq!(
+            walk("6.6.6.6, [2001:db8::1]:443, 10.0.0.2"),
+            (Some(ip("2001:db8::1")), Some(443))
         );
     }
 

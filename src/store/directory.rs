@@ -17,10 +17,11 @@ pub struct ClientRecord {
 
 /// Fields of a user that the platform API may set; `None` keeps what is stored.
 #[derive(Debug, Clone, Default)]
+/// Changes to a user's profile: `None` keeps a stored value, `Some(None)` clears it.
 pub struct ClientProfile {
-    pub nickname: Option<String>,
-    pub email: Option<String>,
-    pub avatar_url: Option<String>,
+    pub nickname: Option<Option<String>>,
+    pub email: Option<Option<String>>,
+    pub avatar_url: Option<Option<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,10 +34,11 @@ pub struct RoomRecord {
 
 /// Fields of a room that the platform API may set; `None` keeps what is stored.
 #[derive(Debug, Clone, Default)]
+/// Changes to a room: `None` keeps a stored value, `Some(None)` clears it (no members).
 pub struct RoomProfile {
-    pub name: Option<String>,
-    pub room_type: Option<String>,
-    pub members: Option<Vec<String>>,
+    pub name: Option<Option<String>>,
+    pub room_type: Option<Option<String>>,
+    pub members: Option<Option<Vec<String>>>,
 }
 
 /// What a client key and token resolve to.
@@ -230,9 +232,9 @@ pub async fn upsert_client<C: GenericClient>(
         "INSERT INTO clients AS c (app_id, client_id, nickname, email, avatar_url)
          VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (app_id, client_id) DO UPDATE SET
-             nickname = coalesce(excluded.nickname, c.nickname),
-             email = coalesce(excluded.email, c.email),
-             avatar_url = coalesce(excluded.avatar_url, c.avatar_url),
+             nickname = CASE WHEN $6 THEN excluded.nickname ELSE c.nickname END,
+             email = CASE WHEN $7 THEN excluded.email ELSE c.email END,
+             avatar_url = CASE WHEN $8 THEN excluded.avatar_url ELSE c.avatar_url END,
              updated_at = now()
          RETURNING {CLIENT_COLUMNS}"
     );
@@ -242,9 +244,12 @@ pub async fn upsert_client<C: GenericClient>(
         &[
             &app.as_str(),
             &client.as_str(),
-            &profile.nickname,
-            &profile.email,
-            &profile.avatar_url,
+            &profile.nickname.clone().flatten(),
+            &profile.email.clone().flatten(),
+            &profile.avatar_url.clone().flatten(),
+            &profile.nickname.is_some(),
+            &profile.email.is_some(),
+            &profile.avatar_url.is_some(),
         ],
     )
     .await?
@@ -334,17 +339,20 @@ pub async fn upsert_room<C: GenericClient>(
         "INSERT INTO rooms AS r (app_id, room_id, name, room_type, members)
          VALUES ($1, $2, $3, $4, coalesce($5, '{}'::text[]))
          ON CONFLICT (app_id, room_id) DO UPDATE SET
-             name = coalesce(excluded.name, r.name),
-             room_type = coalesce(excluded.room_type, r.room_type),
-             members = coalesce($5, r.members),
+             name = CASE WHEN $6 THEN excluded.name ELSE r.name END,
+             room_type = CASE WHEN $7 THEN excluded.room_type ELSE r.room_type END,
+             members = CASE WHEN $8 THEN excluded.members ELSE r.members END,
              updated_at = now()
          RETURNING room_id, name, room_type, members",
         &[
             &app.as_str(),
             &room.as_str(),
-            &profile.name,
-            &profile.room_type,
-            &profile.members,
+            &profile.name.clone().flatten(),
+            &profile.room_type.clone().flatten(),
+            &profile.members.clone().flatten(),
+            &profile.name.is_some(),
+            &profile.room_type.is_some(),
+            &profile.members.is_some(),
         ],
     )
     .await?

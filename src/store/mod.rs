@@ -16,13 +16,14 @@ mod unit;
 
 pub use deadpool_postgres::{GenericClient, Pool};
 pub use pool::{
-    connect_pool, describe, ensure_database, migrate, schema_status, PoolSettings, SchemaStatus,
-    WorkerPools,
+    connect_pool, describe, ensure_database, migrate, schema_status, Migrated, PoolSettings,
+    SchemaStatus, WorkerPools,
 };
 pub use replica::{ReadPool, ReplicaHealth, Retryable};
 pub use roles::grant_runtime_role;
 pub use unit::Unit;
 
+use chrono::{DateTime, Utc};
 use tokio_postgres::error::SqlState;
 
 /// The unique key that turns a stale append into a concurrency conflict.
@@ -78,6 +79,14 @@ impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(err: deadpool_postgres::PoolError) -> Self {
         StoreError::Unavailable(err.to_string())
     }
+}
+
+/// The database server's clock: the one `recorded_at` is read from, so "now" compared
+/// with it does not depend on the application server's clock.
+pub async fn database_now<C: GenericClient>(db: &C) -> Result<DateTime<Utc>, StoreError> {
+    let row = query_opt(db, "SELECT clock_timestamp()", &[]).await?;
+    row.map(|row| row.get(0))
+        .ok_or_else(|| StoreError::Corrupt("SELECT returned no row".into()))
 }
 
 /// Prepares once per connection (deadpool keeps the cache), then runs.

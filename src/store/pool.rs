@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Status};
 use tokio_postgres::config::Host;
-use tokio_postgres::{Config, NoTls};
+use tokio_postgres::{error::SqlState, Config, NoTls};
 
 use super::StoreError;
 
@@ -14,7 +14,7 @@ mod embedded {
 }
 
 /// Key of the advisory lock that keeps two instances from migrating at once.
-const MIGRATION_LOCK_KEY: i64 = 0x6368_6174_7072_6566; // "chatpref"
+pub(super) const MIGRATION_LOCK_KEY: i64 = 0x6368_6174_7072_6566; // "chatpref"
 
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
@@ -195,51 +195,153 @@ pub async fn ensure_database(database_url: &str) -> anyhow::Result<()> {
             .await
         {
             Ok(()) => tracing::info!(database = %name, "created database"),
-            // Another instance created it between our check and our CREATE: fine.
-            Err(err)
-                if err.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
+            Err(err) if created_concurrently(&err, SqlState::DUPLICATE_DATABASE) => {}
             Err(err) => return Err(err.into()),
         }
     }
     Ok(())
 }
 
+/// What [`migrate`] found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Migrated {
+    /// The schema is the one this binary was built for; these migrations were applied now.
+    Current { applied: Vec<String> },
+    /// A newer release migrated the database further. Migrations only expand the schema
+    /// (see docs/operations.md), so this binary still runs on it; nothing was changed.
+    Newer {
+        binary: u32,
+        database: u32,
+        unknown: Vec<String>,
+    },
+}
+
 /// Applies pending migrations under an advisory lock, so instances starting together do
-/// not race each other.
+/// not race each other. A database that a newer release migrated further is left as it
+/// is, so an older binary can still start during a rolling deploy or after a rollback.
 #[tracing::instrument(level = "debug", skip_all)]
-pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
+pub async fn migrate(database_url: &str) -> anyhow::Result<Migrated> {
     let config: Config = database_url.parse()?;
     let mut client = connect(&config).await?;
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await?;
-    let runner = embedded::migrations::runner().set_abort_divergent(true);
-    let report = if may_change_schema(&client).await? {
-        runner.run_async(&mut client).await
-    } else {
-        // The runtime role cannot migrate, and must not try: it only checks that an owner did.
-        let expected = runner.get_migrations().iter().map(|m| m.version()).max();
-        let applied = runner
-            .get_last_applied_migration_async(&mut client)
-            .await
-            .ok()
-            .flatten()
-            .map(|m| m.version());
-        if applied < expected {
-            anyhow::bail!(
-                "the database schema is behind and this role may not migrate it: \
-                 run `chatprefs migrate` as the schema owner first"
-            );
-        }
-        Ok(refinery::Report::new(Vec::new()))
-    };
+    let outcome = migrate_locked(&mut client).await;
     client
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
         .await?;
-    for applied in report?.applied_migrations() {
-        tracing::info!(migration = %applied, "applied migration");
+    let outcome = outcome?;
+    match &outcome {
+        Migrated::Current { applied } => applied
+            .iter()
+            .for_each(|migration| tracing::info!(%migration, "applied migration")),
+        Migrated::Newer {
+            binary,
+            database,
+            unknown,
+        } => tracing::warn!(
+            binary_schema = binary,
+            database_schema = database,
+            unknown = unknown.join(", "),
+            "the database schema is newer than this binary; running on it unchanged"
+        ),
     }
-    Ok(())
+    Ok(outcome)
+}
+
+async fn migrate_locked(client: &mut tokio_postgres::Client) -> anyhow::Result<Migrated> {
+    let runner = embedded::migrations::runner().set_abort_divergent(true);
+    let known = runner.get_migrations();
+    let applied = applied_migrations(&runner, client).await?;
+    let plan = plan(known, &applied)?;
+    if let Some(newer) = plan {
+        return Ok(newer);
+    }
+    if may_change_schema(client).await? {
+        let report = runner.run_async(client).await?;
+        let applied = report.applied_migrations().iter().map(|m| m.to_string());
+        return Ok(Migrated::Current {
+            applied: applied.collect(),
+        });
+    }
+    // The runtime role cannot migrate, and must not try: it only checks that an owner did.
+    if let Some(missing) = known.iter().find(|m| !applied.contains(m)) {
+        anyhow::bail!(
+            "the database schema is behind (it lacks {missing}) and this role may not \
+             migrate it: run `chatprefs migrate` as the schema owner first"
+        );
+    }
+    Ok(Migrated::Current {
+        applied: Vec::new(),
+    })
+}
+
+/// Every migration recorded in the database; none before the first `migrate`.
+async fn applied_migrations(
+    runner: &refinery::Runner,
+    client: &mut tokio_postgres::Client,
+) -> anyhow::Result<Vec<refinery::Migration>> {
+    let history = client
+        .query_one(
+            "SELECT to_regclass('refinery_schema_history') IS NOT NULL",
+            &[],
+        )
+        .await?;
+    if !history.get::<_, bool>(0) {
+        return Ok(Vec::new());
+    }
+    Ok(runner.get_applied_migrations_async(client).await?)
+}
+
+/// `Some` when the database is ahead of this binary: everything this binary knows is
+/// applied, unchanged, and the rest came later. Migrations this binary knows but that were
+/// changed, or unknown ones interleaved with known ones, are not a newer release: refuse.
+fn plan(
+    known: &[refinery::Migration],
+    applied: &[refinery::Migration],
+) -> anyhow::Result<Option<Migrated>> {
+    let binary = known.iter().map(|m| m.version()).max().unwrap_or_default();
+    for migration in applied {
+        if let Some(ours) = known.iter().find(|k| k.version() == migration.version()) {
+            if ours != migration {
+                anyhow::bail!(
+                    "the database applied {migration}, which differs from this binary's {ours}"
+                );
+            }
+        }
+    }
+    let unknown: Vec<_> = applied
+        .iter()
+        .filter(|m| !known.iter().any(|k| k.version() == m.version()))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(None);
+    }
+    if let Some(foreign) = unknown.iter().find(|m| m.version() < binary) {
+        anyhow::bail!(
+            "the database applied {foreign}, which this binary does not know although it \
+             is older than this binary's latest (V{binary}): not a newer release of chatprefs"
+        );
+    }
+    if let Some(missing) = known.iter().find(|k| !applied.contains(k)) {
+        anyhow::bail!(
+            "the database has migrations newer than this binary's but lacks {missing}: \
+             migrate it with the newest release"
+        );
+    }
+    Ok(Some(Migrated::Newer {
+        binary,
+        database: unknown.iter().map(|m| m.version()).max().unwrap_or(binary),
+        unknown: unknown.iter().map(|m| m.to_string()).collect(),
+    }))
+}
+
+/// Another session created the object between our check and our CREATE. PostgreSQL says
+/// so with the object's own code when it sees the other's committed row, but with 23505
+/// (the catalog's unique index) when both CREATEs run at the same time.
+pub(super) fn created_concurrently(err: &tokio_postgres::Error, duplicate: SqlState) -> bool {
+    err.code()
+        .is_some_and(|code| *code == duplicate || *code == SqlState::UNIQUE_VIOLATION)
 }
 
 async fn may_change_schema(client: &tokio_postgres::Client) -> anyhow::Result<bool> {
@@ -296,6 +398,7 @@ impl From<deadpool_postgres::BuildError> for StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use refinery::Migration;
 
     fn settings() -> PoolSettings {
         PoolSettings {
@@ -343,5 +446,40 @@ mod tests {
             describe("postgres://u:s3cret@[::1]:5/d"),
             "PostgreSQL at [::1]:5 (database d, user u)"
         );
+    }
+
+    fn m(name: &str) -> Migration {
+        Migration::unapplied(name, "SELECT 1").unwrap()
+    }
+
+    #[test]
+    fn a_database_ahead_of_the_binary_is_a_newer_release() {
+        let known = [m("V1__a"), m("V2__b")];
+        let applied = [m("V1__a"), m("V2__b"), m("V3__c"), m("V4__d")];
+        assert_eq!(
+            plan(&known, &applied).unwrap(),
+            Some(Migrated::Newer {
+                binary: 2,
+                database: 4,
+                unknown: vec!["V3__c".into(), "V4__d".into()],
+            })
+        );
+        assert_eq!(plan(&known, &known).unwrap(), None);
+        assert_eq!(
+            plan(&known, &[m("V1__a")]).unwrap(),
+            None,
+            "behind: migrate"
+        );
+    }
+
+    #[test]
+    fn anything_else_unknown_is_refused() {
+        let known = [m("V1__a"), m("V3__c")];
+        let changed = plan(&known, &[m("V1__x"), m("V3__c")]).unwrap_err();
+        assert!(changed.to_string().contains("differs"), "{changed}");
+        let foreign = plan(&known, &[m("V1__a"), m("V2__b"), m("V3__c")]).unwrap_err();
+        assert!(foreign.to_string().contains("V2__b"), "{foreign}");
+        let gap = plan(&known, &[m("V1__a"), m("V4__d")]).unwrap_err();
+        assert!(gap.to_string().contains("lacks V3__c"), "{gap}");
     }
 }

@@ -1,9 +1,9 @@
 //! The least-privilege role `serve` can run as: it appends to the log but cannot rewrite
 //! it, and it cannot change the schema.
 
-use tokio_postgres::Config;
+use tokio_postgres::{error::SqlState, Config};
 
-use super::pool::connect;
+use super::pool::{connect, created_concurrently, MIGRATION_LOCK_KEY};
 
 /// What `serve` does with each table, and nothing more. `events` is the point: SELECT and
 /// INSERT only, so even a compromised service cannot rewrite history (the triggers are the
@@ -60,13 +60,15 @@ pub async fn grant_runtime_role(database_url: &str, role: &str) -> anyhow::Resul
             .await
         {
             Ok(()) => tracing::info!(role, "created runtime role"),
-            // Another migrate created it between our check and our CREATE: fine.
-            Err(err) if err.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_OBJECT) => {}
+            Err(err) if created_concurrently(&err, SqlState::DUPLICATE_OBJECT) => {}
             Err(err) => return Err(err.into()),
         }
     }
+    // Concurrent GRANTs on one object fail with "tuple concurrently updated": two
+    // instances migrating together take turns, as they do for the migrations.
     let mut sql = format!(
         "BEGIN;
+         SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY});
          GRANT CONNECT ON DATABASE \"{database}\" TO {role};
          GRANT USAGE ON SCHEMA public TO {role};
          REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role};

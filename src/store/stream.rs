@@ -117,6 +117,12 @@ pub async fn lock(
 /// to `room_mutes`. Every writer of a stream thus locks the version row before anything
 /// else, so optimistic writers and locked retries cannot deadlock.
 ///
+/// `recorded_at` is read from the clock once the version row is locked, not taken from the
+/// transaction's start (`now()`): a retry begins its transaction before it waits for the
+/// lock, so its start can precede an event that commits ahead of it. Holding the lock, the
+/// clock is past every earlier event of the stream; `greatest` with the previous event
+/// keeps the order even if the server's clock steps back.
+///
 /// Parameters: $1 app, $2 stream type, $3 user, $4 new version, $5 event id, $6 event
 /// type, $7 schema version, $8 data, $9 metadata, $10 room.
 macro_rules! append_and_project {
@@ -130,8 +136,13 @@ macro_rules! append_and_project {
                 RETURNING s.version),
             appended AS (
                 INSERT INTO events (event_id, app_id, stream_type, stream_id, stream_version,
-                                    event_type, schema_version, data, metadata)
-                SELECT $5, $1, $2, $3, head.version, $6, $7, $8, $9 FROM head
+                                    event_type, schema_version, data, metadata, recorded_at)
+                SELECT $5, $1, $2, $3, head.version, $6, $7, $8, $9,
+                       greatest(clock_timestamp(),
+                                (SELECT e.recorded_at FROM events e
+                                 WHERE e.app_id = $1 AND e.stream_type = $2 AND e.stream_id = $3
+                                   AND e.stream_version = head.version - 1))
+                FROM head
                 RETURNING position, recorded_at),
             projected AS (",
             $projection,

@@ -18,7 +18,7 @@ async fn audit_of(app: &TestApp, creds: &AppCredentials, query: &str) -> Value {
     ok_result(response).await
 }
 
-async fn audit(app: &TestApp, query: &str) -> Value {
+pub async fn audit(app: &TestApp, query: &str) -> Value {
     audit_of(app, &app.app.clone(), query).await
 }
 

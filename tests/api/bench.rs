@@ -15,6 +15,7 @@ fn config(app: &TestApp, stop: Stop, mix: &str) -> BenchConfig {
         mix: mix.parse().unwrap(),
         prefix: "b".into(),
         progress: false,
+        flood: None,
     }
 }
 
@@ -91,4 +92,40 @@ async fn bench_reports_failures_by_status_and_code_and_exits_non_zero() {
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["requests"], 30);
     assert_eq!(report["errors"]["403 INVALID_CLIENT_KEY"], 30);
+}
+
+/// The flood sends every key once, each from its own address: the limiter answers each
+/// 403 (never 429: no key or address fails twice), and the load beside it is unaffected.
+#[tokio::test]
+async fn bench_floods_the_limiter_with_distinct_keys_and_addresses() {
+    let app = TestApp::spawn_with(|s| {
+        s.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        s.auth_failures = chatprefs::config::AuthFailureLimit {
+            burst: 1,
+            window: std::time::Duration::from_secs(60),
+        };
+    })
+    .await;
+    let mut config = config(
+        &app,
+        Stop::After(std::time::Duration::from_secs(30)),
+        "me=1",
+    );
+    config.flood = Some(bench::Flood {
+        connections: 4,
+        keys: 300,
+    });
+
+    let fixture = bench::setup(&config).await.unwrap();
+    let report = bench::run(&config, fixture).await.unwrap();
+
+    let flood = report.flood.expect("a flood report");
+    assert_eq!(flood.keys, 300);
+    assert_eq!(
+        flood.answers,
+        [("403 INVALID_CLIENT_KEY".to_owned(), 300)].into()
+    );
+    assert!(report.requests > 0);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert!(report.seconds < 30.0, "the load stops with the flood");
 }

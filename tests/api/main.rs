@@ -22,5 +22,6 @@ mod me;
 mod process;
 mod rebuild;
 mod replicas;
+mod review;
 mod sdk_compat;
 mod security;

@@ -123,9 +123,9 @@ async fn a_blocked_address_gets_another_try_after_retry_after() {
 }
 
 /// A role in the shared cluster, dropped after the database that holds its grants.
-struct Role {
-    name: String,
-    db: Option<TestDatabase>,
+pub struct Role {
+    pub name: String,
+    pub db: Option<TestDatabase>,
 }
 
 impl Drop for Role {
