@@ -515,7 +515,7 @@ async fn run_tail(database_url: &str, args: TailArgs) -> anyhow::Result<ExitCode
 async fn run_verify(database_url: &str) -> ExitCode {
     let verified = async {
         store::migrate(database_url).await?;
-        let pool = store::connect_pool(database_url, &pool_settings(2, 5000))?;
+        let pool = store::connect_pool(database_url, &pool_settings(1, 5000))?;
         anyhow::Ok(rebuild::verify(&pool).await?)
     }
     .await;
@@ -543,7 +543,7 @@ async fn run_verify(database_url: &str) -> ExitCode {
 
 async fn run_rebuild(database_url: &str) -> anyhow::Result<ExitCode> {
     store::migrate(database_url).await?;
-    let pool = store::connect_pool(database_url, &pool_settings(2, 5000))?;
+    let pool = store::connect_pool(database_url, &pool_settings(3, 5000))?;
     let report = rebuild::rebuild(&pool).await?;
     let seconds = report.elapsed.as_secs_f64();
     println!(

@@ -207,7 +207,12 @@ fn described(stamp: Stamp) -> (i64, String) {
 /// The differences between one stream's fold and what the read model holds for it,
 /// appended to `out` sorted. A stream with no events and a version row of 0 (left by an
 /// idempotent command) is no difference.
-pub fn stream_differences(key: &StreamKey, expected: &StreamFold, found: &Found, out: &mut Vec<Difference>) {
+pub fn stream_differences(
+    key: &StreamKey,
+    expected: &StreamFold,
+    found: &Found,
+    out: &mut Vec<Difference>,
+) {
     let (app, client) = (&key.0, &key.1);
     let first = out.len();
     if expected.version() != found.version {
@@ -330,9 +335,18 @@ mod tests {
     #[test]
     fn each_stream_is_answered_once_it_is_complete() {
         let mut folder = StreamFolder::default();
-        assert!(folder.push(&stored(1, "u", 1, "RoomMuted", "a")).unwrap().is_none());
-        assert!(folder.push(&stored(2, "u", 2, "RoomMuted", "b")).unwrap().is_none());
-        let u = folder.push(&stored(3, "v", 1, "RoomMuted", "a")).unwrap().unwrap();
+        assert!(folder
+            .push(&stored(1, "u", 1, "RoomMuted", "a"))
+            .unwrap()
+            .is_none());
+        assert!(folder
+            .push(&stored(2, "u", 2, "RoomMuted", "b"))
+            .unwrap()
+            .is_none());
+        let u = folder
+            .push(&stored(3, "v", 1, "RoomMuted", "a"))
+            .unwrap()
+            .unwrap();
         assert_eq!(u.key, ("app".to_owned(), "u".to_owned()));
         assert_eq!(u.fold.version(), 2);
         let v = folder.finish().unwrap();

@@ -1,32 +1,39 @@
 //! Rebuilding and verifying the read model from the log.
 //!
-//! Rebuild: fold everything committed in one snapshot of the log (streamed in batches) in
-//! memory, load the result into shadow tables with COPY, index them, catch up with each
-//! window of events committed meanwhile (rewriting only the streams that moved), and
-//! finally, with the live tables locked, read the last window and swap by rename. Windows
-//! come from the exact snapshot cursor ([`log_reader`]), so a transaction left open
-//! anywhere on the server holds back nothing but its own events.
-//! Verify: fold the log and read both tables in one repeatable-read snapshot and compare;
-//! it never runs across a swap (see [`read_model::lock_swap_shared`]).
+//! Rebuild: read everything committed in one snapshot of the log in stream order (user
+//! after user), fold each user's stream and COPY its rows into shadow tables before the
+//! next user's, so memory holds one batch and one user whatever the size of the log;
+//! index the shadows, catch up with each window of events committed meanwhile (re-folding
+//! only the streams that moved), and finally, with the live tables locked, catch up with
+//! the last window and swap by rename. Windows come from the exact snapshot cursor
+//! ([`log_reader`]), so a transaction left open anywhere on the server holds back nothing
+//! but its own events.
+//! Verify: in one repeatable-read snapshot, read the log and both tables user by user in
+//! the same order and compare each user's fold with their rows; it never runs across a
+//! swap (see [`read_model::lock_swap_shared`]).
 
 pub mod fold;
 mod progress;
 
-use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::task::JoinHandle;
+use deadpool_postgres::{Client, Transaction};
+use tokio_postgres::IsolationLevel;
 
-use crate::store::log_reader::{self, EventKey, LogCursor, StoredEvent, Window};
-use crate::store::read_model::{self, MuteRecord, VersionRecord};
+use crate::store::log_reader::{self, LogCursor, StoredEvent, UserOrder, Window};
+use crate::store::read_model::{self, MuteRecord, ShadowCopy, VersionRecord};
 use crate::store::{Pool, StoreError};
-use fold::{differences, Difference, Fold, ReadModel, UnreadableEvent};
+use fold::{
+    stream_differences, Difference, FoldedStream, Found, Stamp, StreamFold, StreamFolder,
+    UnreadableEvent,
+};
 use progress::Progress;
 
-/// Events per read: large enough that round trips do not dominate, small enough that a
+/// Rows per read: large enough that round trips do not dominate, small enough that a
 /// batch is a few megabytes.
-pub const BATCH_SIZE: i64 = 20_000;
+pub const BATCH_SIZE: i32 = 20_000;
+/// Streams re-folded together when catching up: bounds what one catch-up holds in memory.
+const MOVED_STREAMS_PER_READ: usize = 1_000;
 /// Catch-up rounds stop once a round reads fewer events than this; the rest is read while
 /// the live tables are locked, which then lasts milliseconds.
 const CATCH_UP_ENOUGH: u64 = 500;
@@ -60,7 +67,7 @@ pub struct RebuildReport {
     pub streams: usize,
     pub muted_rooms: usize,
     pub catch_up_rounds: usize,
-    /// How long writers were held off while the last events were folded and tables swapped.
+    /// How long writers were held off while the last window was folded and tables swapped.
     pub locked: Duration,
     pub elapsed: Duration,
     /// The snapshot of the log the new read model reflects (recorded in
@@ -74,161 +81,140 @@ pub struct VerifyReport {
     pub differences: Vec<Difference>,
 }
 
-type StreamKey = (String, String);
+/// A stream's `room_mutes` rows in primary-key order (byte order of the room, which is
+/// the order of the C and C.UTF-8 collations): PostgreSQL's sort notices presorted input.
+fn mute_records(stream: &FoldedStream) -> Vec<MuteRecord<'_>> {
+    let mut mutes: Vec<(&str, Stamp)> = stream
+        .fold
+        .mutes()
+        .map(|(room, stamp)| (room.as_str(), stamp))
+        .collect();
+    mutes.sort_unstable_by_key(|(room, _)| *room);
+    mutes
+        .into_iter()
+        .map(|(room, stamp)| MuteRecord {
+            app: &stream.key.0,
+            client: &stream.key.1,
+            room,
+            muted_at: stamp.muted_at,
+            position: stamp.position,
+        })
+        .collect()
+}
 
-/// A replay of the log in commit order into a fold, resumable where it stopped.
-struct Replay {
-    reader: Arc<deadpool_postgres::Client>,
-    fold: Fold,
-    /// Every event committed in this snapshot has been folded.
-    seen: LogCursor,
-    progress: Progress,
+fn version_record(stream: &FoldedStream) -> VersionRecord<'_> {
+    VersionRecord {
+        app: &stream.key.0,
+        client: &stream.key.1,
+        version: stream.fold.version(),
+    }
+}
+
+/// What has been written to the shadow tables so far.
+#[derive(Debug, Default)]
+struct Written {
     events: u64,
+    streams: usize,
+    muted_rooms: usize,
 }
 
-impl Replay {
-    async fn new(reader: deadpool_postgres::Client) -> Result<Self, RebuildError> {
-        let estimate = log_reader::last_position(&reader).await?.max(0) as u64;
-        Ok(Replay {
-            reader: Arc::new(reader),
-            fold: Fold::default(),
-            seen: LogCursor::start(),
-            progress: Progress::new(estimate),
-            events: 0,
-        })
-    }
-
-    fn fetch(
-        &self,
-        window: &Window,
-        after: Option<EventKey>,
-    ) -> JoinHandle<Result<Vec<StoredEvent>, StoreError>> {
-        let reader = Arc::clone(&self.reader);
-        let window = window.clone();
-        tokio::spawn(
-            async move { log_reader::read_window(&*reader, &window, after, BATCH_SIZE).await },
-        )
-    }
-
-    /// The server's snapshot now, read on the replay's connection (inside a repeatable-read
-    /// transaction, that transaction's snapshot).
-    async fn snapshot(&self) -> Result<LogCursor, RebuildError> {
-        Ok(log_reader::current(&*self.reader).await?)
-    }
-
-    /// Folds the events committed after what was seen and up to `to`, noting which streams
-    /// moved when asked to. The next batch is fetched while this one is folded; memory is
-    /// two batches plus the fold.
-    #[tracing::instrument(skip(self, moved), fields(from = self.seen.xmax, to = to.xmax))]
-    async fn run(
-        &mut self,
-        to: LogCursor,
-        mut moved: Option<&mut HashSet<StreamKey>>,
-    ) -> Result<u64, RebuildError> {
-        let window = Window {
-            from: std::mem::take(&mut self.seen),
-            to,
-        };
-        let mut read = 0;
-        let mut next = Some(self.fetch(&window, None));
-        while let Some(fetching) = next.take() {
-            let batch = match fetching.await {
-                Ok(batch) => batch?,
-                Err(failed) => std::panic::resume_unwind(failed.into_panic()),
-            };
-            let Some(last) = batch.last() else { break };
-            if batch.len() as i64 == BATCH_SIZE {
-                next = Some(self.fetch(&window, Some(last.key)));
-            }
-            for event in &batch {
-                self.fold.apply(event)?;
-                if let Some(moved) = moved.as_deref_mut() {
-                    moved.insert((event.app_id.clone(), event.stream_id.clone()));
-                }
-            }
-            read += batch.len() as u64;
-            self.events += batch.len() as u64;
-            self.progress.update(self.events);
+/// The first pass: every event committed in the reader's snapshot, user after user, folded
+/// and copied into freshly created shadow tables as each user's stream ends. Answers the
+/// snapshot read.
+async fn load_shadow(
+    reader: &mut Client,
+    mutes_to: &mut Client,
+    versions_to: &mut Client,
+    progress: &mut Progress,
+    written: &mut Written,
+) -> Result<LogCursor, RebuildError> {
+    let snapshot = reader
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let seen = log_reader::current(&snapshot).await?;
+    let mut events = log_reader::in_stream_order(&snapshot, UserOrder::Indexed, BATCH_SIZE).await?;
+    let mutes_tx = mutes_to.transaction().await?;
+    let versions_tx = versions_to.transaction().await?;
+    read_model::create_shadow::<MuteRecord>(&mutes_tx).await?;
+    read_model::create_shadow::<VersionRecord>(&versions_tx).await?;
+    let mut mutes = ShadowCopy::start::<MuteRecord>(&mutes_tx, true).await?;
+    let mut versions = ShadowCopy::start::<VersionRecord>(&versions_tx, true).await?;
+    let mut folder = StreamFolder::default();
+    while let Some(event) = events.next().await? {
+        if let Some(done) = folder.push(&event)? {
+            write_stream(&mut mutes, &mut versions, written, &done).await?;
         }
-        self.seen = window.to;
-        Ok(read)
+        written.events += 1;
+        progress.update(written.events);
     }
+    if let Some(done) = folder.finish() {
+        write_stream(&mut mutes, &mut versions, written, &done).await?;
+    }
+    mutes.finish().await?;
+    versions.finish().await?;
+    mutes_tx.commit().await?;
+    versions_tx.commit().await?;
+    drop(events);
+    snapshot.rollback().await?;
+    Ok(seen)
 }
 
-/// Rows in primary-key order (byte order, which is the order of the C and C.UTF-8
-/// collations): PostgreSQL's sort notices presorted input, so the key is built in one pass
-/// instead of a full sort, and each user's rows end up together on disk.
-fn mute_records<'a>(
-    fold: &'a Fold,
-    only: Option<&'a HashSet<StreamKey>>,
-) -> impl Iterator<Item = MuteRecord<'a>> {
-    streams_of(fold, only)
-        .into_iter()
-        .flat_map(|(app, client, stream)| {
-            let mut mutes: Vec<_> = stream.mutes().collect();
-            mutes.sort_unstable_by_key(|(room, _)| room.as_str());
-            mutes.into_iter().map(move |(room, stamp)| MuteRecord {
-                app,
-                client,
-                room: room.as_str(),
-                muted_at: stamp.muted_at,
-                position: stamp.position,
-            })
-        })
-}
-
-fn version_records<'a>(
-    fold: &'a Fold,
-    only: Option<&'a HashSet<StreamKey>>,
-) -> impl Iterator<Item = VersionRecord<'a>> {
-    streams_of(fold, only)
-        .into_iter()
-        .map(|(app, client, stream)| VersionRecord {
-            app,
-            client,
-            version: stream.version(),
-        })
-}
-
-type StreamRef<'a> = (&'a str, &'a str, &'a fold::StreamFold);
-
-/// All streams of the fold, or only those given, sorted by app and user.
-fn streams_of<'a>(fold: &'a Fold, only: Option<&'a HashSet<StreamKey>>) -> Vec<StreamRef<'a>> {
-    let mut streams: Vec<StreamRef<'a>> = match only {
-        None => fold.streams().collect(),
-        Some(keys) => keys
-            .iter()
-            .filter_map(|(app, client)| {
-                fold.stream(app, client)
-                    .map(|stream| (app.as_str(), client.as_str(), stream))
-            })
-            .collect(),
-    };
-    streams.sort_unstable_by_key(|(app, client, _)| (*app, *client));
-    streams
-}
-
-/// Rewrites the moved streams in the shadow tables from the fold.
-async fn write_moved(
-    tx: &deadpool_postgres::Transaction<'_>,
-    fold: &Fold,
-    moved: &HashSet<StreamKey>,
+async fn write_stream(
+    mutes: &mut ShadowCopy,
+    versions: &mut ShadowCopy,
+    written: &mut Written,
+    stream: &FoldedStream,
 ) -> Result<(), RebuildError> {
-    if moved.is_empty() {
-        return Ok(());
+    for record in mute_records(stream) {
+        mutes.write(&record).await?;
     }
-    let (apps, clients): (Vec<&str>, Vec<&str>) = moved
-        .iter()
-        .map(|(app, client)| (app.as_str(), client.as_str()))
-        .unzip();
-    read_model::clear_shadow_streams(tx, &apps, &clients).await?;
-    read_model::copy_rows(tx, false, mute_records(fold, Some(moved))).await?;
-    read_model::copy_rows(tx, false, version_records(fold, Some(moved))).await?;
+    versions.write(&version_record(stream)).await?;
+    written.streams += 1;
+    written.muted_rooms += stream.fold.muted_rooms();
     Ok(())
+}
+
+/// Folds `events` (whole streams, one after another) into their folded streams.
+fn fold_streams(events: &[StoredEvent]) -> Result<Vec<FoldedStream>, UnreadableEvent> {
+    let mut folder = StreamFolder::default();
+    let mut streams = Vec::new();
+    for event in events {
+        streams.extend(folder.push(event)?);
+    }
+    streams.extend(folder.finish());
+    Ok(streams)
+}
+
+/// Brings the shadow tables from `window.from` to `window.to`: the streams that got events
+/// in the window are folded again as of `window.to` and rewritten, a bounded number at a
+/// time. Answers how many events the window held.
+async fn catch_up(
+    reader: &Client,
+    tx: &Transaction<'_>,
+    window: &Window,
+) -> Result<u64, RebuildError> {
+    let moved = log_reader::moved_in(reader, window).await?;
+    let events = moved.iter().map(|(_, n)| *n as u64).sum();
+    for chunk in moved.chunks(MOVED_STREAMS_PER_READ) {
+        let (apps, clients): (Vec<&str>, Vec<&str>) = chunk
+            .iter()
+            .map(|((app, client), _)| (app.as_str(), client.as_str()))
+            .unzip();
+        let stored = log_reader::streams_as_of(reader, &apps, &clients, &window.to).await?;
+        let streams = fold_streams(&stored)?;
+        read_model::clear_shadow_streams(tx, &apps, &clients).await?;
+        read_model::copy_rows(tx, false, streams.iter().flat_map(mute_records)).await?;
+        read_model::copy_rows(tx, false, streams.iter().map(version_record)).await?;
+    }
+    Ok(events)
 }
 
 /// Replays the whole log into shadow tables and swaps them in. Safe while `serve` runs:
 /// writers are held off only for the final catch-up and the swap, and wait rather than fail.
+/// Uses three connections of `pool`.
 #[tracing::instrument(skip(pool))]
 pub async fn rebuild(pool: &Pool) -> Result<RebuildReport, RebuildError> {
     let mut writer = pool.get().await?;
@@ -236,8 +222,9 @@ pub async fn rebuild(pool: &Pool) -> Result<RebuildReport, RebuildError> {
         return Err(RebuildError::Busy);
     }
     let rebuilt = async {
-        let replay = Replay::new(pool.get().await?).await?;
-        rebuild_locked(replay, &mut writer).await
+        let reader = pool.get().await?;
+        let versions_to = pool.get().await?;
+        rebuild_locked(reader, &mut writer, versions_to).await
     }
     .await;
     if rebuilt.is_err() {
@@ -251,32 +238,43 @@ pub async fn rebuild(pool: &Pool) -> Result<RebuildReport, RebuildError> {
 }
 
 async fn rebuild_locked(
-    mut replay: Replay,
-    writer: &mut deadpool_postgres::Client,
+    mut reader: Client,
+    writer: &mut Client,
+    mut versions_to: Client,
 ) -> Result<RebuildReport, RebuildError> {
     let started = Instant::now();
-    let to = replay.snapshot().await?;
-    replay.run(to, None).await?;
-    tracing::debug!(events = replay.events, elapsed = ?started.elapsed(), "folded the committed log");
+    let estimate = log_reader::last_position(&reader).await?.max(0) as u64;
+    let mut progress = Progress::new(estimate);
+    let mut written = Written::default();
+    let mut seen = load_shadow(
+        &mut reader,
+        writer,
+        &mut versions_to,
+        &mut progress,
+        &mut written,
+    )
+    .await?;
+    drop(versions_to);
+    tracing::debug!(events = written.events, elapsed = ?started.elapsed(), "loaded the shadow tables");
     let tx = writer.transaction().await?;
-    read_model::create_shadow(&tx).await?;
-    read_model::copy_rows(&tx, true, mute_records(&replay.fold, None)).await?;
-    read_model::copy_rows(&tx, true, version_records(&replay.fold, None)).await?;
-    tracing::debug!(elapsed = ?started.elapsed(), "copied the fold into the shadow tables");
     read_model::index_shadow(&tx).await?;
     read_model::grant_shadow(&tx).await?;
     tx.commit().await?;
     tracing::debug!(elapsed = ?started.elapsed(), "indexed the shadow tables");
 
     let mut catch_up_rounds = 0;
+    let mut caught_up = 0;
     while catch_up_rounds < MAX_CATCH_UP_ROUNDS {
         catch_up_rounds += 1;
-        let to = replay.snapshot().await?;
-        let mut moved = HashSet::new();
-        let read = replay.run(to, Some(&mut moved)).await?;
+        let window = Window {
+            from: seen,
+            to: log_reader::current(&reader).await?,
+        };
         let tx = writer.transaction().await?;
-        write_moved(&tx, &replay.fold, &moved).await?;
+        let read = catch_up(&reader, &tx, &window).await?;
         tx.commit().await?;
+        caught_up += read;
+        seen = window.to;
         if read < CATCH_UP_ENOUGH {
             break;
         }
@@ -290,47 +288,109 @@ async fn rebuild_locked(
     let locked_at = Instant::now();
     // No writer is in flight now (each takes the lock first), so a snapshot taken now
     // sees every event that the new tables must reflect.
-    let to = replay.snapshot().await?;
-    let mut moved = HashSet::new();
-    replay.run(to, Some(&mut moved)).await?;
-    write_moved(&tx, &replay.fold, &moved).await?;
-    read_model::swap(&tx, &replay.seen).await?;
+    let window = Window {
+        from: seen,
+        to: log_reader::current(&reader).await?,
+    };
+    caught_up += catch_up(&reader, &tx, &window).await?;
+    read_model::swap(&tx, &window.to).await?;
     tx.commit().await?;
     let locked = locked_at.elapsed();
-    replay.progress.finish("replayed the log");
+    progress.finish("replayed the log");
+    let (streams, muted_rooms) = read_model::counts(&*writer).await?;
 
     Ok(RebuildReport {
-        events: replay.events,
-        streams: replay.fold.streams().count(),
-        muted_rooms: replay.fold.muted_rooms(),
+        events: written.events + caught_up,
+        streams,
+        muted_rooms,
         catch_up_rounds,
         locked,
         elapsed: started.elapsed(),
-        checkpoint: replay.seen,
+        checkpoint: window.to,
     })
 }
 
-/// Folds the log and compares the read model with it, both as of one snapshot, changing
-/// nothing. A rebuild's swap waits for it, and it waits for a swap in progress.
+/// Folds the log and compares the read model with it, both as of one snapshot and user by
+/// user, changing nothing. A rebuild's swap waits for it, and it waits for a swap in
+/// progress. Memory holds a batch of each read and one user.
 #[tracing::instrument(skip(pool))]
 pub async fn verify(pool: &Pool) -> Result<VerifyReport, RebuildError> {
-    let mut replay = Replay::new(pool.get().await?).await?;
-    read_model::lock_swap_shared(&*replay.reader).await?;
-    read_model::begin_snapshot(&*replay.reader).await?;
-    let compared = compare(&mut replay).await;
-    read_model::end_snapshot(&*replay.reader).await?;
-    read_model::unlock_swap_shared(&*replay.reader).await?;
+    let mut reader = pool.get().await?;
+    read_model::lock_swap_shared(&reader).await?;
+    let compared = compare(&mut reader).await;
+    read_model::unlock_swap_shared(&reader).await?;
     compared
 }
 
-async fn compare(replay: &mut Replay) -> Result<VerifyReport, RebuildError> {
-    let to = replay.snapshot().await?;
-    replay.run(to, None).await?;
-    replay.progress.finish("replayed the log");
-    let mut model = ReadModel::default();
-    read_model::scan(&*replay.reader, |row| model.add(row)).await?;
+async fn compare(reader: &mut Client) -> Result<VerifyReport, RebuildError> {
+    let estimate = log_reader::last_position(&*reader).await?.max(0) as u64;
+    let mut progress = Progress::new(estimate);
+    let snapshot = reader
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let mut events = log_reader::in_stream_order(&snapshot, UserOrder::Bytes, BATCH_SIZE).await?;
+    let mut mutes = read_model::mutes_by_user(&snapshot, BATCH_SIZE).await?;
+    let mut versions = read_model::versions_by_user(&snapshot, BATCH_SIZE).await?;
+    let mut differences = Vec::new();
+    let mut read = 0u64;
+    loop {
+        // The next user any of the three reads has, in the byte order all three share.
+        let candidates = [
+            events
+                .peek()
+                .await?
+                .map(|e| (e.app_id.clone(), e.stream_id.clone())),
+            mutes
+                .peek()
+                .await?
+                .map(|m| (m.app.clone(), m.client.clone())),
+            versions
+                .peek()
+                .await?
+                .map(|v| (v.app.clone(), v.client.clone())),
+        ];
+        let Some(key) = candidates.into_iter().flatten().min() else {
+            break;
+        };
+        let is_key = |app: &str, client: &str| app == key.0 && client == key.1;
+        let mut fold = StreamFold::default();
+        while let Some(event) = events.peek().await? {
+            if !is_key(&event.app_id, &event.stream_id) {
+                break;
+            }
+            let event = events.next().await?.expect("peeked");
+            fold.apply(&event)?;
+            read += 1;
+        }
+        let mut found = Found::default();
+        while let Some(row) = mutes.peek().await? {
+            if !is_key(&row.app, &row.client) {
+                break;
+            }
+            let row = mutes.next().await?.expect("peeked");
+            let stamp = Stamp {
+                muted_at: row.muted_at,
+                position: row.position,
+            };
+            found.mutes.insert(row.room, stamp);
+        }
+        if let Some(row) = versions.peek().await? {
+            if is_key(&row.app, &row.client) {
+                found.version = row.version;
+                versions.next().await?;
+            }
+        }
+        stream_differences(&key, &fold, &found, &mut differences);
+        progress.update(read);
+    }
+    drop((events, mutes, versions));
+    snapshot.rollback().await?;
+    progress.finish("compared the log and the read model");
     Ok(VerifyReport {
-        events: replay.events,
-        differences: differences(&replay.fold, &model),
+        events: read,
+        differences,
     })
 }

@@ -172,7 +172,8 @@ impl WindowBounds {
 }
 
 /// The columns [`stored_from_row`] reads.
-const EVENT_COLUMNS: &str = "transaction_id::text AS xid, position, app_id, stream_id, stream_version,
+const EVENT_COLUMNS: &str =
+    "transaction_id::text AS xid, position, app_id, stream_id, stream_version,
      event_type, data, recorded_at";
 
 fn stored_from_row(row: &Row) -> Result<StoredEvent, StoreError> {
@@ -249,15 +250,25 @@ pub async fn in_stream_order<'t, 'a>(
         "SELECT {EVENT_COLUMNS} FROM events WHERE stream_type = $1 ORDER BY {}",
         order.sql()
     );
-    Batches::open(tx, &sql, &[&STREAM_TYPE_USER_PREFERENCES], batch, stored_from_row).await
+    Batches::open(
+        tx,
+        &sql,
+        &[&STREAM_TYPE_USER_PREFERENCES],
+        batch,
+        stored_from_row,
+    )
+    .await
 }
+
+/// A stream, `(app, user)`, and how many events it got in a window.
+pub type MovedStream = ((String, String), i64);
 
 /// The streams that got events in `window`, with how many.
 #[tracing::instrument(skip(db))]
 pub async fn moved_in<C: GenericClient>(
     db: &C,
     window: &Window,
-) -> Result<Vec<((String, String), i64)>, StoreError> {
+) -> Result<Vec<MovedStream>, StoreError> {
     let bounds = WindowBounds::new(
         window,
         EventKey {

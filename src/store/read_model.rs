@@ -1,12 +1,14 @@
-//! The read model as a whole: scanning it for verification, and building a shadow copy
+//! The read model as a whole: reading it user by user for verification, and building a shadow copy
 //! (`room_mutes_rebuild`, `stream_versions_rebuild`) that is swapped in by rename.
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
-use futures_util::{pin_mut, TryStreamExt};
+use std::pin::Pin;
+
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
+use super::batches::Batches;
 use super::log_reader::LogCursor;
 use super::{execute, GenericClient, StoreError};
 use crate::domain::STREAM_TYPE_USER_PREFERENCES;
@@ -21,21 +23,22 @@ const REBUILD_LOCK_KEY: i64 = 0x6368_6174_7265_6275; // "chatrebu"
 /// Taken before any table lock by both, so it cannot deadlock with them.
 const SWAP_LOCK_KEY: i64 = 0x6368_6174_7377_6170; // "chatswap"
 
-/// A row of either read-model table.
+/// A `room_mutes` row as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReadModelRow {
-    Mute {
-        app: String,
-        client: String,
-        room: String,
-        muted_at: DateTime<Utc>,
-        position: i64,
-    },
-    Version {
-        app: String,
-        client: String,
-        version: i32,
-    },
+pub struct MuteRow {
+    pub app: String,
+    pub client: String,
+    pub room: String,
+    pub muted_at: DateTime<Utc>,
+    pub position: i64,
+}
+
+/// A `stream_versions` row as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionRow {
+    pub app: String,
+    pub client: String,
+    pub version: i32,
 }
 
 /// A `room_mutes` row to write.
@@ -95,78 +98,70 @@ pub async fn lock_swap(tx: &Transaction<'_>) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Begins a read-only repeatable-read transaction: one snapshot of the log and the read
-/// model, taken by hand rather than as a `Transaction` so the connection can be shared
-/// with a task that fetches ahead. [`end_snapshot`] must follow on every path.
-#[tracing::instrument(skip(db))]
-pub async fn begin_snapshot<C: GenericClient>(db: &C) -> Result<(), StoreError> {
-    db.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .await?;
-    Ok(())
+/// Every `room_mutes` row, user after user in byte order of `(app, user)`: the order of
+/// [`super::log_reader::in_stream_order`] with [`UserOrder::Bytes`], for merging.
+#[tracing::instrument(skip(tx))]
+pub async fn mutes_by_user<'t, 'a>(
+    tx: &'t tokio_postgres::Transaction<'a>,
+    batch: i32,
+) -> Result<Batches<'t, 'a, MuteRow>, StoreError> {
+    Batches::open(
+        tx,
+        "SELECT app_id, client_id, room_id, muted_at, position FROM room_mutes
+         ORDER BY app_id COLLATE \"C\", client_id COLLATE \"C\"",
+        &[],
+        batch,
+        |row| {
+            Ok(MuteRow {
+                app: row.get(0),
+                client: row.get(1),
+                room: row.get(2),
+                muted_at: row.get(3),
+                position: row.get(4),
+            })
+        },
+    )
+    .await
 }
 
-#[tracing::instrument(skip(db))]
-pub async fn end_snapshot<C: GenericClient>(db: &C) -> Result<(), StoreError> {
-    db.batch_execute("ROLLBACK").await?;
-    Ok(())
-}
-
-/// Every row of both read-model tables, streamed to `sink` (memory stays with the caller).
-#[tracing::instrument(skip(db, sink))]
-pub async fn scan<C: GenericClient>(
-    db: &C,
-    mut sink: impl FnMut(ReadModelRow),
-) -> Result<(), StoreError> {
-    let no_params: [&(dyn ToSql + Sync); 0] = [];
-    let mutes = db
-        .query_raw(
-            "SELECT app_id, client_id, room_id, muted_at, position FROM room_mutes",
-            no_params,
-        )
-        .await?;
-    pin_mut!(mutes);
-    while let Some(row) = mutes.try_next().await? {
-        sink(ReadModelRow::Mute {
-            app: row.get(0),
-            client: row.get(1),
-            room: row.get(2),
-            muted_at: row.get(3),
-            position: row.get(4),
-        });
-    }
-    let versions = db
-        .query_raw(
-            "SELECT app_id, stream_id, version FROM stream_versions WHERE stream_type = $1",
-            [&STREAM_TYPE_USER_PREFERENCES],
-        )
-        .await?;
-    pin_mut!(versions);
-    while let Some(row) = versions.try_next().await? {
-        sink(ReadModelRow::Version {
-            app: row.get(0),
-            client: row.get(1),
-            version: row.get(2),
-        });
-    }
-    Ok(())
+/// Every `stream_versions` row of preference streams, in the same order.
+#[tracing::instrument(skip(tx))]
+pub async fn versions_by_user<'t, 'a>(
+    tx: &'t tokio_postgres::Transaction<'a>,
+    batch: i32,
+) -> Result<Batches<'t, 'a, VersionRow>, StoreError> {
+    Batches::open(
+        tx,
+        "SELECT app_id, stream_id, version FROM stream_versions WHERE stream_type = $1
+         ORDER BY app_id COLLATE \"C\", stream_id COLLATE \"C\"",
+        &[&STREAM_TYPE_USER_PREFERENCES],
+        batch,
+        |row| {
+            Ok(VersionRow {
+                app: row.get(0),
+                client: row.get(1),
+                version: row.get(2),
+            })
+        },
+    )
+    .await
 }
 
 /// The read-model tables a rebuild replaces, each with a shadow named `<table>_rebuild`.
 const TABLES: [&str; 2] = ["room_mutes", "stream_versions"];
 const SHADOW: &str = "_rebuild";
 
-/// Creates empty shadow tables shaped like the live ones, without indexes (dropping any a
-/// crashed rebuild left behind). Created in the loading transaction, they can be loaded
-/// with `COPY … FREEZE`.
-#[tracing::instrument(skip(tx))]
-pub async fn create_shadow(tx: &Transaction<'_>) -> Result<(), StoreError> {
-    for table in TABLES {
-        tx.batch_execute(&format!(
-            "DROP TABLE IF EXISTS {table}{SHADOW};
-             CREATE TABLE {table}{SHADOW} (LIKE {table} INCLUDING ALL EXCLUDING INDEXES);"
-        ))
-        .await?;
-    }
+/// Creates the empty shadow of the table `R` is written to, shaped like the live one,
+/// without indexes (dropping one a crashed rebuild left behind). Created in the loading
+/// transaction, it can be loaded with `COPY … FREEZE`.
+#[tracing::instrument(skip(tx), fields(table = R::TABLE))]
+pub async fn create_shadow<R: ShadowRow>(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    let table = R::TABLE;
+    tx.batch_execute(&format!(
+        "DROP TABLE IF EXISTS {table}{SHADOW};
+         CREATE TABLE {table}{SHADOW} (LIKE {table} INCLUDING ALL EXCLUDING INDEXES);"
+    ))
+    .await?;
     Ok(())
 }
 
@@ -182,12 +177,15 @@ pub async fn drop_shadow<C: GenericClient>(db: &C) -> Result<(), StoreError> {
 
 /// A row that a binary COPY can write into a shadow table.
 pub trait ShadowRow {
+    /// The live table; its shadow is `<TABLE>_rebuild`.
+    const TABLE: &'static str;
     const COPY: &'static str;
     const TYPES: &'static [Type];
     fn values(&self) -> Vec<&(dyn ToSql + Sync)>;
 }
 
 impl ShadowRow for MuteRecord<'_> {
+    const TABLE: &'static str = "room_mutes";
     const COPY: &'static str =
         "COPY room_mutes_rebuild (app_id, client_id, room_id, muted_at, position)";
     const TYPES: &'static [Type] = &[
@@ -209,6 +207,7 @@ impl ShadowRow for MuteRecord<'_> {
 }
 
 impl ShadowRow for VersionRecord<'_> {
+    const TABLE: &'static str = "stream_versions";
     const COPY: &'static str =
         "COPY stream_versions_rebuild (app_id, stream_type, stream_id, version)";
     const TYPES: &'static [Type] = &[Type::TEXT, Type::TEXT, Type::TEXT, Type::INT4];
@@ -222,6 +221,40 @@ impl ShadowRow for VersionRecord<'_> {
     }
 }
 
+/// Rows going into one shadow table through one binary COPY, written as they come: memory
+/// holds the COPY's buffer, not the rows.
+pub struct ShadowCopy {
+    writer: Pin<Box<BinaryCopyInWriter>>,
+}
+
+impl ShadowCopy {
+    /// Starts the COPY into `R`'s shadow; `freeze` when the table was created in this
+    /// transaction.
+    pub async fn start<R: ShadowRow>(
+        tx: &Transaction<'_>,
+        freeze: bool,
+    ) -> Result<Self, StoreError> {
+        let sink = tx
+            .copy_in(&format!(
+                "{} FROM STDIN (FORMAT binary, FREEZE {freeze})",
+                R::COPY
+            ))
+            .await?;
+        Ok(ShadowCopy {
+            writer: Box::pin(BinaryCopyInWriter::new(sink, R::TYPES)),
+        })
+    }
+
+    pub async fn write<R: ShadowRow>(&mut self, row: &R) -> Result<(), StoreError> {
+        self.writer.as_mut().write(&row.values()).await?;
+        Ok(())
+    }
+
+    pub async fn finish(mut self) -> Result<u64, StoreError> {
+        Ok(self.writer.as_mut().finish().await?)
+    }
+}
+
 /// Writes rows into their shadow table with one binary COPY; `freeze` when the table was
 /// created in this transaction.
 #[tracing::instrument(skip_all, fields(table = R::COPY))]
@@ -230,18 +263,11 @@ pub async fn copy_rows<R: ShadowRow>(
     freeze: bool,
     rows: impl Iterator<Item = R>,
 ) -> Result<u64, StoreError> {
-    let sink = tx
-        .copy_in(&format!(
-            "{} FROM STDIN (FORMAT binary, FREEZE {freeze})",
-            R::COPY
-        ))
-        .await?;
-    let writer = BinaryCopyInWriter::new(sink, R::TYPES);
-    pin_mut!(writer);
+    let mut copy = ShadowCopy::start::<R>(tx, freeze).await?;
     for row in rows {
-        writer.as_mut().write(&row.values()).await?;
+        copy.write(&row).await?;
     }
-    Ok(writer.finish().await?)
+    copy.finish().await
 }
 
 /// An index of a live table, as the catalog describes it.
@@ -364,6 +390,20 @@ pub async fn grant_shadow(tx: &Transaction<'_>) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+/// How many preference streams and muted rooms the live read model holds.
+#[tracing::instrument(skip(db))]
+pub async fn counts<C: GenericClient>(db: &C) -> Result<(usize, usize), StoreError> {
+    let row = db
+        .query_one(
+            "SELECT (SELECT count(*) FROM stream_versions WHERE stream_type = $1),
+                    (SELECT count(*) FROM room_mutes)",
+            &[&STREAM_TYPE_USER_PREFERENCES],
+        )
+        .await?;
+    let count = |i: usize| row.get::<_, i64>(i).max(0) as usize;
+    Ok((count(0), count(1)))
 }
 
 /// Removes these streams from the shadow tables, so that their new state can be copied in.
