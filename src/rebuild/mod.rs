@@ -18,7 +18,6 @@ mod progress;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Client, Transaction};
-use tokio_postgres::IsolationLevel;
 
 use crate::store::log_reader::{self, LogCursor, StoredEvent, UserOrder, Window};
 use crate::store::read_model::{self, MuteRecord, ShadowCopy, VersionRecord};
@@ -128,12 +127,7 @@ async fn load_shadow(
     progress: &mut Progress,
     written: &mut Written,
 ) -> Result<LogCursor, RebuildError> {
-    let snapshot = reader
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
+    let snapshot = read_model::begin_snapshot(reader).await?;
     let seen = log_reader::current(&snapshot).await?;
     let mut events = log_reader::in_stream_order(&snapshot, UserOrder::Indexed, BATCH_SIZE).await?;
     let mutes_tx = mutes_to.transaction().await?;
@@ -325,12 +319,7 @@ pub async fn verify(pool: &Pool) -> Result<VerifyReport, RebuildError> {
 async fn compare(reader: &mut Client) -> Result<VerifyReport, RebuildError> {
     let estimate = log_reader::last_position(&*reader).await?.max(0) as u64;
     let mut progress = Progress::new(estimate);
-    let snapshot = reader
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
+    let snapshot = read_model::begin_snapshot(reader).await?;
     let mut events = log_reader::in_stream_order(&snapshot, UserOrder::Bytes, BATCH_SIZE).await?;
     let mut mutes = read_model::mutes_by_user(&snapshot, BATCH_SIZE).await?;
     let mut versions = read_model::versions_by_user(&snapshot, BATCH_SIZE).await?;

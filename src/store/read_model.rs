@@ -98,6 +98,20 @@ pub async fn lock_swap(tx: &Transaction<'_>) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A read-only repeatable-read transaction: one snapshot of the log and the read model for
+/// everything read in it.
+#[tracing::instrument(skip(client))]
+pub async fn begin_snapshot(
+    client: &mut deadpool_postgres::Client,
+) -> Result<Transaction<'_>, StoreError> {
+    Ok(client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?)
+}
+
 /// Every `room_mutes` row, user after user in byte order of `(app, user)`: the order of
 /// [`super::log_reader::in_stream_order`] with [`UserOrder::Bytes`], for merging.
 #[tracing::instrument(skip(tx))]
