@@ -44,16 +44,6 @@ impl LogCursor {
                 .all(|xid| *xid >= self.xmax || self.xip.binary_search(xid).is_ok())
     }
 
-    /// The lowest transaction id that can still hold an unread event: every event after
-    /// this cursor sorts at or after `(floor, 0)`, which lets an index seek there.
-    fn floor(&self) -> u64 {
-        self.xip
-            .first()
-            .copied()
-            .unwrap_or(self.xmax)
-            .min(self.xmax)
-    }
-
     fn xmax_text(&self) -> String {
         self.xmax.to_string()
     }
@@ -129,15 +119,37 @@ pub async fn last_position<C: GenericClient>(db: &C) -> Result<i64, StoreError> 
     )
 }
 
-/// Rows of `window` in reading order. The transaction ids are carried as text, the one
-/// form both PostgreSQL's `xid8` and Rust read losslessly; the text column is named `xid`
-/// so that ORDER BY sorts on the `xid8` column (output names win) and walks the index.
-const IN_WINDOW: &str =
-    "(transaction_id >= $1::text::xid8 OR transaction_id = ANY($2::text[]::xid8[]))
-     AND transaction_id < $3::text::xid8 AND transaction_id <> ALL($4::text[]::xid8[])
+/// The rows after the snapshot cursor `$1` (xmax) / `$2` (xip), as the union of its two
+/// parts, each one index scan: the transactions that were running at the cursor, looked up
+/// one by one, and everything from its xmax on. One range from the oldest running
+/// transaction would read every event since that transaction began: with a transaction
+/// left open elsewhere for an hour, an hour of the log on every read. `columns` are
+/// selected in each part, `rest` ends each part's WHERE clause and `tail` follows it (an
+/// ORDER BY with a LIMIT, so that each part stops early). Transaction ids are carried as
+/// text, the one form both PostgreSQL's `xid8` and Rust read losslessly.
+fn after_cursor(columns: &str, rest: &str, tail: &str) -> String {
+    format!(
+        "(SELECT {columns} FROM events
+          WHERE transaction_id = ANY($2::text[]::xid8[]) AND {rest} {tail})
+         UNION ALL
+         (SELECT {columns} FROM events
+          WHERE transaction_id >= $1::text::xid8 AND {rest} {tail})"
+    )
+}
+
+/// The rest of a window's WHERE clause: finished at its end (`$3` xmax, `$4` xip), after
+/// the key `$5`/`$6`.
+const WITHIN_END: &str =
+    "transaction_id < $3::text::xid8 AND transaction_id <> ALL($4::text[]::xid8[])
      AND (transaction_id, position) > ($5::text::xid8, $6)";
 
-/// The parameters `$1`–`$6` of [`IN_WINDOW`], as text where they are transaction ids.
+/// Each part in reading order, for at most `$n` rows.
+fn in_order_limit(n: usize) -> String {
+    format!("ORDER BY transaction_id, position LIMIT ${n}")
+}
+
+/// The parameters `$1`–`$6` of a window read ([`after_cursor`] with [`WITHIN_END`]), as
+/// text where they are transaction ids.
 struct WindowBounds {
     from_xmax: String,
     from_xip: Vec<String>,
@@ -191,34 +203,6 @@ fn stored_from_row(row: &Row) -> Result<StoredEvent, StoreError> {
     })
 }
 
-/// The next `limit` preference events of `window` after `after`, in reading order.
-#[tracing::instrument(skip(db))]
-pub async fn read_window<C: GenericClient>(
-    db: &C,
-    window: &Window,
-    after: Option<EventKey>,
-    limit: i64,
-) -> Result<Vec<StoredEvent>, StoreError> {
-    let after = after.unwrap_or(EventKey {
-        transaction_id: window.from.floor(),
-        position: 0,
-    });
-    let bounds = WindowBounds::new(window, after);
-    let (stream_type, mut params) = (STREAM_TYPE_USER_PREFERENCES, bounds.params());
-    params.extend([&stream_type as &(dyn ToSql + Sync), &limit]);
-    let rows = query(
-        db,
-        &format!(
-            "SELECT {EVENT_COLUMNS} FROM events
-             WHERE stream_type = $7 AND {IN_WINDOW}
-             ORDER BY transaction_id, position LIMIT $8"
-        ),
-        &params,
-    )
-    .await?;
-    rows.iter().map(stored_from_row).collect()
-}
-
 /// How a stream-ordered read sorts users.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UserOrder {
@@ -269,20 +253,18 @@ pub async fn moved_in<C: GenericClient>(
     db: &C,
     window: &Window,
 ) -> Result<Vec<MovedStream>, StoreError> {
-    let bounds = WindowBounds::new(
-        window,
-        EventKey {
-            transaction_id: window.from.floor(),
-            position: 0,
-        },
-    );
+    let bounds = WindowBounds::new(window, EventKey::default());
     let (stream_type, mut params) = (STREAM_TYPE_USER_PREFERENCES, bounds.params());
     params.push(&stream_type);
     let rows = query(
         db,
         &format!(
-            "SELECT app_id, stream_id, count(*) FROM events
-             WHERE stream_type = $7 AND {IN_WINDOW} GROUP BY app_id, stream_id"
+            "SELECT app_id, stream_id, count(*) FROM ({}) AS moved GROUP BY app_id, stream_id",
+            after_cursor(
+                "app_id, stream_id",
+                &format!("stream_type = $7 AND {WITHIN_END}"),
+                ""
+            )
         ),
         &params,
     )
@@ -362,21 +344,15 @@ pub async fn read_feed_from<C: GenericClient>(
             "SELECT pg_snapshot_xmax(s)::text, ARRAY(SELECT pg_snapshot_xip(s)::text), e.*
              FROM pg_current_snapshot() AS s
              LEFT JOIN LATERAL (
-                 SELECT transaction_id::text AS xid, {ENTRY_COLUMNS}
-                 FROM events
-                 WHERE app_id = $3
-                   AND (transaction_id >= $1::text::xid8 OR transaction_id = ANY($2::text[]::xid8[]))
-                   AND transaction_id >= $4::text::xid8
-                 ORDER BY transaction_id, position LIMIT $5
-             ) AS e ON true"
+                 SELECT * FROM ({}) AS w ORDER BY w.t, w.position LIMIT $4
+             ) AS e ON true",
+            after_cursor(
+                &format!("transaction_id AS t, transaction_id::text AS xid, {ENTRY_COLUMNS}"),
+                "app_id = $3",
+                &in_order_limit(4)
+            )
         ),
-        &[
-            &from.xmax_text(),
-            &from.xip_text(),
-            &app.as_str(),
-            &from.floor().to_string(),
-            &limit,
-        ],
+        &[&from.xmax_text(), &from.xip_text(), &app.as_str(), &limit],
     )
     .await?;
     let to = match rows.first() {
@@ -384,7 +360,7 @@ pub async fn read_feed_from<C: GenericClient>(
         None => return Err(StoreError::Corrupt("no snapshot".into())),
     };
     Ok(FeedRead {
-        entries: feed_entries(&rows, 2)?,
+        entries: feed_entries(&rows, 3)?,
         window: Window {
             from: from.clone(),
             to,
@@ -408,16 +384,18 @@ pub async fn read_feed_window<C: GenericClient>(
     let rows = query(
         db,
         &format!(
-            "SELECT transaction_id::text AS xid, {ENTRY_COLUMNS}
-             FROM events
-             WHERE app_id = $7 AND {IN_WINDOW}
-             ORDER BY transaction_id, position LIMIT $8"
+            "SELECT * FROM ({}) AS w ORDER BY w.t, w.position LIMIT $8",
+            after_cursor(
+                &format!("transaction_id AS t, transaction_id::text AS xid, {ENTRY_COLUMNS}"),
+                &format!("app_id = $7 AND {WITHIN_END}"),
+                &in_order_limit(8)
+            )
         ),
         &params,
     )
     .await?;
     Ok(FeedRead {
-        entries: feed_entries(&rows, 0)?,
+        entries: feed_entries(&rows, 1)?,
         window: window.clone(),
     })
 }
@@ -431,14 +409,14 @@ pub async fn streams_moved<C: GenericClient>(
 ) -> Result<(LogCursor, Vec<(String, String)>), StoreError> {
     let rows = query(
         db,
-        "SELECT pg_snapshot_xmax(s)::text, ARRAY(SELECT pg_snapshot_xip(s)::text), e.app_id, e.stream_id
-         FROM pg_current_snapshot() AS s
-         LEFT JOIN LATERAL (
-             SELECT DISTINCT app_id, stream_id FROM events
-             WHERE (transaction_id >= $1::text::xid8 OR transaction_id = ANY($2::text[]::xid8[]))
-               AND transaction_id >= $3::text::xid8
-         ) AS e ON true",
-        &[&from.xmax_text(), &from.xip_text(), &from.floor().to_string()],
+        &format!(
+            "SELECT pg_snapshot_xmax(s)::text, ARRAY(SELECT pg_snapshot_xip(s)::text),
+                    e.app_id, e.stream_id
+             FROM pg_current_snapshot() AS s
+             LEFT JOIN LATERAL (SELECT DISTINCT app_id, stream_id FROM ({}) AS w) AS e ON true",
+            after_cursor("app_id, stream_id", "true", "")
+        ),
+        &[&from.xmax_text(), &from.xip_text()],
     )
     .await?;
     let to = match rows.first() {
@@ -525,12 +503,5 @@ mod tests {
         // 5 finished before the first snapshot cannot be running in the second.
         assert!(!cursor(10, &[4]).precedes(&cursor(12, &[5])));
         assert!(!cursor(12, &[]).precedes(&cursor(10, &[])));
-    }
-
-    #[test]
-    fn the_floor_is_the_oldest_running_transaction() {
-        assert_eq!(cursor(10, &[4, 7]).floor(), 4);
-        assert_eq!(cursor(10, &[]).floor(), 10);
-        assert_eq!(LogCursor::start().floor(), 0);
     }
 }
