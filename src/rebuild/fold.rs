@@ -29,6 +29,24 @@ pub struct StreamFold {
 }
 
 impl StreamFold {
+    /// A stream as the read model holds it at `version`: its muted rooms with their stamps,
+    /// in mute order (by position). Folding the stream's later events onto it gives what
+    /// folding the whole stream would.
+    pub fn resume(version: i32, muted: Vec<(String, Stamp)>) -> Result<Self, UnreadableRow> {
+        let (rooms, stamps): (Vec<_>, Vec<_>) = muted
+            .into_iter()
+            .map(|(room, stamp)| RoomId::parse(room).map(|room| (room, stamp)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|err| UnreadableRow(err.to_string()))?
+            .into_iter()
+            .unzip();
+        Ok(StreamFold {
+            state: MuteState::from_muted(rooms),
+            stamps,
+            version,
+        })
+    }
+
     /// Folds one stored event of this stream. An event this version cannot decode stops
     /// the fold: a read model built by skipping it would be silently wrong.
     pub fn apply(&mut self, stored: &StoredEvent) -> Result<(), UnreadableEvent> {
@@ -81,6 +99,11 @@ pub struct UnreadableEvent {
     pub position: i64,
     pub event_type: String,
 }
+
+/// A read-model row this version cannot read (a room id that is not one).
+#[derive(Debug, thiserror::Error)]
+#[error("a read-model row cannot be read: {0}")]
+pub struct UnreadableRow(pub String);
 
 /// `(app, user)`: which stream.
 pub type StreamKey = (String, String);
@@ -351,6 +374,35 @@ mod tests {
         assert_eq!(u.fold.version(), 2);
         let v = folder.finish().unwrap();
         assert_eq!(rooms(&v), [("a".into(), 3)]);
+    }
+
+    #[test]
+    fn a_resumed_stream_folds_on_as_the_whole_stream_would() {
+        let events = [
+            stored(1, "u", 1, "RoomMuted", "a"),
+            stored(2, "u", 2, "RoomMuted", "b"),
+            stored(3, "u", 3, "RoomUnmuted", "a"),
+            stored(4, "u", 4, "RoomMuted", "c"),
+            stored(5, "u", 5, "RoomMuted", "a"),
+        ];
+        let whole = fold(&events).remove(0);
+        let first = fold(&events[..2]).remove(0);
+        let rows = first
+            .fold
+            .mutes()
+            .map(|(room, stamp)| (room.as_str().to_owned(), stamp))
+            .collect();
+        let mut resumed = StreamFold::resume(first.fold.version(), rows).unwrap();
+        for event in &events[2..] {
+            resumed.apply(event).unwrap();
+        }
+        let stamps = |fold: &StreamFold| {
+            fold.mutes()
+                .map(|(room, stamp)| (room.as_str().to_owned(), stamp))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(stamps(&resumed), stamps(&whole.fold));
+        assert_eq!(resumed.version(), 5);
     }
 
     #[test]

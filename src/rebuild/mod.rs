@@ -19,19 +19,19 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Client, Transaction};
 
-use crate::store::log_reader::{self, LogCursor, StoredEvent, UserOrder, Window};
+use crate::store::log_reader::{self, LogCursor, UserOrder, Window};
 use crate::store::read_model::{self, MuteRecord, ShadowCopy, VersionRecord};
 use crate::store::{Pool, StoreError};
 use fold::{
     stream_differences, Difference, FoldedStream, Found, Stamp, StreamFold, StreamFolder,
-    UnreadableEvent,
+    UnreadableEvent, UnreadableRow,
 };
 use progress::Progress;
 
 /// Rows per read: large enough that round trips do not dominate, small enough that a
 /// batch is a few megabytes.
 pub const BATCH_SIZE: i32 = 20_000;
-/// Streams re-folded together when catching up: bounds what one catch-up holds in memory.
+/// Users caught up together: bounds what one catch-up holds in memory.
 const MOVED_STREAMS_PER_READ: usize = 1_000;
 /// Catch-up rounds stop once a round reads fewer events than this; the rest is read while
 /// the live tables are locked, which then lasts milliseconds.
@@ -44,6 +44,8 @@ pub enum RebuildError {
     Busy,
     #[error(transparent)]
     Unreadable(#[from] UnreadableEvent),
+    #[error(transparent)]
+    UnreadableRow(#[from] UnreadableRow),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -171,20 +173,10 @@ async fn write_stream(
     Ok(())
 }
 
-/// Folds `events` (whole streams, one after another) into their folded streams.
-fn fold_streams(events: &[StoredEvent]) -> Result<Vec<FoldedStream>, UnreadableEvent> {
-    let mut folder = StreamFolder::default();
-    let mut streams = Vec::new();
-    for event in events {
-        streams.extend(folder.push(event)?);
-    }
-    streams.extend(folder.finish());
-    Ok(streams)
-}
-
-/// Brings the shadow tables from `window.from` to `window.to`: the streams that got events
-/// in the window are folded again as of `window.to` and rewritten, a bounded number at a
-/// time. Answers how many events the window held.
+/// Brings the shadow tables from `window.from` to `window.to`: each user that got events
+/// in the window resumes from their shadow rows, folds just those events, and is
+/// rewritten, a bounded number of users at a time. Answers how many events the window
+/// held.
 async fn catch_up(
     reader: &Client,
     tx: &Transaction<'_>,
@@ -197,8 +189,33 @@ async fn catch_up(
             .iter()
             .map(|((app, client), _)| (app.as_str(), client.as_str()))
             .unzip();
-        let stored = log_reader::streams_as_of(reader, &apps, &clients, &window.to).await?;
-        let streams = fold_streams(&stored)?;
+        let shadows = read_model::shadow_streams(tx, &apps, &clients).await?;
+        let stored = {
+            let (apps, clients, versions): (Vec<&str>, Vec<&str>, Vec<i32>) = shadows
+                .iter()
+                .map(|shadow| (shadow.app.as_str(), shadow.client.as_str(), shadow.version))
+                .collect();
+            log_reader::streams_after(reader, &apps, &clients, &versions, &window.to).await?
+        };
+        let mut events_of = stored.iter().peekable();
+        let mut streams = Vec::with_capacity(shadows.len());
+        for shadow in shadows {
+            let muted = shadow
+                .muted
+                .into_iter()
+                .map(|(room, muted_at, position)| (room, Stamp { muted_at, position }))
+                .collect();
+            let mut fold = StreamFold::resume(shadow.version, muted)?;
+            while let Some(event) =
+                events_of.next_if(|e| e.app_id == shadow.app && e.stream_id == shadow.client)
+            {
+                fold.apply(event)?;
+            }
+            streams.push(FoldedStream {
+                key: (shadow.app, shadow.client),
+                fold,
+            });
+        }
         read_model::clear_shadow_streams(tx, &apps, &clients).await?;
         read_model::copy_rows(tx, false, streams.iter().flat_map(mute_records)).await?;
         read_model::copy_rows(tx, false, streams.iter().map(version_record)).await?;

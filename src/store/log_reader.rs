@@ -275,22 +275,25 @@ pub async fn moved_in<C: GenericClient>(
         .collect())
 }
 
-/// The whole streams of these users as of the snapshot `at` (events of transactions
-/// finished in it), one after another, each in stream order.
+/// These users' events after the given stream versions, as of the snapshot `at` (events of
+/// transactions finished in it), user after user, each in stream order. A user's versions
+/// commit in order (each append locks the stream's version row first), so the events after
+/// the version a fold reached are exactly the ones it has not folded.
 #[tracing::instrument(skip_all, fields(streams = apps.len()))]
-pub async fn streams_as_of<C: GenericClient>(
+pub async fn streams_after<C: GenericClient>(
     db: &C,
     apps: &[&str],
     clients: &[&str],
+    versions: &[i32],
     at: &LogCursor,
 ) -> Result<Vec<StoredEvent>, StoreError> {
     let rows = query(
         db,
         &format!(
-            "SELECT {EVENT_COLUMNS} FROM events
-             WHERE stream_type = $1
-               AND (app_id, stream_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))
-               AND transaction_id < $4::text::xid8 AND transaction_id <> ALL($5::text[]::xid8[])
+            "SELECT {EVENT_COLUMNS} FROM unnest($2::text[], $3::text[], $4::int[]) AS u(app, client, version)
+             JOIN events ON app_id = u.app AND stream_type = $1 AND stream_id = u.client
+                        AND stream_version > u.version
+             WHERE transaction_id < $5::text::xid8 AND transaction_id <> ALL($6::text[]::xid8[])
              ORDER BY {}",
             UserOrder::Indexed.sql()
         ),
@@ -298,6 +301,7 @@ pub async fn streams_as_of<C: GenericClient>(
             &STREAM_TYPE_USER_PREFERENCES,
             &apps,
             &clients,
+            &versions,
             &at.xmax_text(),
             &at.xip_text(),
         ],

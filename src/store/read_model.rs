@@ -420,6 +420,64 @@ pub async fn counts<C: GenericClient>(db: &C) -> Result<(usize, usize), StoreErr
     Ok((count(0), count(1)))
 }
 
+/// These users' rows in the shadow tables: each one's version (0 when it has none) and
+/// muted rooms in mute order, as `(room, muted_at, position)`; users in the order of
+/// [`super::log_reader::UserOrder::Indexed`], so that their events can be merged in.
+#[tracing::instrument(skip_all, fields(streams = apps.len()))]
+pub async fn shadow_streams(
+    tx: &Transaction<'_>,
+    apps: &[&str],
+    clients: &[&str],
+) -> Result<Vec<ShadowStream>, StoreError> {
+    let rows = tx
+        .query(
+            "SELECT u.app_id, u.client_id, coalesce(v.version, 0),
+                    coalesce(m.rooms, '{}'), coalesce(m.times, '{}'), coalesce(m.positions, '{}')
+             FROM unnest($1::text[], $2::text[]) AS u(app_id, client_id)
+             LEFT JOIN stream_versions_rebuild v
+                    ON v.app_id = u.app_id AND v.stream_type = $3 AND v.stream_id = u.client_id
+             LEFT JOIN LATERAL (
+                 SELECT array_agg(room_id ORDER BY position) AS rooms,
+                        array_agg(muted_at ORDER BY position) AS times,
+                        array_agg(position ORDER BY position) AS positions
+                 FROM room_mutes_rebuild r
+                 WHERE r.app_id = u.app_id AND r.client_id = u.client_id
+             ) AS m ON true
+             ORDER BY u.app_id, u.client_id",
+            &[&apps, &clients, &STREAM_TYPE_USER_PREFERENCES],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let rooms: Vec<String> = row.get(3);
+            let times: Vec<DateTime<Utc>> = row.get(4);
+            let positions: Vec<i64> = row.get(5);
+            ShadowStream {
+                app: row.get(0),
+                client: row.get(1),
+                version: row.get(2),
+                muted: rooms
+                    .into_iter()
+                    .zip(times)
+                    .zip(positions)
+                    .map(|((room, muted_at), position)| (room, muted_at, position))
+                    .collect(),
+            }
+        })
+        .collect())
+}
+
+/// One user's rows in the shadow tables.
+#[derive(Debug)]
+pub struct ShadowStream {
+    pub app: String,
+    pub client: String,
+    pub version: i32,
+    /// `(room, muted_at, position)`, oldest mute first.
+    pub muted: Vec<(String, DateTime<Utc>, i64)>,
+}
+
 /// Removes these streams from the shadow tables, so that their new state can be copied in.
 #[tracing::instrument(skip_all, fields(streams = apps.len()))]
 pub async fn clear_shadow_streams(
