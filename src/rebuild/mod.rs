@@ -233,6 +233,7 @@ pub async fn rebuild(pool: &Pool) -> Result<RebuildReport, RebuildError> {
         return Err(RebuildError::Busy);
     }
     let rebuilt = async {
+        read_model::drop_retired(&writer).await?;
         let reader = pool.get().await?;
         let versions_to = pool.get().await?;
         rebuild_locked(reader, &mut writer, versions_to).await
@@ -307,6 +308,7 @@ async fn rebuild_locked(
     read_model::swap(&tx, &window.to).await?;
     tx.commit().await?;
     let locked = locked_at.elapsed();
+    read_model::drop_retired(&*writer).await?;
     progress.finish("replayed the log");
     let (streams, muted_rooms) = read_model::counts(&*writer).await?;
 

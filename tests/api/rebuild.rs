@@ -351,3 +351,36 @@ async fn the_swapped_in_tables_keep_the_grants_of_the_live_ones() {
     assert!(rebuilt.status.success(), "{rebuilt:?}");
     assert_eq!(after, (true, true, false));
 }
+
+/// The swap renames the live tables away and drops them after the lock; a view on one of
+/// them would follow the rename and silently read the old rows, so the swap refuses.
+#[tokio::test]
+async fn a_view_on_the_read_model_stops_the_swap_and_the_retired_tables_are_gone_after_one() {
+    let app = TestApp::spawn().await;
+    let token = app.user("u1").await;
+    app.room("r1").await;
+    ok_result(app.mute(&token, "r1").await).await;
+    assert!(chatprefs(&app, &["rebuild"]).status.success());
+    let leftovers: i64 = app
+        .sql("SELECT count(*) FROM pg_class WHERE relname LIKE '%\\_retired%' OR relname LIKE '%\\_rebuild%'")
+        .await
+        .unwrap()[0]
+        .get(0);
+    assert_eq!(leftovers, 0, "no retired or shadow table or index is left");
+
+    app.sql("CREATE VIEW mutes_report AS SELECT client_id, room_id FROM room_mutes")
+        .await
+        .unwrap();
+    let refused = chatprefs(&app, &["rebuild"]);
+    assert!(!refused.status.success(), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("depends on room_mutes"),
+        "{refused:?}"
+    );
+    let report = app
+        .sql("SELECT client_id, room_id FROM mutes_report")
+        .await
+        .unwrap();
+    assert_eq!(report.len(), 1, "the view still reads the live table");
+    assert_eq!(mutes(&app.me(&token).await), ["r1"]);
+}
