@@ -34,6 +34,27 @@ pub enum AuditError {
     Store(#[from] StoreError),
 }
 
+/// A query parameter that must be a whole number in `range`; `default` when left out.
+pub fn whole_number_in(
+    name: &str,
+    raw: Option<&str>,
+    range: std::ops::RangeInclusive<i64>,
+    default: i64,
+) -> Result<i64, InvalidQuery> {
+    let Some(raw) = raw else { return Ok(default) };
+    raw.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| {
+            InvalidQuery(format!(
+                "{name} must be a whole number from {} to {}",
+                range.start(),
+                range.end()
+            ))
+        })
+}
+
 /// An instant as people and programs write it: RFC 3339 (`2026-01-01T15:02:00Z`, any
 /// offset) or milliseconds since the epoch, like every IMKIT time.
 pub fn parse_instant(name: &str, raw: &str) -> Result<DateTime<Utc>, InvalidQuery> {
@@ -75,19 +96,7 @@ pub struct AuditParams {
 
 impl AuditParams {
     pub fn into_filter(self, app: AppId) -> Result<AuditFilter, InvalidQuery> {
-        let limit = match self.limit.as_deref() {
-            None => DEFAULT_LIMIT,
-            Some(raw) => raw
-                .trim()
-                .parse::<i64>()
-                .ok()
-                .filter(|l| (1..=MAX_LIMIT).contains(l))
-                .ok_or_else(|| {
-                    InvalidQuery(format!(
-                        "limit must be a whole number from 1 to {MAX_LIMIT}"
-                    ))
-                })?,
-        };
+        let limit = whole_number_in("limit", self.limit.as_deref(), 1..=MAX_LIMIT, DEFAULT_LIMIT)?;
         let after = self
             .after
             .as_deref()

@@ -19,6 +19,7 @@ use super::{
         BadRequest, InvalidApiKey, InvalidClientKey, InvalidToken, RateLimited, Unavailable,
     },
 };
+use crate::audit::whole_number_in;
 use crate::feed::live::{self, LiveContext, LiveItem, LiveStreams};
 use crate::feed::{self, watcher::LogWatcher, FeedCursor};
 use crate::store::audit::AuditEntry;
@@ -52,29 +53,6 @@ pub struct FeedAnswer {
     next: String,
 }
 
-fn number_in(
-    name: &str,
-    raw: Option<&str>,
-    range: std::ops::RangeInclusive<i64>,
-    default: i64,
-) -> Result<i64, ApiError> {
-    match raw {
-        None => Ok(default),
-        Some(raw) => raw
-            .trim()
-            .parse::<i64>()
-            .ok()
-            .filter(|n| range.contains(n))
-            .ok_or_else(|| {
-                ApiError::invalid(format!(
-                    "{name} must be a whole number from {} to {}",
-                    range.start(),
-                    range.end()
-                ))
-            }),
-    }
-}
-
 /// The app's events in commit order, each exactly once, resumable from `next`; with
 /// `wait`, a long poll that answers within about a second of the next commit.
 #[utoipa::path(
@@ -98,14 +76,14 @@ pub async fn events(
     max_wait: web::Data<FeedMaxWait>,
 ) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner();
-    let limit = number_in(
+    let limit = whole_number_in(
         "limit",
         params.limit.as_deref(),
         1..=feed::MAX_LIMIT,
         feed::DEFAULT_LIMIT,
     )?;
     let longest = feed::MAX_WAIT.as_secs() as i64;
-    let wait = number_in("wait", params.wait.as_deref(), 0..=longest, 0)?;
+    let wait = whole_number_in("wait", params.wait.as_deref(), 0..=longest, 0)?;
     let after = match params.after.as_deref() {
         None => FeedCursor::start(),
         Some(text) => FeedCursor::decode(&platform.app, text).map_err(feed::FeedError::from)?,
