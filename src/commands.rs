@@ -7,6 +7,7 @@ use rand::Rng;
 
 use crate::domain::{decide, evolve, AppId, ClientId, Command, EventMetadata, MuteState, RoomId};
 use crate::metrics;
+use crate::projections::room_mutes::RoomMutes;
 use crate::store::{stream, Pool, StoreError, Unit};
 
 /// The first attempt is optimistic; retries take the stream's row lock, so they queue
@@ -44,7 +45,7 @@ pub async fn handle(
 ) -> Result<MuteState, CommandError> {
     let room = room_of(&command);
     let unit = Unit::new(pool.get().await.map_err(StoreError::from)?);
-    let mut snapshot = stream::read(unit.client(), app, client, room).await?;
+    let mut snapshot = stream::load::<RoomMutes, _>(unit.client(), app, client, room).await?;
     for attempt in 1..=MAX_ATTEMPTS {
         tracing::Span::current().record("attempts", attempt);
         if !snapshot.room_exists {
@@ -60,7 +61,9 @@ pub async fn handle(
             }
             return Ok(snapshot.state);
         }
-        match stream::commit(&unit, app, client, snapshot.version, &events, metadata).await {
+        match stream::append::<RoomMutes>(&unit, app, client, snapshot.version, &events, metadata)
+            .await
+        {
             Ok(_) => {
                 events
                     .iter()
@@ -75,7 +78,7 @@ pub async fn handle(
                 );
                 let jitter = rand::thread_rng().gen_range(0..1u64 << attempt);
                 tokio::time::sleep(Duration::from_millis(jitter)).await;
-                snapshot = stream::lock(&unit, app, client, room).await?;
+                snapshot = stream::lock::<RoomMutes>(&unit, app, client, room).await?;
             }
             Err(other) => return Err(other.into()),
         }

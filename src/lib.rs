@@ -10,6 +10,7 @@ pub mod feed;
 pub mod http;
 pub mod metrics;
 pub mod private_cluster;
+pub mod projections;
 pub mod provision;
 pub mod ratelimit;
 pub mod rebuild;

@@ -40,7 +40,7 @@ pub struct FeedPage {
 /// A cursor after everything committed now: following from it shows only what comes next.
 pub async fn now(pool: &Pool) -> Result<FeedCursor, FeedError> {
     let db = pool.get().await.map_err(StoreError::from)?;
-    Ok(FeedCursor::Seen(log_reader::current(&db).await?))
+    Ok(FeedCursor::Seen(log_reader::cursor_now(&db).await?))
 }
 
 /// The app's next events after `after`, at most `limit`, without waiting.

@@ -107,7 +107,7 @@ async fn poll_once(
 ) -> Result<(LogCursor, Option<Moved>), StoreError> {
     let db = pool.get().await?;
     match seen {
-        None => Ok((log_reader::current(&db).await?, Some(Moved::All))),
+        None => Ok((log_reader::cursor_now(&db).await?, Some(Moved::All))),
         Some(seen) => {
             let (now, streams) = log_reader::streams_moved(&db, seen).await?;
             let moved = (!streams.is_empty()).then_some(Moved::Streams(streams));

@@ -20,10 +20,11 @@ use super::{
 };
 use crate::commands;
 use crate::domain::{Actor, ActorKind, AppId, ClientId, Command, RoomId};
+use crate::projections::room_mutes;
 use crate::secrets;
 use crate::store::{
     directory::{self, ClientProfile, ClientRecord, RoomProfile},
-    projection, Pool, StoreError,
+    Pool, StoreError,
 };
 
 const DEFAULT_TOKEN_DAYS: u32 = 7;
@@ -153,7 +154,7 @@ pub async fn upsert_client(
     } else {
         None
     };
-    let mutes = projection::muted_rooms(&tx, app, &client_id).await?;
+    let mutes = room_mutes::muted_rooms(&tx, app, &client_id).await?;
     tx.commit().await.map_err(StoreError::from)?;
     let (token, expiration_date) = issued.unzip();
     Ok(envelope::ok(IssuedClient {

@@ -16,7 +16,8 @@ use super::{
     request::path_segment,
 };
 use crate::domain::{ClientId, RoomId};
-use crate::store::{muters, Pool, ReadPool, StoreError};
+use crate::projections::room_mutes;
+use crate::store::{Pool, ReadPool, StoreError};
 
 /// One push fan-out asks about at most this many recipients at once.
 pub const MAX_CHECK_CLIENTS: usize = 1000;
@@ -76,7 +77,7 @@ pub async fn check(
         .map(ClientId::parse)
         .collect::<Result<Vec<_>, _>>()?;
     let conn = pool.get().await.map_err(StoreError::from)?;
-    let muted = muters::muted_among(&conn, &platform.app, &room, &clients)
+    let muted = room_mutes::muted_among(&conn, &platform.app, &room, &clients)
         .await?
         .ok_or(ApiError::RoomNotFound)?;
     Ok(envelope::ok(MutedAmong {
@@ -156,7 +157,7 @@ pub async fn list(
     let mut page = reads
         .run(|pool| async move {
             let conn = pool.get().await.map_err(StoreError::from)?;
-            muters::page(&conn, app, room_id, after, limit + 1).await
+            room_mutes::muters_page(&conn, app, room_id, after, limit + 1).await
         })
         .await?
         .ok_or(ApiError::RoomNotFound)?;

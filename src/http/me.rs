@@ -15,7 +15,8 @@ use super::{
 };
 use crate::commands;
 use crate::domain::{Actor, ActorKind, Command, RoomId};
-use crate::store::{projection, Pool, StoreError};
+use crate::projections::room_mutes;
+use crate::store::{Pool, StoreError};
 
 /// The signed-in user.
 #[utoipa::path(
@@ -36,7 +37,7 @@ pub async fn get_me(
     pool: web::Data<Pool>,
 ) -> Result<HttpResponse, ApiError> {
     let conn = pool.get().await.map_err(StoreError::from)?;
-    let mutes = projection::muted_rooms(&conn, &auth.app, &auth.client.client_id).await?;
+    let mutes = room_mutes::muted_rooms(&conn, &auth.app, &auth.client.client_id).await?;
     Ok(envelope::ok(User::new(
         &auth.app,
         auth.client,

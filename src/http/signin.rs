@@ -19,11 +19,12 @@ use super::{
     request::RequestContext,
 };
 use crate::domain::ClientId;
+use crate::projections::room_mutes;
 use crate::ratelimit::FailureLimiter;
 use crate::secrets;
 use crate::store::{
     directory::{self, ClientProfile, TokenIssuer},
-    projection, Pool, StoreError,
+    Pool, StoreError,
 };
 
 /// A signed-in token lives as long as a platform-issued one does by default.
@@ -109,7 +110,7 @@ pub async fn sign_in(
         )
         .await?,
     );
-    let mutes = projection::muted_rooms(&tx, app, &client_id).await?;
+    let mutes = room_mutes::muted_rooms(&tx, app, &client_id).await?;
     tx.commit().await.map_err(StoreError::from)?;
     tracing::info!(
         app_id = app.as_str(),

@@ -1,5 +1,5 @@
-//! The read model as the log says it should be, folded one stream at a time with the live
-//! projection's own `evolve`, and the differences between that and what the tables hold.
+//! The read model as the log says it should be, folded one stream at a time with
+//! `room_mutes`' own fold, and the differences between that and what the tables hold.
 //! No I/O.
 
 use std::collections::HashMap;
@@ -7,42 +7,35 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{evolve, Event, MuteState, RoomId};
+use crate::domain::{Event, RoomId};
+use crate::projections::room_mutes::{Mute, MuteRow, UserMutes};
 use crate::store::audit::format_instant;
 use crate::store::log_reader::StoredEvent;
 
-/// When and by which event a room became muted: `room_mutes.muted_at` and `.position`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stamp {
-    pub muted_at: DateTime<Utc>,
-    pub position: i64,
-}
-
-/// One user's stream folded so far.
+/// One user's stream folded so far: the rows it must have and the version they reflect.
 #[derive(Debug, Default)]
 pub struct StreamFold {
-    state: MuteState,
-    /// The stamp of each muted room, in the order of `state.muted()`: a vector beside the
-    /// state rather than a map keyed by room keeps a user's fold small.
-    stamps: Vec<Stamp>,
+    mutes: UserMutes,
     version: i32,
 }
 
 impl StreamFold {
-    /// A stream as the read model holds it at `version`: its muted rooms with their stamps,
-    /// in mute order (by position). Folding the stream's later events onto it gives what
-    /// folding the whole stream would.
-    pub fn resume(version: i32, muted: Vec<(String, Stamp)>) -> Result<Self, UnreadableRow> {
-        let (rooms, stamps): (Vec<_>, Vec<_>) = muted
+    /// A stream as the read model holds it at `version`: its rows, in mute order (by
+    /// position). Folding the stream's later events onto it gives what folding the whole
+    /// stream would.
+    pub fn resume(version: i32, rows: Vec<MuteRow>) -> Result<Self, UnreadableRow> {
+        let mutes = rows
             .into_iter()
-            .map(|(room, stamp)| RoomId::parse(room).map(|room| (room, stamp)))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|err| UnreadableRow(err.to_string()))?
-            .into_iter()
-            .unzip();
+            .map(|row| {
+                Ok(Mute {
+                    room: RoomId::parse(row.room).map_err(|err| UnreadableRow(err.to_string()))?,
+                    muted_at: row.muted_at,
+                    position: row.position,
+                })
+            })
+            .collect::<Result<Vec<_>, UnreadableRow>>()?;
         Ok(StreamFold {
-            state: MuteState::from_muted(rooms),
-            stamps,
+            mutes: UserMutes::from_mutes(mutes),
             version,
         })
     }
@@ -56,23 +49,8 @@ impl StreamFold {
                 event_type: stored.event_type.clone(),
             }
         })?;
-        let stamp = Stamp {
-            muted_at: stored.recorded_at,
-            position: stored.key.position,
-        };
-        let room = event.room();
-        let index_of = |state: &MuteState| state.muted().iter().position(|r| r == room);
-        let before = index_of(&self.state);
-        self.state = evolve(std::mem::take(&mut self.state), &event);
-        // The stamp is the event that made the room muted; a repeated mute changes nothing,
-        // exactly as `evolve` keeps the room where it was in the order.
-        match (before, index_of(&self.state)) {
-            (None, Some(at)) => self.stamps.insert(at, stamp),
-            (Some(at), None) => {
-                self.stamps.remove(at);
-            }
-            _ => {}
-        }
+        self.mutes
+            .apply(&event, stored.key.position, stored.recorded_at);
         self.version = stored.stream_version;
         Ok(())
     }
@@ -81,13 +59,13 @@ impl StreamFold {
         self.version
     }
 
-    /// The muted rooms, oldest mute first, with their stamps.
-    pub fn mutes(&self) -> impl Iterator<Item = (&RoomId, Stamp)> {
-        self.state.muted().iter().zip(self.stamps.iter().copied())
+    /// The rows, oldest mute first.
+    pub fn mutes(&self) -> &UserMutes {
+        &self.mutes
     }
 
     pub fn muted_rooms(&self) -> usize {
-        self.stamps.len()
+        self.mutes.mutes().len()
     }
 }
 
@@ -156,7 +134,8 @@ impl StreamFolder {
 #[derive(Debug, Default)]
 pub struct Found {
     pub version: i32,
-    pub mutes: HashMap<String, Stamp>,
+    /// By room.
+    pub mutes: HashMap<String, MuteRow>,
 }
 
 /// A way the read model differs from the fold of the log.
@@ -223,8 +202,8 @@ impl fmt::Display for Difference {
     }
 }
 
-fn described(stamp: Stamp) -> (i64, String) {
-    (stamp.position, format_instant(&stamp.muted_at))
+fn described(position: i64, muted_at: &DateTime<Utc>) -> (i64, String) {
+    (position, format_instant(muted_at))
 }
 
 /// The differences between one stream's fold and what the read model holds for it,
@@ -246,45 +225,44 @@ pub fn stream_differences(
             expected: expected.version(),
         });
     }
-    for (room, stamp) in expected.mutes() {
-        let room_s = room.as_str().to_owned();
-        match found.mutes.get(room.as_str()) {
+    for mute in expected.mutes().mutes() {
+        let room = mute.room.as_str().to_owned();
+        match found.mutes.get(&room) {
             None => out.push(Difference::Missing {
                 app: app.clone(),
                 client: client.clone(),
-                room: room_s,
-                expected: described(stamp),
+                room,
+                expected: described(mute.position, &mute.muted_at),
             }),
             Some(actual) => {
-                if actual.position != stamp.position {
+                if actual.position != mute.position {
                     out.push(Difference::WrongOrder {
                         app: app.clone(),
                         client: client.clone(),
-                        room: room_s.clone(),
+                        room: room.clone(),
                         found: actual.position,
-                        expected: stamp.position,
+                        expected: mute.position,
                     });
                 }
-                if actual.muted_at != stamp.muted_at {
+                if actual.muted_at != mute.muted_at {
                     out.push(Difference::WrongTime {
                         app: app.clone(),
                         client: client.clone(),
-                        room: room_s,
+                        room,
                         found: format_instant(&actual.muted_at),
-                        expected: format_instant(&stamp.muted_at),
+                        expected: format_instant(&mute.muted_at),
                     });
                 }
             }
         }
     }
     for (room, actual) in &found.mutes {
-        let in_log = RoomId::parse(room.as_str()).is_ok_and(|r| expected.state.is_muted(&r));
-        if !in_log {
+        if expected.mutes().get(room).is_none() {
             out.push(Difference::Extra {
                 app: app.clone(),
                 client: client.clone(),
                 room: room.clone(),
-                found: described(*actual),
+                found: described(actual.position, &actual.muted_at),
             });
         }
     }
@@ -336,12 +314,14 @@ mod tests {
         stream
             .fold
             .mutes()
-            .map(|(room, stamp)| (room.as_str().to_owned(), stamp.position))
+            .mutes()
+            .iter()
+            .map(|m| (m.room.as_str().to_owned(), m.position))
             .collect()
     }
 
     #[test]
-    fn a_room_keeps_the_stamp_of_the_mute_that_muted_it() {
+    fn a_room_keeps_the_row_of_the_mute_that_muted_it() {
         let streams = fold(&[
             stored(1, "u", 1, "RoomMuted", "a"),
             stored(2, "u", 2, "RoomMuted", "b"),
@@ -390,18 +370,21 @@ mod tests {
         let rows = first
             .fold
             .mutes()
-            .map(|(room, stamp)| (room.as_str().to_owned(), stamp))
+            .mutes()
+            .iter()
+            .map(|m| MuteRow {
+                app: "app".into(),
+                client: "u".into(),
+                room: m.room.as_str().to_owned(),
+                muted_at: m.muted_at,
+                position: m.position,
+            })
             .collect();
         let mut resumed = StreamFold::resume(first.fold.version(), rows).unwrap();
         for event in &events[2..] {
             resumed.apply(event).unwrap();
         }
-        let stamps = |fold: &StreamFold| {
-            fold.mutes()
-                .map(|(room, stamp)| (room.as_str().to_owned(), stamp))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(stamps(&resumed), stamps(&whole.fold));
+        assert_eq!(resumed.mutes(), whole.fold.mutes());
         assert_eq!(resumed.version(), 5);
     }
 
@@ -422,7 +405,10 @@ mod tests {
                 .map(|(room, position, ms)| {
                     (
                         (*room).to_owned(),
-                        Stamp {
+                        MuteRow {
+                            app: "app".into(),
+                            client: "u".into(),
+                            room: (*room).to_owned(),
                             muted_at: at(*ms),
                             position: *position,
                         },

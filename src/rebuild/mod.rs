@@ -8,9 +8,9 @@
 //! the last window and swap by rename. Windows come from the exact snapshot cursor
 //! ([`log_reader`]), so a transaction left open anywhere on the server holds back nothing
 //! but its own events.
-//! Verify: in one repeatable-read snapshot, read the log and both tables user by user in
-//! the same order and compare each user's fold with their rows; it never runs across a
-//! swap (see [`read_model::lock_swap_shared`]).
+//! Verify: in one repeatable-read transaction, read the log and both tables user by user
+//! in the same order and compare each user's fold with their rows; it never runs across a
+//! swap (see [`shadow::lock_swap_shared`]).
 
 pub mod fold;
 mod progress;
@@ -19,12 +19,13 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Client, Transaction};
 
+use crate::projections::room_mutes::{self, MuteRecord};
 use crate::store::log_reader::{self, LogCursor, UserOrder, Window};
-use crate::store::read_model::{self, MuteRecord, ShadowCopy, VersionRecord};
-use crate::store::{Pool, StoreError};
+use crate::store::shadow::{self, ShadowCopy, VersionRecord};
+use crate::store::{self, Pool, StoreError};
 use fold::{
-    stream_differences, Difference, FoldedStream, Found, Stamp, StreamFold, StreamFolder,
-    UnreadableEvent, UnreadableRow,
+    stream_differences, Difference, FoldedStream, Found, StreamFold, StreamFolder, UnreadableEvent,
+    UnreadableRow,
 };
 use progress::Progress;
 
@@ -71,8 +72,7 @@ pub struct RebuildReport {
     /// How long writers were held off while the last window was folded and tables swapped.
     pub locked: Duration,
     pub elapsed: Duration,
-    /// The snapshot of the log the new read model reflects (recorded in
-    /// `projection_checkpoints`).
+    /// The log cursor the new read model reflects (recorded in `projection_checkpoints`).
     pub checkpoint: LogCursor,
 }
 
@@ -82,25 +82,8 @@ pub struct VerifyReport {
     pub differences: Vec<Difference>,
 }
 
-/// A stream's `room_mutes` rows in primary-key order (byte order of the room, which is
-/// the order of the C and C.UTF-8 collations): PostgreSQL's sort notices presorted input.
 fn mute_records(stream: &FoldedStream) -> Vec<MuteRecord<'_>> {
-    let mut mutes: Vec<(&str, Stamp)> = stream
-        .fold
-        .mutes()
-        .map(|(room, stamp)| (room.as_str(), stamp))
-        .collect();
-    mutes.sort_unstable_by_key(|(room, _)| *room);
-    mutes
-        .into_iter()
-        .map(|(room, stamp)| MuteRecord {
-            app: &stream.key.0,
-            client: &stream.key.1,
-            room,
-            muted_at: stamp.muted_at,
-            position: stamp.position,
-        })
-        .collect()
+    stream.fold.mutes().records(&stream.key.0, &stream.key.1)
 }
 
 fn version_record(stream: &FoldedStream) -> VersionRecord<'_> {
@@ -121,7 +104,7 @@ struct Written {
 
 /// The first pass: every event committed in the reader's snapshot, user after user, folded
 /// and copied into freshly created shadow tables as each user's stream ends. Answers the
-/// snapshot read.
+/// cursor read up to.
 async fn load_shadow(
     reader: &mut Client,
     mutes_to: &mut Client,
@@ -129,13 +112,13 @@ async fn load_shadow(
     progress: &mut Progress,
     written: &mut Written,
 ) -> Result<LogCursor, RebuildError> {
-    let snapshot = read_model::begin_snapshot(reader).await?;
-    let seen = log_reader::current(&snapshot).await?;
-    let mut events = log_reader::in_stream_order(&snapshot, UserOrder::Indexed, BATCH_SIZE).await?;
+    let reading = store::begin_repeatable_read(reader).await?;
+    let seen = log_reader::cursor_now(&reading).await?;
+    let mut events = log_reader::in_stream_order(&reading, UserOrder::Indexed, BATCH_SIZE).await?;
     let mutes_tx = mutes_to.transaction().await?;
     let versions_tx = versions_to.transaction().await?;
-    read_model::create_shadow::<MuteRecord>(&mutes_tx).await?;
-    read_model::create_shadow::<VersionRecord>(&versions_tx).await?;
+    shadow::create_shadow::<MuteRecord>(&mutes_tx).await?;
+    shadow::create_shadow::<VersionRecord>(&versions_tx).await?;
     let mut mutes = ShadowCopy::start::<MuteRecord>(&mutes_tx, true).await?;
     let mut versions = ShadowCopy::start::<VersionRecord>(&versions_tx, true).await?;
     let mut folder = StreamFolder::default();
@@ -154,7 +137,7 @@ async fn load_shadow(
     mutes_tx.commit().await?;
     versions_tx.commit().await?;
     drop(events);
-    snapshot.rollback().await?;
+    reading.rollback().await?;
     Ok(seen)
 }
 
@@ -189,36 +172,31 @@ async fn catch_up(
             .iter()
             .map(|((app, client), _)| (app.as_str(), client.as_str()))
             .unzip();
-        let shadows = read_model::shadow_streams(tx, &apps, &clients).await?;
+        let versions = shadow::shadow_versions(tx, &apps, &clients).await?;
+        let mut rows = room_mutes::shadow_rows(tx, &apps, &clients).await?;
         let stored = {
-            let (apps, clients, versions): (Vec<&str>, Vec<&str>, Vec<i32>) = shadows
+            let (apps, clients, versions): (Vec<&str>, Vec<&str>, Vec<i32>) = versions
                 .iter()
-                .map(|shadow| (shadow.app.as_str(), shadow.client.as_str(), shadow.version))
+                .map(|v| (v.app.as_str(), v.client.as_str(), v.version))
                 .collect();
             log_reader::streams_after(reader, &apps, &clients, &versions, &window.to).await?
         };
         let mut events_of = stored.iter().peekable();
-        let mut streams = Vec::with_capacity(shadows.len());
-        for shadow in shadows {
-            let muted = shadow
-                .muted
-                .into_iter()
-                .map(|(room, muted_at, position)| (room, Stamp { muted_at, position }))
-                .collect();
-            let mut fold = StreamFold::resume(shadow.version, muted)?;
-            while let Some(event) =
-                events_of.next_if(|e| e.app_id == shadow.app && e.stream_id == shadow.client)
+        let mut streams = Vec::with_capacity(versions.len());
+        for shadow in versions {
+            let key = (shadow.app, shadow.client);
+            let mut fold =
+                StreamFold::resume(shadow.version, rows.remove(&key).unwrap_or_default())?;
+            while let Some(event) = events_of.next_if(|e| e.app_id == key.0 && e.stream_id == key.1)
             {
                 fold.apply(event)?;
             }
-            streams.push(FoldedStream {
-                key: (shadow.app, shadow.client),
-                fold,
-            });
+            streams.push(FoldedStream { key, fold });
         }
-        read_model::clear_shadow_streams(tx, &apps, &clients).await?;
-        read_model::copy_rows(tx, false, streams.iter().flat_map(mute_records)).await?;
-        read_model::copy_rows(tx, false, streams.iter().map(version_record)).await?;
+        room_mutes::clear_shadow(tx, &apps, &clients).await?;
+        shadow::clear_shadow_versions(tx, &apps, &clients).await?;
+        shadow::copy_rows(tx, false, streams.iter().flat_map(mute_records)).await?;
+        shadow::copy_rows(tx, false, streams.iter().map(version_record)).await?;
     }
     Ok(events)
 }
@@ -229,11 +207,11 @@ async fn catch_up(
 #[tracing::instrument(skip(pool))]
 pub async fn rebuild(pool: &Pool) -> Result<RebuildReport, RebuildError> {
     let mut writer = pool.get().await?;
-    if !read_model::try_lock_rebuild(&writer).await? {
+    if !shadow::try_lock_rebuild(&writer).await? {
         return Err(RebuildError::Busy);
     }
     let rebuilt = async {
-        read_model::drop_retired(&writer).await?;
+        shadow::drop_retired(&writer).await?;
         let reader = pool.get().await?;
         let versions_to = pool.get().await?;
         rebuild_locked(reader, &mut writer, versions_to).await
@@ -241,11 +219,11 @@ pub async fn rebuild(pool: &Pool) -> Result<RebuildReport, RebuildError> {
     .await;
     if rebuilt.is_err() {
         // The live tables were not touched; shadows loaded so far are only in the way.
-        if let Err(err) = read_model::drop_shadow(&writer).await {
+        if let Err(err) = shadow::drop_shadow(&writer).await {
             tracing::warn!(error = %err, "could not drop the shadow tables of a failed rebuild");
         }
     }
-    read_model::unlock_rebuild(&writer).await?;
+    shadow::unlock_rebuild(&writer).await?;
     rebuilt
 }
 
@@ -269,8 +247,8 @@ async fn rebuild_locked(
     drop(versions_to);
     tracing::debug!(events = written.events, elapsed = ?started.elapsed(), "loaded the shadow tables");
     let tx = writer.transaction().await?;
-    read_model::index_shadow(&tx).await?;
-    read_model::grant_shadow(&tx).await?;
+    shadow::index_shadow(&tx).await?;
+    shadow::grant_shadow(&tx).await?;
     tx.commit().await?;
     tracing::debug!(elapsed = ?started.elapsed(), "indexed the shadow tables");
 
@@ -280,7 +258,7 @@ async fn rebuild_locked(
         catch_up_rounds += 1;
         let window = Window {
             from: seen,
-            to: log_reader::current(&reader).await?,
+            to: log_reader::cursor_now(&reader).await?,
         };
         let tx = writer.transaction().await?;
         let read = catch_up(&reader, &tx, &window).await?;
@@ -295,22 +273,23 @@ async fn rebuild_locked(
     let tx = writer.transaction().await?;
     // Verifies running now finish first, and new ones wait for the swap: a verify that
     // straddled it would compare an old snapshot of the log with the new tables.
-    read_model::lock_swap(&tx).await?;
-    read_model::lock_live(&tx).await?;
+    shadow::lock_swap(&tx).await?;
+    shadow::lock_live(&tx).await?;
     let locked_at = Instant::now();
     // No writer is in flight now (each takes the lock first), so a snapshot taken now
     // sees every event that the new tables must reflect.
     let window = Window {
         from: seen,
-        to: log_reader::current(&reader).await?,
+        to: log_reader::cursor_now(&reader).await?,
     };
     caught_up += catch_up(&reader, &tx, &window).await?;
-    read_model::swap(&tx, &window.to).await?;
+    shadow::swap(&tx, &window.to).await?;
     tx.commit().await?;
     let locked = locked_at.elapsed();
-    read_model::drop_retired(&*writer).await?;
+    shadow::drop_retired(&*writer).await?;
     progress.finish("replayed the log");
-    let (streams, muted_rooms) = read_model::counts(&*writer).await?;
+    let streams = shadow::count_streams(&*writer).await?;
+    let muted_rooms = room_mutes::count(&*writer).await?;
 
     Ok(RebuildReport {
         events: written.events + caught_up,
@@ -329,19 +308,19 @@ async fn rebuild_locked(
 #[tracing::instrument(skip(pool))]
 pub async fn verify(pool: &Pool) -> Result<VerifyReport, RebuildError> {
     let mut reader = pool.get().await?;
-    read_model::lock_swap_shared(&reader).await?;
+    shadow::lock_swap_shared(&reader).await?;
     let compared = compare(&mut reader).await;
-    read_model::unlock_swap_shared(&reader).await?;
+    shadow::unlock_swap_shared(&reader).await?;
     compared
 }
 
 async fn compare(reader: &mut Client) -> Result<VerifyReport, RebuildError> {
     let estimate = log_reader::last_position(&*reader).await?.max(0) as u64;
     let mut progress = Progress::new(estimate);
-    let snapshot = read_model::begin_snapshot(reader).await?;
-    let mut events = log_reader::in_stream_order(&snapshot, UserOrder::Bytes, BATCH_SIZE).await?;
-    let mut mutes = read_model::mutes_by_user(&snapshot, BATCH_SIZE).await?;
-    let mut versions = read_model::versions_by_user(&snapshot, BATCH_SIZE).await?;
+    let reading = store::begin_repeatable_read(reader).await?;
+    let mut events = log_reader::in_stream_order(&reading, UserOrder::Bytes, BATCH_SIZE).await?;
+    let mut mutes = room_mutes::scan_by_user(&reading, BATCH_SIZE).await?;
+    let mut versions = shadow::versions_by_user(&reading, BATCH_SIZE).await?;
     let mut differences = Vec::new();
     let mut read = 0u64;
     loop {
@@ -379,11 +358,7 @@ async fn compare(reader: &mut Client) -> Result<VerifyReport, RebuildError> {
                 break;
             }
             let row = mutes.next().await?.expect("peeked");
-            let stamp = Stamp {
-                muted_at: row.muted_at,
-                position: row.position,
-            };
-            found.mutes.insert(row.room, stamp);
+            found.mutes.insert(row.room.clone(), row);
         }
         if let Some(row) = versions.peek().await? {
             if is_key(&row.app, &row.client) {
@@ -395,7 +370,7 @@ async fn compare(reader: &mut Client) -> Result<VerifyReport, RebuildError> {
         progress.update(read);
     }
     drop((events, mutes, versions));
-    snapshot.rollback().await?;
+    reading.rollback().await?;
     progress.finish("compared the log and the read model");
     Ok(VerifyReport {
         events: read,

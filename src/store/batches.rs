@@ -19,7 +19,7 @@ pub struct Batches<'t, 'a, T> {
 }
 
 impl<'t, 'a, T> Batches<'t, 'a, T> {
-    pub(super) async fn open(
+    pub(crate) async fn open(
         tx: &'t Transaction<'a>,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],

@@ -76,7 +76,7 @@ pub struct EventKey {
     pub position: i64,
 }
 
-/// The events committed between two snapshots: finished in `to`, not yet in `from`.
+/// The events committed between two cursors: finished in `to`, not yet in `from`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Window {
     pub from: LogCursor,
@@ -95,9 +95,9 @@ pub struct StoredEvent {
     pub recorded_at: DateTime<Utc>,
 }
 
-/// The server's snapshot now: everything committed so far is finished in it.
+/// The cursor of the server's snapshot now: everything committed so far is finished in it.
 #[tracing::instrument(skip(db))]
-pub async fn current<C: GenericClient>(db: &C) -> Result<LogCursor, StoreError> {
+pub async fn cursor_now<C: GenericClient>(db: &C) -> Result<LogCursor, StoreError> {
     let row = query_one(
         db,
         "SELECT pg_snapshot_xmax(s)::text, ARRAY(SELECT pg_snapshot_xip(s)::text)

@@ -1,16 +1,14 @@
-//! Everything that speaks SQL. Callers get domain types and [`StoreError`], never rows.
+//! Everything that speaks SQL but the read models' own (in [`crate::projections`]).
+//! Callers get domain types and [`StoreError`], never rows.
 
 pub mod audit;
 pub mod batches;
 pub mod directory;
-pub mod event_log;
 pub mod log_reader;
-pub mod muters;
 mod pool;
-pub mod projection;
-pub mod read_model;
 mod replica;
 mod roles;
+pub mod shadow;
 pub mod stream;
 mod unit;
 
@@ -89,8 +87,22 @@ pub async fn database_now<C: GenericClient>(db: &C) -> Result<DateTime<Utc>, Sto
         .ok_or_else(|| StoreError::Corrupt("SELECT returned no row".into()))
 }
 
+/// A read-only repeatable-read transaction: everything read in it, log and read model
+/// alike, comes from one snapshot.
+#[tracing::instrument(skip(client))]
+pub async fn begin_repeatable_read(
+    client: &mut deadpool_postgres::Client,
+) -> Result<deadpool_postgres::Transaction<'_>, StoreError> {
+    Ok(client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?)
+}
+
 /// Prepares once per connection (deadpool keeps the cache), then runs.
-async fn query<C: GenericClient>(
+pub(crate) async fn query<C: GenericClient>(
     client: &C,
     sql: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
@@ -99,7 +111,7 @@ async fn query<C: GenericClient>(
     Ok(client.query(&statement, params).await?)
 }
 
-async fn query_one<C: GenericClient>(
+pub(crate) async fn query_one<C: GenericClient>(
     client: &C,
     sql: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
@@ -108,7 +120,7 @@ async fn query_one<C: GenericClient>(
     Ok(client.query_one(&statement, params).await?)
 }
 
-async fn query_opt<C: GenericClient>(
+pub(crate) async fn query_opt<C: GenericClient>(
     client: &C,
     sql: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
@@ -117,7 +129,7 @@ async fn query_opt<C: GenericClient>(
     Ok(client.query_opt(&statement, params).await?)
 }
 
-async fn execute<C: GenericClient>(
+pub(crate) async fn execute<C: GenericClient>(
     client: &C,
     sql: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],

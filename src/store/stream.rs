@@ -1,64 +1,96 @@
-//! The write path of one user's preference stream.
+//! The write path of one user's preference stream, and its bookkeeping: the stream's
+//! version in `stream_versions`, the row every writer locks first.
 //!
-//! Optimistic first, in two round trips: [`read`] the state and its version without a
-//! transaction, then [`commit`]: one statement that moves the stream's version, appends
-//! the event at that version and projects it, atomic on its own (no BEGIN/COMMIT). The
-//! unique stream-version key rejects the append if anyone appended since the read. A
-//! command that decides nothing stops after the read: no transaction, no WAL.
+//! Optimistic first, in two round trips: [`load`] the state and its version without a
+//! transaction, then [`append`]: one statement that moves the stream's version, appends
+//! the event at that version and applies it to the read model, atomic on its own (no
+//! BEGIN/COMMIT). The unique stream-version key rejects the append if anyone appended since
+//! the load. A command that decides nothing stops after the load: no transaction, no WAL.
 //!
 //! After a conflict, [`lock`] takes the stream's row lock (BEGIN, room check, lock and
-//! state load in one round trip) so the retry cannot be overtaken by other retries.
+//! load in one round trip) so the retry cannot be overtaken by other retries.
+//!
+//! Which read model the statements keep, and how, comes from an [`InlineProjection`]; this
+//! module holds only what every stream has: its version and its events.
 //!
 //! Each function prepares its statements first (free once cached on the connection) and then sends
 //! everything at once: tokio-postgres pipelines requests in the order they are first
 //! polled, and PostgreSQL runs them in that order. Preparing first matters: a statement
 //! still being prepared would be sent late, after a COMMIT that had none to wait for.
 
-use tokio_postgres::types::Json;
+use chrono::{DateTime, Utc};
+use tokio_postgres::types::{Json, ToSql};
+use tokio_postgres::Statement;
 use uuid::Uuid;
 
-use tokio_postgres::Statement;
+use super::{GenericClient, StoreError, Unit};
+use crate::domain::{AppId, ClientId, Event, EventMetadata, RoomId, STREAM_TYPE_USER_PREFERENCES};
+use crate::projections::InlineProjection;
 
-use super::{event_log::Recorded, projection, GenericClient, StoreError, Unit};
-use crate::domain::{
-    AppId, ClientId, Event, EventMetadata, MuteState, RoomId, STREAM_TYPE_USER_PREFERENCES,
-};
-
-/// A user's stream as of one snapshot: its version and the state at that version.
+/// A user's stream as one statement read it: its version and the read model's state at
+/// that version.
 #[derive(Debug)]
-pub struct Snapshot {
+pub struct LoadedStream<S> {
     pub room_exists: bool,
     pub version: i32,
-    pub state: MuteState,
+    pub state: S,
 }
 
-/// One statement, so one snapshot: the version and the state always belong together.
-const READ_STREAM: &str = "SELECT
-    EXISTS (SELECT 1 FROM rooms WHERE app_id = $1 AND room_id = $4),
-    coalesce((SELECT version FROM stream_versions
-              WHERE app_id = $1 AND stream_type = $2 AND stream_id = $3), 0),
-    ARRAY(SELECT room_id FROM room_mutes
-          WHERE app_id = $1 AND client_id = $3 ORDER BY position)";
+/// What the log assigned to an appended event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub event_id: Uuid,
+    pub position: i64,
+    pub stream_version: i32,
+    pub recorded_at: DateTime<Utc>,
+}
 
-/// Reads the user's stream (and whether `room` exists in the app) without locking it.
+/// The statement that loads a stream, around a read model's state expression: one
+/// statement, so one snapshot, so the version and the state always belong together.
+///
+/// Parameters: $1 app, $2 stream type, $3 user, $4 room.
+macro_rules! load_statement {
+    ($state:literal) => {
+        concat!(
+            "SELECT
+                EXISTS (SELECT 1 FROM rooms WHERE app_id = $1 AND room_id = $4),
+                coalesce((SELECT version FROM stream_versions
+                          WHERE app_id = $1 AND stream_type = $2 AND stream_id = $3), 0),
+                ",
+            $state
+        )
+    };
+}
+pub(crate) use load_statement;
+
+/// Makes sure the stream has a version row to lock, without waiting on anyone.
+const CREATE_STREAM: &str = "INSERT INTO stream_versions (app_id, stream_type, stream_id, version)
+     VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING";
+
+/// Writers to one user queue on this row lock instead of failing each other, while
+/// writers to different users never wait for one another.
+const LOCK_STREAM: &str = "SELECT version FROM stream_versions
+     WHERE app_id = $1 AND stream_type = $2 AND stream_id = $3 FOR UPDATE";
+
+/// Loads the user's stream (and whether `room` exists in the app) without locking it.
 #[tracing::instrument(level = "debug", skip(db))]
-pub async fn read<C: GenericClient>(
+pub async fn load<P: InlineProjection, C: GenericClient>(
     db: &C,
     app: &AppId,
     client: &ClientId,
     room: &RoomId,
-) -> Result<Snapshot, StoreError> {
-    let statement = db.prepare_cached(READ_STREAM).await?;
-    read_prepared(db, &statement, app, client, room).await
+) -> Result<LoadedStream<P::State>, StoreError> {
+    let statement = db.prepare_cached(P::LOAD).await?;
+    load_prepared::<P, C>(db, &statement, app, client, room).await
 }
 
-async fn read_prepared<C: GenericClient>(
+async fn load_prepared<P: InlineProjection, C: GenericClient>(
     db: &C,
     statement: &Statement,
     app: &AppId,
     client: &ClientId,
     room: &RoomId,
-) -> Result<Snapshot, StoreError> {
+) -> Result<LoadedStream<P::State>, StoreError> {
     let row = db
         .query_one(
             statement,
@@ -70,52 +102,52 @@ async fn read_prepared<C: GenericClient>(
             ],
         )
         .await?;
-    Ok(Snapshot {
+    Ok(LoadedStream {
         room_exists: row.get(0),
         version: row.get(1),
-        state: projection::state_from_ids(row.get::<_, Vec<String>>(2))?,
+        state: P::state(&row, 2)?,
     })
 }
 
-/// Begins a transaction, locks the user's stream and then [`read`]s it, in one round
-/// trip. The read is its own statement, sent after the lock, so its snapshot is taken once
+/// Begins a transaction, locks the user's stream and then [`load`]s it, in one round
+/// trip. The load is its own statement, sent after the lock, so its snapshot is taken once
 /// the lock is granted and includes every write that queued before us.
 #[tracing::instrument(level = "debug", skip(unit))]
-pub async fn lock(
+pub async fn lock<P: InlineProjection>(
     unit: &Unit,
     app: &AppId,
     client: &ClientId,
     room: &RoomId,
-) -> Result<Snapshot, StoreError> {
+) -> Result<LoadedStream<P::State>, StoreError> {
     let db = unit.client();
-    let (create, lock, read) = futures_util::try_join!(
-        db.prepare_cached(projection::CREATE_STREAM),
-        db.prepare_cached(projection::LOCK_STREAM),
-        db.prepare_cached(READ_STREAM),
+    let (create, lock, load) = futures_util::try_join!(
+        db.prepare_cached(CREATE_STREAM),
+        db.prepare_cached(LOCK_STREAM),
+        db.prepare_cached(P::LOAD),
     )?;
-    let key: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [
+    let key: [&(dyn ToSql + Sync); 3] = [
         &app.as_str(),
         &STREAM_TYPE_USER_PREFERENCES,
         &client.as_str(),
     ];
-    let (begun, created, locked, snapshot) = futures_util::join!(
+    let (begun, created, locked, loaded) = futures_util::join!(
         unit.begin(),
         db.execute(&create, &key),
         db.execute(&lock, &key),
-        read_prepared(db, &read, app, client, room),
+        load_prepared::<P, _>(db, &load, app, client, room),
     );
     begun?;
     created?;
     locked?;
-    snapshot
+    loaded
 }
 
-/// One event's append and projection as a single statement. Its parts run in a fixed
-/// order because each reads the one before: `head` moves the stream's version row (taking
-/// its row lock), `appended` inserts the event at that version (the unique key rejects a
-/// stale one, failing the whole statement), and the projection applies the appended event
-/// to `room_mutes`. Every writer of a stream thus locks the version row before anything
-/// else, so optimistic writers and locked retries cannot deadlock.
+/// One event's append and the read model's step for it, as a single statement. Its parts
+/// run in a fixed order because each reads the one before: `head` moves the stream's
+/// version row (taking its row lock), `appended` inserts the event at that version (the
+/// unique key rejects a stale one, failing the whole statement), and the read model's step
+/// applies the appended event. Every writer of a stream thus locks the version row before
+/// anything else, so optimistic writers and locked retries cannot deadlock.
 ///
 /// `recorded_at` is read from the clock once the version row is locked, not taken from the
 /// transaction's start (`now()`): a retry begins its transaction before it waits for the
@@ -123,10 +155,11 @@ pub async fn lock(
 /// clock is past every earlier event of the stream; `greatest` with the previous event
 /// keeps the order even if the server's clock steps back.
 ///
-/// Parameters: $1 app, $2 stream type, $3 user, $4 new version, $5 event id, $6 event
-/// type, $7 schema version, $8 data, $9 metadata, $10 room.
-macro_rules! append_and_project {
-    ($projection:literal) => {
+/// The step sees the CTE `appended(position, recorded_at)` and the parameters: $1 app, $2
+/// stream type, $3 user, $4 new version, $5 event id, $6 event type, $7 schema version, $8
+/// data, $9 metadata, and its own from $10 on.
+macro_rules! append_statement {
+    ($step:literal) => {
         concat!(
             "WITH head AS (
                 INSERT INTO stream_versions AS s (app_id, stream_type, stream_id, version)
@@ -145,36 +178,24 @@ macro_rules! append_and_project {
                 FROM head
                 RETURNING position, recorded_at),
             projected AS (",
-            $projection,
+            $step,
             ")
             SELECT position, recorded_at FROM appended"
         )
     };
 }
+pub(crate) use append_statement;
 
-/// `RoomMuted` projects to a `room_mutes` row. A room muted already keeps its row and its
-/// place, as `evolve` folds it (the decider never appends such an event, but the
-/// projection and the fold must agree on any log).
-const APPEND_MUTED: &str = append_and_project!(
-    "INSERT INTO room_mutes (app_id, client_id, room_id, muted_at, position)
-     SELECT $1, $3, $10, recorded_at, position FROM appended
-     ON CONFLICT (app_id, client_id, room_id) DO NOTHING"
-);
-
-/// `RoomUnmuted` projects to removing the row.
-const APPEND_UNMUTED: &str = append_and_project!(
-    "DELETE FROM room_mutes
-     WHERE app_id = $1 AND client_id = $3 AND room_id = $10
-       AND EXISTS (SELECT 1 FROM appended)"
-);
-
-/// Appends `events` after `expected_version` and projects them. A single event outside a
-/// transaction is one statement in one round trip, atomic by itself; several events, or a
-/// unit whose transaction [`lock`] began, are pipelined with BEGIN (when needed) and
-/// COMMIT. If an append fails (a stale version: [`StoreError::Conflict`]), the statements
-/// after it fail too and PostgreSQL turns the COMMIT into a rollback: nothing is half-done.
+/// Appends `events` after `expected_version` and applies them to `P`. A single event
+/// outside a transaction is one statement in one round trip, atomic by itself; several
+/// events, or a unit whose transaction [`lock`] began, are pipelined with BEGIN (when
+/// needed) and COMMIT. If an append fails (a stale version: [`StoreError::Conflict`]), the
+/// statements after it fail too and PostgreSQL turns the COMMIT into a rollback: nothing is
+/// half-done.
+///
+/// The events are appended as given: deciding whether they should be is the caller's.
 #[tracing::instrument(level = "debug", skip(unit, events, metadata), fields(events = events.len()))]
-pub async fn commit(
+pub async fn append<P: InlineProjection>(
     unit: &Unit,
     app: &AppId,
     client: &ClientId,
@@ -183,38 +204,33 @@ pub async fn commit(
     metadata: &EventMetadata,
 ) -> Result<Vec<Recorded>, StoreError> {
     let db = unit.client();
-    let (muted, unmuted) = futures_util::try_join!(
-        db.prepare_cached(APPEND_MUTED),
-        db.prepare_cached(APPEND_UNMUTED),
-    )?;
+    let statements =
+        futures_util::future::try_join_all(P::APPEND.iter().map(|sql| db.prepare_cached(sql)))
+            .await?;
     let metadata = Json(metadata);
     let appends = (expected_version + 1..)
         .zip(events)
         .map(|(version, event)| {
-            let statement = match event {
-                Event::RoomMuted { .. } => &muted,
-                Event::RoomUnmuted { .. } => &unmuted,
-            };
+            let step = P::step(event);
+            let statement = &statements[step.statement];
             let metadata = &metadata;
             async move {
                 let event_id = Uuid::new_v4();
-                let row = db
-                    .query_one(
-                        statement,
-                        &[
-                            &app.as_str(),
-                            &STREAM_TYPE_USER_PREFERENCES,
-                            &client.as_str(),
-                            &version,
-                            &event_id,
-                            &event.event_type(),
-                            &Event::SCHEMA_VERSION,
-                            &Json(event.data()),
-                            metadata,
-                            &event.room().as_str(),
-                        ],
-                    )
-                    .await?;
+                let (app, client) = (app.as_str(), client.as_str());
+                let (event_type, data) = (event.event_type(), Json(event.data()));
+                let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+                    &app,
+                    &STREAM_TYPE_USER_PREFERENCES,
+                    &client,
+                    &version,
+                    &event_id,
+                    &event_type,
+                    &Event::SCHEMA_VERSION,
+                    &data,
+                    metadata,
+                ];
+                params.extend(step.params.iter().map(|p| &**p as &(dyn ToSql + Sync)));
+                let row = db.query_one(statement, &params).await?;
                 Ok::<_, StoreError>(Recorded {
                     event_id,
                     position: row.get(0),

@@ -1,7 +1,9 @@
-//! The read model as a whole: reading it user by user for verification, and building a shadow copy
-//! (`room_mutes_rebuild`, `stream_versions_rebuild`) that is swapped in by rename.
+//! The mechanics of rebuilding the read model beside the live one: shadow tables
+//! (`<table>_rebuild`) loaded by COPY, given the live tables' indexes and grants, and swapped
+//! in by rename; the advisory locks that keep rebuilds and verifies apart; and the store's
+//! own rows in it, `stream_versions`. What a read model's rows are comes from its module in
+//! [`crate::projections`].
 
-use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 use std::pin::Pin;
 
@@ -10,11 +12,9 @@ use tokio_postgres::types::{ToSql, Type};
 
 use super::batches::Batches;
 use super::log_reader::LogCursor;
-use super::{execute, GenericClient, StoreError};
+use super::{execute, query, GenericClient, StoreError};
 use crate::domain::STREAM_TYPE_USER_PREFERENCES;
-
-/// The projection name under which a rebuild records how far it read the log.
-pub const PROJECTION: &str = "room_mutes";
+use crate::projections::room_mutes;
 
 /// Held for a whole rebuild, so two rebuilds cannot race over the shadow tables.
 const REBUILD_LOCK_KEY: i64 = 0x6368_6174_7265_6275; // "chatrebu"
@@ -23,31 +23,12 @@ const REBUILD_LOCK_KEY: i64 = 0x6368_6174_7265_6275; // "chatrebu"
 /// Taken before any table lock by both, so it cannot deadlock with them.
 const SWAP_LOCK_KEY: i64 = 0x6368_6174_7377_6170; // "chatswap"
 
-/// A `room_mutes` row as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MuteRow {
-    pub app: String,
-    pub client: String,
-    pub room: String,
-    pub muted_at: DateTime<Utc>,
-    pub position: i64,
-}
-
 /// A `stream_versions` row as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionRow {
     pub app: String,
     pub client: String,
     pub version: i32,
-}
-
-/// A `room_mutes` row to write.
-pub struct MuteRecord<'a> {
-    pub app: &'a str,
-    pub client: &'a str,
-    pub room: &'a str,
-    pub muted_at: DateTime<Utc>,
-    pub position: i64,
 }
 
 /// A `stream_versions` row to write.
@@ -98,47 +79,8 @@ pub async fn lock_swap(tx: &Transaction<'_>) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// A read-only repeatable-read transaction: one snapshot of the log and the read model for
-/// everything read in it.
-#[tracing::instrument(skip(client))]
-pub async fn begin_snapshot(
-    client: &mut deadpool_postgres::Client,
-) -> Result<Transaction<'_>, StoreError> {
-    Ok(client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?)
-}
-
-/// Every `room_mutes` row, user after user in byte order of `(app, user)`: the order of
-/// [`super::log_reader::in_stream_order`] with [`UserOrder::Bytes`], for merging.
-#[tracing::instrument(skip(tx))]
-pub async fn mutes_by_user<'t, 'a>(
-    tx: &'t tokio_postgres::Transaction<'a>,
-    batch: i32,
-) -> Result<Batches<'t, 'a, MuteRow>, StoreError> {
-    Batches::open(
-        tx,
-        "SELECT app_id, client_id, room_id, muted_at, position FROM room_mutes
-         ORDER BY app_id COLLATE \"C\", client_id COLLATE \"C\"",
-        &[],
-        batch,
-        |row| {
-            Ok(MuteRow {
-                app: row.get(0),
-                client: row.get(1),
-                room: row.get(2),
-                muted_at: row.get(3),
-                position: row.get(4),
-            })
-        },
-    )
-    .await
-}
-
-/// Every `stream_versions` row of preference streams, in the same order.
+/// Every `stream_versions` row of preference streams, user after user in byte order of
+/// `(app, user)`, as [`room_mutes::scan_by_user`] reads its rows.
 #[tracing::instrument(skip(tx))]
 pub async fn versions_by_user<'t, 'a>(
     tx: &'t tokio_postgres::Transaction<'a>,
@@ -162,7 +104,7 @@ pub async fn versions_by_user<'t, 'a>(
 }
 
 /// The read-model tables a rebuild replaces, each with a shadow named `<table>_rebuild`.
-const TABLES: [&str; 2] = ["room_mutes", "stream_versions"];
+const TABLES: [&str; 2] = [room_mutes::TABLE, "stream_versions"];
 const SHADOW: &str = "_rebuild";
 /// The live tables a swap replaced, until they are dropped after it.
 const RETIRED: &str = "_retired";
@@ -232,28 +174,6 @@ pub trait ShadowRow {
     const COPY: &'static str;
     const TYPES: &'static [Type];
     fn values(&self) -> Vec<&(dyn ToSql + Sync)>;
-}
-
-impl ShadowRow for MuteRecord<'_> {
-    const TABLE: &'static str = "room_mutes";
-    const COPY: &'static str =
-        "COPY room_mutes_rebuild (app_id, client_id, room_id, muted_at, position)";
-    const TYPES: &'static [Type] = &[
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TIMESTAMPTZ,
-        Type::INT8,
-    ];
-    fn values(&self) -> Vec<&(dyn ToSql + Sync)> {
-        vec![
-            &self.app,
-            &self.client,
-            &self.room,
-            &self.muted_at,
-            &self.position,
-        ]
-    }
 }
 
 impl ShadowRow for VersionRecord<'_> {
@@ -442,92 +362,54 @@ pub async fn grant_shadow(tx: &Transaction<'_>) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// How many preference streams and muted rooms the live read model holds.
+/// How many preference streams the live read model holds.
 #[tracing::instrument(skip(db))]
-pub async fn counts<C: GenericClient>(db: &C) -> Result<(usize, usize), StoreError> {
+pub async fn count_streams<C: GenericClient>(db: &C) -> Result<usize, StoreError> {
     let row = db
         .query_one(
-            "SELECT (SELECT count(*) FROM stream_versions WHERE stream_type = $1),
-                    (SELECT count(*) FROM room_mutes)",
+            "SELECT count(*) FROM stream_versions WHERE stream_type = $1",
             &[&STREAM_TYPE_USER_PREFERENCES],
         )
         .await?;
-    let count = |i: usize| row.get::<_, i64>(i).max(0) as usize;
-    Ok((count(0), count(1)))
+    Ok(row.get::<_, i64>(0).max(0) as usize)
 }
 
-/// These users' rows in the shadow tables: each one's version (0 when it has none) and
-/// muted rooms in mute order, as `(room, muted_at, position)`; users in the order of
+/// These users' versions in the shadow table (0 when they have none), in the order of
 /// [`super::log_reader::UserOrder::Indexed`], so that their events can be merged in.
 #[tracing::instrument(skip_all, fields(streams = apps.len()))]
-pub async fn shadow_streams(
+pub async fn shadow_versions(
     tx: &Transaction<'_>,
     apps: &[&str],
     clients: &[&str],
-) -> Result<Vec<ShadowStream>, StoreError> {
-    let rows = tx
-        .query(
-            "SELECT u.app_id, u.client_id, coalesce(v.version, 0),
-                    coalesce(m.rooms, '{}'), coalesce(m.times, '{}'), coalesce(m.positions, '{}')
-             FROM unnest($1::text[], $2::text[]) AS u(app_id, client_id)
-             LEFT JOIN stream_versions_rebuild v
-                    ON v.app_id = u.app_id AND v.stream_type = $3 AND v.stream_id = u.client_id
-             LEFT JOIN LATERAL (
-                 SELECT array_agg(room_id ORDER BY position) AS rooms,
-                        array_agg(muted_at ORDER BY position) AS times,
-                        array_agg(position ORDER BY position) AS positions
-                 FROM room_mutes_rebuild r
-                 WHERE r.app_id = u.app_id AND r.client_id = u.client_id
-             ) AS m ON true
-             ORDER BY u.app_id, u.client_id",
-            &[&apps, &clients, &STREAM_TYPE_USER_PREFERENCES],
-        )
-        .await?;
+) -> Result<Vec<VersionRow>, StoreError> {
+    let rows = query(
+        tx,
+        "SELECT u.app_id, u.client_id, coalesce(v.version, 0)
+         FROM unnest($1::text[], $2::text[]) AS u(app_id, client_id)
+         LEFT JOIN stream_versions_rebuild v
+                ON v.app_id = u.app_id AND v.stream_type = $3 AND v.stream_id = u.client_id
+         ORDER BY u.app_id, u.client_id",
+        &[&apps, &clients, &STREAM_TYPE_USER_PREFERENCES],
+    )
+    .await?;
     Ok(rows
         .iter()
-        .map(|row| {
-            let rooms: Vec<String> = row.get(3);
-            let times: Vec<DateTime<Utc>> = row.get(4);
-            let positions: Vec<i64> = row.get(5);
-            ShadowStream {
-                app: row.get(0),
-                client: row.get(1),
-                version: row.get(2),
-                muted: rooms
-                    .into_iter()
-                    .zip(times)
-                    .zip(positions)
-                    .map(|((room, muted_at), position)| (room, muted_at, position))
-                    .collect(),
-            }
+        .map(|row| VersionRow {
+            app: row.get(0),
+            client: row.get(1),
+            version: row.get(2),
         })
         .collect())
 }
 
-/// One user's rows in the shadow tables.
-#[derive(Debug)]
-pub struct ShadowStream {
-    pub app: String,
-    pub client: String,
-    pub version: i32,
-    /// `(room, muted_at, position)`, oldest mute first.
-    pub muted: Vec<(String, DateTime<Utc>, i64)>,
-}
-
-/// Removes these streams from the shadow tables, so that their new state can be copied in.
+/// Removes these streams' versions from the shadow table, so that their new ones can be
+/// copied in.
 #[tracing::instrument(skip_all, fields(streams = apps.len()))]
-pub async fn clear_shadow_streams(
+pub async fn clear_shadow_versions(
     tx: &Transaction<'_>,
     apps: &[&str],
     clients: &[&str],
 ) -> Result<(), StoreError> {
-    execute(
-        tx,
-        "DELETE FROM room_mutes_rebuild
-         WHERE (app_id, client_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
-        &[&apps, &clients],
-    )
-    .await?;
     execute(
         tx,
         "DELETE FROM stream_versions_rebuild
@@ -549,8 +431,8 @@ pub async fn lock_live(tx: &Transaction<'_>) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Replaces the live tables with the shadow ones and records the snapshot of the log they
-/// reflect (with the highest position then, for people reading the table).
+/// Replaces the live tables with the shadow ones and records the log cursor they reflect
+/// (with the highest position then, for people reading the table).
 /// Running servers keep their prepared statements: PostgreSQL re-plans them by name against
 /// the new tables, whose columns are the same.
 #[tracing::instrument(skip(tx))]
@@ -591,7 +473,7 @@ pub async fn swap(tx: &Transaction<'_>, cursor: &LogCursor) -> Result<(), StoreE
          ON CONFLICT (projection) DO UPDATE SET position = excluded.position,
              transaction_id = excluded.transaction_id, xip = excluded.xip,
              updated_at = excluded.updated_at",
-        &[&PROJECTION, &cursor.xmax.to_string(), &xip],
+        &[&room_mutes::TABLE, &cursor.xmax.to_string(), &xip],
     )
     .await?;
     Ok(())
