@@ -20,6 +20,7 @@ mod hostile;
 mod ledger;
 mod me;
 mod process;
+mod projection;
 mod rebuild;
 mod replicas;
 mod review;
