@@ -1,5 +1,5 @@
 //! Prometheus metrics: one process-wide registry, updated by the HTTP edge, the command
-//! handler and the rebuild, and rendered at `GET /metrics`.
+//! handler and the feed, and rendered at `GET /metrics`.
 //!
 //! Process-wide rather than per server because the events and conflicts are counted deep
 //! in `commands`, which must not depend on the HTTP layer to reach a registry.
@@ -26,11 +26,6 @@ struct Metrics {
     pool_waiting: IntGauge,
     events_appended: IntCounterVec,
     conflicts_retried: IntCounter,
-    rebuild_running: IntGauge,
-    rebuild_position: IntGauge,
-    rebuild_target: IntGauge,
-    rebuild_events: IntCounter,
-    rebuild_duration: Histogram,
     replica_up: IntGauge,
     replica_lag: Gauge,
     replica_fallbacks: IntCounter,
@@ -115,49 +110,6 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             IntCounter::new(
                 "chatprefs_command_conflicts_retried_total",
                 "Appends retried after losing a race with a concurrent append to the same stream.",
-            )
-            .expect("valid metric"),
-        ),
-        rebuild_running: register(
-            &r,
-            IntGauge::new(
-                "chatprefs_rebuild_running",
-                "1 while a read-model rebuild runs in this process, else 0.",
-            )
-            .expect("valid metric"),
-        ),
-        rebuild_position: register(
-            &r,
-            IntGauge::new(
-                "chatprefs_rebuild_position",
-                "Log position the running (or last) rebuild has replayed up to.",
-            )
-            .expect("valid metric"),
-        ),
-        rebuild_target: register(
-            &r,
-            IntGauge::new(
-                "chatprefs_rebuild_target_position",
-                "Log position the running (or last) rebuild replays up to.",
-            )
-            .expect("valid metric"),
-        ),
-        rebuild_events: register(
-            &r,
-            IntCounter::new(
-                "chatprefs_rebuild_events_replayed_total",
-                "Events replayed by rebuilds in this process.",
-            )
-            .expect("valid metric"),
-        ),
-        rebuild_duration: register(
-            &r,
-            Histogram::with_opts(
-                HistogramOpts::new(
-                    "chatprefs_rebuild_duration_seconds",
-                    "Time a finished rebuild took.",
-                )
-                .buckets(prometheus::exponential_buckets(0.1, 4.0, 8).expect("valid buckets")),
             )
             .expect("valid metric"),
         ),
@@ -308,45 +260,6 @@ pub fn replica_fallback() {
     METRICS.replica_fallbacks.inc();
 }
 
-/// Progress reporting for `rebuild`: call [`RebuildProgress::start`] with the log position
-/// the rebuild replays up to, [`RebuildProgress::replayed`] after each batch, and
-/// [`RebuildProgress::finish`] when the new read model is in place. Dropping it unfinished
-/// (an error) clears `chatprefs_rebuild_running` without recording a duration.
-pub struct RebuildProgress {
-    started: std::time::Instant,
-}
-
-impl RebuildProgress {
-    pub fn start(target_position: i64) -> Self {
-        let m = &*METRICS;
-        m.rebuild_target.set(target_position);
-        m.rebuild_position.set(0);
-        m.rebuild_running.set(1);
-        RebuildProgress {
-            started: std::time::Instant::now(),
-        }
-    }
-
-    /// `position` is the last replayed event's; `events` how many were replayed since the
-    /// previous call.
-    pub fn replayed(&self, position: i64, events: u64) {
-        METRICS.rebuild_position.set(position);
-        METRICS.rebuild_events.inc_by(events);
-    }
-
-    pub fn finish(self) {
-        METRICS
-            .rebuild_duration
-            .observe(self.started.elapsed().as_secs_f64());
-    }
-}
-
-impl Drop for RebuildProgress {
-    fn drop(&mut self) {
-        METRICS.rebuild_running.set(0);
-    }
-}
-
 /// The Prometheus text exposition of every metric.
 pub fn render() -> String {
     let mut out = Vec::new();
@@ -354,33 +267,4 @@ pub fn render() -> String {
         .encode(&METRICS.registry.gather(), &mut out)
         .expect("encoding to memory does not fail");
     String::from_utf8(out).expect("the text format is UTF-8")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sample(text: &str, series: &str) -> Option<f64> {
-        text.lines()
-            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-    }
-
-    #[test]
-    fn rebuild_progress_is_exposed_and_cleared_when_done() {
-        let progress = RebuildProgress::start(40);
-        progress.replayed(25, 25);
-        let during = render();
-        assert_eq!(sample(&during, "chatprefs_rebuild_running"), Some(1.0));
-        assert_eq!(sample(&during, "chatprefs_rebuild_position"), Some(25.0));
-        assert_eq!(
-            sample(&during, "chatprefs_rebuild_target_position"),
-            Some(40.0)
-        );
-        assert!(sample(&during, "chatprefs_rebuild_events_replayed_total").unwrap() >= 25.0);
-
-        progress.finish();
-        let after = render();
-        assert_eq!(sample(&after, "chatprefs_rebuild_running"), Some(0.0));
-        assert!(sample(&after, "chatprefs_rebuild_duration_seconds_count").unwrap() >= 1.0);
-    }
 }
