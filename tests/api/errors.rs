@@ -1,4 +1,4 @@
-//! One test per row of DESIGN §1's error table, and the edges around it.
+//! One test per row of docs/design.md §1's error table, and the edges around it.
 
 use std::time::Duration;
 
