@@ -3,7 +3,6 @@
 pub mod audit;
 pub mod bench;
 pub mod cli;
-pub mod commands;
 pub mod config;
 pub mod domain;
 pub mod feed;
@@ -14,6 +13,7 @@ pub mod provision;
 pub mod ratelimit;
 pub mod rebuild;
 pub mod secrets;
+pub mod service;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{evolve, AppId, ClientId, IdError, MuteState, RoomId};
 use crate::store::audit::{self as log, format_instant, AuditEntry, AuditFilter};
-use crate::store::{self, directory, Pool, StoreError};
+use crate::store::{self, directory, Pool, Retryable, StoreError};
 
 pub const DEFAULT_LIMIT: i64 = 100;
 pub const MAX_LIMIT: i64 = 1000;
@@ -32,6 +32,12 @@ pub enum AuditError {
     ClientNotFound,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl Retryable for AuditError {
+    fn is_unavailable(&self) -> bool {
+        matches!(self, AuditError::Store(store) if store.is_unavailable())
+    }
 }
 
 /// A query parameter that must be a whole number in `range`; `default` when left out.

@@ -1,6 +1,6 @@
 //! Support endpoints of the platform API: the audit trail and as-of answers.
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
 use utoipa::IntoParams;
@@ -12,11 +12,11 @@ use super::{
     errors::ApiError,
     openapi::params::UserPath,
     openapi::responses::{BadRequest, ClientNotFound, InvalidApiKey, RateLimited, Unavailable},
-    request::path_segment,
+    path::PathId,
 };
 use crate::audit::{self, AsOf, AuditPage, AuditParams};
 use crate::domain::ClientId;
-use crate::store::ReadPool;
+use crate::service::Service;
 
 /// The app's events with provenance, oldest first, one page at a time.
 #[utoipa::path(
@@ -35,12 +35,10 @@ use crate::store::ReadPool;
 pub async fn list(
     platform: PlatformApp,
     params: web::Query<AuditParams>,
-    reads: web::Data<ReadPool>,
+    service: web::Data<Service>,
 ) -> Result<HttpResponse, ApiError> {
-    let filter = &params.into_inner().into_filter(platform.app)?;
-    let page = reads
-        .run(|pool| async move { Ok::<_, ApiError>(audit::page(&pool, filter).await?) })
-        .await?;
+    let filter = params.into_inner().into_filter(platform.app)?;
+    let page = service.audit(&filter).await?;
     Ok(envelope::ok(page))
 }
 
@@ -70,22 +68,15 @@ pub struct AsOfParams {
 #[tracing::instrument(skip_all)]
 pub async fn as_of(
     platform: PlatformApp,
-    req: HttpRequest,
     params: web::Query<AsOfParams>,
-    reads: web::Data<ReadPool>,
+    PathId(client): PathId<ClientId>,
+    service: web::Data<Service>,
 ) -> Result<HttpResponse, ApiError> {
-    let client = ClientId::parse(path_segment(&req, 1)?)?;
     let at = params
         .into_inner()
         .as_of
         .map(|raw| audit::parse_instant("asOf", &raw))
         .transpose()?;
-    let (app, client) = (&platform.app, &client);
-    let answer =
-        reads
-            .run(|pool| async move {
-                Ok::<_, ApiError>(audit::muted_as_of(&pool, app, client, at).await?)
-            })
-            .await?;
+    let answer = service.muted_as_of(&platform.app, &client, at).await?;
     Ok(envelope::ok(answer))
 }

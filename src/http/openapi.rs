@@ -10,7 +10,9 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use super::{admin, audit, dispatch, errors::ErrorEnvelope, feed, health, me, metrics, signin};
+use super::{
+    admin, audit, dispatch, errors::ErrorEnvelope, feed, health, me, metrics, mutes, signin,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,8 +22,9 @@ use super::{admin, audit, dispatch, errors::ErrorEnvelope, feed, health, me, met
                        Every JSON answer is the IMKIT envelope; every response carries `X-Request-Id`."
     ),
     paths(
-        me::get_me, me::mute, me::unmute, signin::sign_in, feed::live,
-        admin::upsert_client, admin::revoke_tokens, admin::upsert_room, admin::mute, admin::unmute,
+        me::get_me, mutes::mute, mutes::unmute, signin::sign_in, feed::live,
+        admin::upsert_client, admin::revoke_tokens, admin::upsert_room,
+        on_behalf::mute, on_behalf::unmute,
         dispatch::check, dispatch::list,
         audit::list, audit::as_of, feed::events,
         health::healthz, health::readyz, metrics::scrape, serve,
@@ -38,8 +41,44 @@ use super::{admin, audit, dispatch, errors::ErrorEnvelope, feed, health, me, met
 )]
 struct ApiDoc;
 
+/// The platform API's mute routes. They are served by the client API's handlers
+/// ([`mutes::mute`], [`mutes::unmute`]), which tell the acting admin from the acting user
+/// by the route; utoipa describes one path per function, so these signatures carry the
+/// second path's description and are never routed to.
+pub mod on_behalf {
+    use super::params::{RoomPath, UserPath};
+    use super::responses::PlatformCommandErrors;
+    use crate::http::envelope::{Success, User};
+
+    /// Mutes the room on the user's behalf (actor recorded as admin).
+    #[utoipa::path(
+        post, path = "/admin/clients/{uid}/mute/{room}", tag = "platform",
+        operation_id = "mute",
+        params(UserPath, RoomPath),
+        responses(
+            (status = 200, description = "The user, with the room last in `mute`", body = Success<User>),
+            PlatformCommandErrors,
+        ),
+        security(("apiKey" = []))
+    )]
+    pub fn mute() {}
+
+    /// Unmutes the room on the user's behalf (actor recorded as admin).
+    #[utoipa::path(
+        delete, path = "/admin/clients/{uid}/mute/{room}", tag = "platform",
+        operation_id = "unmute",
+        params(UserPath, RoomPath),
+        responses(
+            (status = 200, description = "The user, with the room no longer in `mute`", body = Success<User>),
+            PlatformCommandErrors,
+        ),
+        security(("apiKey" = []))
+    )]
+    pub fn unmute() {}
+}
+
 /// Path parameters as documented; the handlers decode them strictly from the raw path
-/// (`path_segment`), so these types only describe them.
+/// (`http::path::PathId`), so these types only describe them.
 pub mod params {
     use utoipa::IntoParams;
 
