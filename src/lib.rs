@@ -1,5 +1,6 @@
 //! chatprefs: IMKIT-compatible notification preferences on an append-only event log.
 
+pub mod api_types;
 pub mod audit;
 pub mod bench;
 pub mod cli;

@@ -14,14 +14,15 @@ use super::{
     openapi::responses::{BadRequest, ClientNotFound, InvalidApiKey, RateLimited, Unavailable},
     path::PathId,
 };
-use crate::audit::{self, AsOf, AuditPage, AuditParams};
+use crate::api_types::{AsOf, AuditPage, AuditQuery};
+use crate::audit::{self, AuditParams};
 use crate::domain::ClientId;
 use crate::service::Service;
 
 /// The app's events with provenance, oldest first, one page at a time.
 #[utoipa::path(
     get, path = "/admin/audit", tag = "support",
-    params(AuditParams),
+    params(AuditQuery),
     responses(
         (status = 200, description = "A page of the audit trail; continue with `after = next` while `hasMore`", body = Success<AuditPage>),
         BadRequest,
@@ -34,12 +35,12 @@ use crate::service::Service;
 #[tracing::instrument(skip_all)]
 pub async fn list(
     platform: PlatformApp,
-    params: web::Query<AuditParams>,
+    params: web::Query<AuditQuery>,
     service: web::Data<Service>,
 ) -> Result<HttpResponse, ApiError> {
-    let filter = params.into_inner().into_filter(platform.app)?;
+    let filter = AuditParams::from(params.into_inner()).into_filter(platform.app)?;
     let page = service.audit(&filter).await?;
-    Ok(envelope::ok(page))
+    Ok(envelope::ok(AuditPage::from(page)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -78,5 +79,5 @@ pub async fn as_of(
         .map(|raw| audit::parse_instant("asOf", &raw))
         .transpose()?;
     let answer = service.muted_as_of(&platform.app, &client, at).await?;
-    Ok(envelope::ok(answer))
+    Ok(envelope::ok(AsOf::from(answer)))
 }

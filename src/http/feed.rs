@@ -19,11 +19,12 @@ use super::{
         BadRequest, InvalidApiKey, InvalidClientKey, InvalidToken, RateLimited, Unavailable,
     },
 };
+use crate::api_types::AuditEntry;
 use crate::audit::whole_number_in;
 use crate::feed::live::{self, LiveContext, LiveItem, LiveStreams};
 use crate::feed::{self, FeedCursor};
 use crate::service::Service;
-use crate::store::audit::AuditEntry;
+use crate::store::audit::format_instant;
 
 /// The longest a feed request may wait, whatever it asks for (`--feed-max-wait-secs`).
 #[derive(Debug, Clone, Copy)]
@@ -91,7 +92,7 @@ pub async fn events(
     let page = service.feed(&platform.app, &after, limit, wait).await?;
     Ok(envelope::ok(FeedAnswer {
         next: page.next.encode(&platform.app),
-        entries: page.entries,
+        entries: page.entries.into_iter().map(AuditEntry::from).collect(),
     }))
 }
 
@@ -124,8 +125,8 @@ fn frame(item: LiveItem) -> Bytes {
                 room: entry.room,
                 actor_kind: entry.actor.kind,
                 version,
-                recorded_at: crate::store::audit::format_instant(&entry.recorded_at),
-                recorded_at_ms: entry.recorded_at_ms,
+                recorded_at: format_instant(&entry.recorded_at),
+                recorded_at_ms: entry.recorded_at.timestamp_millis(),
             };
             let data = serde_json::to_string(&event).expect("a live event serialises");
             Bytes::from(format!(
