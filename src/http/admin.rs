@@ -54,11 +54,6 @@ fn text(field: &str, value: Field<String>) -> Result<Option<Option<String>>, Api
 pub struct ClientBody {
     /// User id (1–255 bytes, no control characters).
     #[serde(rename = "_id")]
-    #[schema(
-        min_length = 1,
-        max_length = 255,
-        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$"
-    )]
     id: String,
     /// Left out: keeps the stored value; `null`: clears it. At most 2048 bytes, as are
     /// `email` and `avatarUrl`, which follow the same rule.
@@ -212,12 +207,7 @@ pub async fn revoke_tokens(
 pub struct RoomBody {
     /// Room id; left out or `null`, a random one (32 hex characters) is chosen.
     #[serde(rename = "_id", default)]
-    #[schema(
-        value_type = Option<String>,
-        min_length = 1,
-        max_length = 255,
-        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$"
-    )]
+    #[schema(value_type = Option<String>)]
     id: Field<String>,
     /// Left out: keeps the stored value; `null`: clears it (as for `roomType`).
     #[serde(default)]

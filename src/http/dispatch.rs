@@ -86,11 +86,6 @@ pub async fn check(
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Answer users with ids after this one: the `next` of the previous page.
-    #[param(
-        min_length = 1,
-        max_length = 255,
-        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$"
-    )]
     after: Option<String>,
     /// Most users in one page (1 to 1000, default 100).
     #[param(minimum = 1, maximum = 1000)]

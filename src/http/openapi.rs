@@ -6,9 +6,15 @@ use std::sync::LazyLock;
 
 use actix_web::HttpResponse;
 use utoipa::{
-    openapi::security::{ApiKey, ApiKeyValue, SecurityScheme},
+    openapi::{
+        path::{Operation, ParameterIn},
+        security::{ApiKey, ApiKeyValue, SecurityScheme},
+        RefOr, Schema,
+    },
     Modify, OpenApi,
 };
+
+use crate::domain::{ID_PATTERN, MAX_ID_BYTES};
 
 use super::{
     admin, audit, dispatch, errors::ErrorEnvelope, feed, health, me, metrics, mutes, signin,
@@ -30,7 +36,7 @@ use super::{
         health::healthz, health::readyz, metrics::scrape, serve,
     ),
     components(schemas(ErrorEnvelope)),
-    modifiers(&SecuritySchemes, &RoomsWithTrailingSlash),
+    modifiers(&IdConstraints, &SecuritySchemes, &RoomsWithTrailingSlash),
     tags(
         (name = "client", description = "The signed-in user's own preferences (headers `IM-CLIENT-KEY` and `IM-Authorization`)"),
         (name = "platform", description = "An app's backend (header `IM-API-KEY`)"),
@@ -86,11 +92,6 @@ pub mod params {
     #[into_params(parameter_in = Path)]
     pub struct RoomPath {
         /// Room id, percent-encoded: 1–255 bytes of UTF-8, no control characters.
-        #[param(
-            min_length = 1,
-            max_length = 255,
-            pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$"
-        )]
         pub room: String,
     }
 
@@ -98,11 +99,6 @@ pub mod params {
     #[into_params(parameter_in = Path)]
     pub struct UserPath {
         /// User id, percent-encoded: 1–255 bytes of UTF-8, no control characters.
-        #[param(
-            min_length = 1,
-            max_length = 255,
-            pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$"
-        )]
         pub uid: String,
     }
 }
@@ -165,6 +161,66 @@ pub mod responses {
         PlatformUpsertErrors = BadRequest, InvalidApiKey, RateLimited, PayloadTooLarge, Unavailable;
         /// What a client sign-in can fail with.
         SignInErrors = BadRequest, SignInForbidden, SignInRateLimited, PayloadTooLarge, Unavailable;
+    }
+}
+
+/// Body fields that carry a user or room id, as (schema, property).
+const ID_PROPERTIES: [(&str, &str); 3] = [
+    ("ClientBody", "_id"),
+    ("RoomBody", "_id"),
+    ("SignInBody", "id"),
+];
+
+/// Query parameters that carry a user or room id, as (path, parameter); every `{room}`
+/// and `{uid}` path parameter is one too.
+const ID_QUERY_PARAMETERS: [(&str, &str); 1] = [("/admin/rooms/{room}/mutes", "after")];
+
+/// Gives every id in the document the rule `domain::ids` enforces, stated there once
+/// (utoipa's attributes take literals only, so they cannot name the constants).
+struct IdConstraints;
+
+fn constrain(schema: Option<&mut RefOr<Schema>>) {
+    if let Some(RefOr::T(Schema::Object(object))) = schema {
+        object.min_length = Some(1);
+        object.max_length = Some(MAX_ID_BYTES);
+        object.pattern = Some(ID_PATTERN.to_owned());
+    }
+}
+
+impl Modify for IdConstraints {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        if let Some(components) = openapi.components.as_mut() {
+            for (schema, property) in ID_PROPERTIES {
+                if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(schema) {
+                    constrain(object.properties.get_mut(property));
+                }
+            }
+        }
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                constrain_parameters(path, operation);
+            }
+        }
+    }
+}
+
+fn constrain_parameters(path: &str, operation: &mut Operation) {
+    for parameter in operation.parameters.iter_mut().flatten() {
+        let is_id = match parameter.parameter_in {
+            ParameterIn::Path => ["room", "uid"].contains(&parameter.name.as_str()),
+            ParameterIn::Query => ID_QUERY_PARAMETERS.contains(&(path, parameter.name.as_str())),
+            _ => false,
+        };
+        if is_id {
+            constrain(parameter.schema.as_mut());
+        }
     }
 }
 

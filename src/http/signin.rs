@@ -32,11 +32,6 @@ pub struct SignInLimiter(pub FailureLimiter);
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SignInBody {
     /// User id (1–255 bytes, no control characters); the user is created if new.
-    #[schema(
-        min_length = 1,
-        max_length = 255,
-        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$"
-    )]
     id: String,
 }
 
