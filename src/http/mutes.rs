@@ -14,7 +14,7 @@ use super::{
     errors::ApiError,
     openapi::params::RoomPath,
     openapi::responses::ClientCommandErrors,
-    path::{path_param, PathId},
+    path::{path_param, PathId, PathParam},
     request::RequestContext,
 };
 use crate::domain::{Actor, ActorKind, AppId, ClientId, RoomId};
