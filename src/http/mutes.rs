@@ -36,11 +36,7 @@ impl FromRequest for Acting {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            if req
-                .match_info()
-                .get(<ClientId as super::path::PathParam>::NAME)
-                .is_some()
-            {
+            if req.match_info().get(ClientId::NAME).is_some() {
                 let PlatformApp { app } = PlatformApp::extract(&req).await?;
                 let PathId(uid) = path_param::<ClientId>(&req)?;
                 // One API key per app: the app itself is the admin who acted.
