@@ -1,9 +1,9 @@
 //! chatprefs: IMKIT-compatible notification preferences on an append-only event log.
 
+pub mod api_types;
 pub mod audit;
 pub mod bench;
 pub mod cli;
-pub mod commands;
 pub mod config;
 pub mod domain;
 pub mod feed;
@@ -15,6 +15,7 @@ pub mod provision;
 pub mod ratelimit;
 pub mod rebuild;
 pub mod secrets;
+pub mod service;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -1,12 +1,12 @@
 //! Setting up apps: the one place keys are generated and shown.
 
-use chrono::{Duration, Utc};
 use serde::Serialize;
 
 use crate::domain::{AppId, ClientId, RoomId};
 use crate::secrets;
+use crate::service::tokens::{self, TokenGrant, DEFAULT_TOKEN_DAYS};
 use crate::store::{
-    directory::{self, ClientProfile, RoomProfile},
+    directory::{self, ClientProfile, RoomProfile, TokenIssuer},
     Pool, StoreError,
 };
 
@@ -113,9 +113,11 @@ pub async fn ensure_demo(pool: &Pool) -> Result<Demo, StoreError> {
         members: Some(Some(vec![DEMO_USER.into()])),
     };
     directory::upsert_room(&tx, &app, &room, &room_profile).await?;
-    let token = secrets::new_secret();
-    let expires_at = Utc::now() + Duration::days(7);
-    directory::insert_token(&tx, &app, &user, &secrets::sha256(&token), expires_at).await?;
+    let grant = TokenGrant {
+        days: DEFAULT_TOKEN_DAYS,
+        issuer: TokenIssuer::Platform,
+    };
+    let token = tokens::issue(&tx, &app, &user, grant).await?.token;
     tx.commit().await?;
     Ok(Demo {
         credentials: AppCredentials {

@@ -19,6 +19,7 @@ use crate::feed::live::{LiveContext, LiveStreams};
 use crate::feed::watcher::LogWatcher;
 use crate::http::{self, CorsOrigins, MaxHeaderBytes, RequestSpan, SignInLimiter, TrustedProxies};
 use crate::ratelimit::FailureLimiter;
+use crate::service::Service;
 use crate::store::{self, Pool, PoolSettings, ReadPool, ReplicaHealth, WorkerPools};
 
 pub struct Application {
@@ -148,6 +149,7 @@ fn run(
             pool.clone(),
             Arc::clone(&replica_health),
         );
+        let service = Service::new(pool.clone(), reads.clone(), watcher.clone());
         let live = LiveContext {
             pool: pool.clone(),
             watcher: watcher.clone(),
@@ -162,7 +164,7 @@ fn run(
             .wrap(from_fn(http::assign_request_id))
             .app_data(web::Data::new(pool))
             .app_data(web::Data::new(reads))
-            .app_data(web::Data::new(watcher.clone()))
+            .app_data(web::Data::new(service))
             .app_data(web::Data::new(http::FeedMaxWait(feed_max_wait)))
             .app_data(web::Data::new(live))
             .app_data(live_streams.clone())

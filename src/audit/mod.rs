@@ -4,11 +4,10 @@
 pub mod output;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 use crate::domain::{evolve, AppId, ClientId, IdError, MuteState, RoomId};
-use crate::store::audit::{self as log, format_instant, AuditEntry, AuditFilter};
-use crate::store::{self, directory, Pool, StoreError};
+use crate::store::audit::{self as log, AuditEntry, AuditFilter};
+use crate::store::{self, directory, Pool, Retryable, StoreError};
 
 pub const DEFAULT_LIMIT: i64 = 100;
 pub const MAX_LIMIT: i64 = 1000;
@@ -32,6 +31,12 @@ pub enum AuditError {
     ClientNotFound,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl Retryable for AuditError {
+    fn is_unavailable(&self) -> bool {
+        matches!(self, AuditError::Store(store) if store.is_unavailable())
+    }
 }
 
 /// A query parameter that must be a whole number in `range`; `default` when left out.
@@ -75,22 +80,15 @@ pub fn parse_instant(name: &str, raw: &str) -> Result<DateTime<Utc>, InvalidQuer
     })
 }
 
-/// The audit filters as they arrive (query string or command line), before validation.
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
+/// The audit filters as they arrive (query string or command line), before validation;
+/// the query string's documented form is [`crate::api_types::AuditQuery`].
+#[derive(Debug, Default)]
 pub struct AuditParams {
-    /// Only this user's events.
     pub client: Option<String>,
-    /// Only events about this room.
     pub room: Option<String>,
-    /// Recorded at or after this instant (RFC 3339 or epoch milliseconds).
     pub since: Option<String>,
-    /// Recorded before this instant (RFC 3339 or epoch milliseconds).
     pub until: Option<String>,
-    /// Most entries in one page (1 to 1000, default 100).
     pub limit: Option<String>,
-    /// Continue after this position: the `next` of the previous page.
     pub after: Option<String>,
 }
 
@@ -134,8 +132,7 @@ impl AuditParams {
 
 /// One page of the audit trail. Continue with `after = next` while `has_more`; when it is
 /// false the page reached the end of what was committed when it was read.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone)]
 pub struct AuditPage {
     pub entries: Vec<AuditEntry>,
     pub next: Option<i64>,
@@ -169,19 +166,14 @@ pub async fn page(pool: &Pool, filter: &AuditFilter) -> Result<AuditPage, AuditE
     })
 }
 
-/// A user's muted rooms at an instant, as both the HTTP API and the CLI answer it.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
+/// A user's muted rooms at an instant.
+#[derive(Debug, Clone)]
 pub struct AsOf {
-    #[serde(rename = "_id")]
-    pub id: String,
-    #[serde(rename = "appID")]
-    pub app_id: String,
-    pub as_of: String,
-    #[serde(rename = "asOfMS")]
-    pub as_of_ms: i64,
+    pub client: ClientId,
+    pub app: AppId,
+    pub at: DateTime<Utc>,
     /// Oldest mute first, as in the user object.
-    pub mute: Vec<String>,
+    pub mute: Vec<RoomId>,
 }
 
 /// The user's muted rooms as they were at `at` (now by the database's clock when `None`):
@@ -204,15 +196,10 @@ pub async fn muted_as_of(
     let events = log::stream_until(&conn, app, client, at).await?;
     let state = events.iter().fold(MuteState::default(), evolve);
     Ok(AsOf {
-        id: client.as_str().to_owned(),
-        app_id: app.as_str().to_owned(),
-        as_of: format_instant(&at),
-        as_of_ms: at.timestamp_millis(),
-        mute: state
-            .into_muted()
-            .into_iter()
-            .map(RoomId::into_inner)
-            .collect(),
+        client: client.clone(),
+        app: app.clone(),
+        at,
+        mute: state.into_muted(),
     })
 }
 

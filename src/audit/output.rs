@@ -3,6 +3,7 @@
 use std::io::Write;
 
 use super::{AsOf, AuditPage};
+use crate::api_types;
 use crate::store::audit::{format_instant, AuditEntry};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -48,7 +49,7 @@ fn csv_record(entry: &AuditEntry) -> [String; 14] {
         entry.port.map(|p| p.to_string()).unwrap_or_default(),
         or_empty(&entry.user_agent).to_owned(),
         format_instant(&entry.recorded_at),
-        entry.recorded_at_ms.to_string(),
+        entry.recorded_at.timestamp_millis().to_string(),
     ]
 }
 
@@ -118,7 +119,10 @@ fn write_table<const N: usize>(
 /// so that stdout stays parseable.
 pub fn write_page(out: &mut impl Write, format: Format, page: &AuditPage) -> anyhow::Result<()> {
     match format {
-        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(page)?)?,
+        Format::Json => {
+            let page = api_types::AuditPage::from(page.clone());
+            writeln!(out, "{}", serde_json::to_string_pretty(&page)?)?
+        }
         Format::Csv => {
             let mut csv = csv::Writer::from_writer(&mut *out);
             csv.write_record(CSV_HEADER)?;
@@ -160,7 +164,10 @@ pub fn write_tail_entry(
 ) -> anyhow::Result<()> {
     match format {
         TailFormat::Table => writeln!(out, "{}", table_record(entry).join("  "))?,
-        TailFormat::Json => writeln!(out, "{}", serde_json::to_string(entry)?)?,
+        TailFormat::Json => {
+            let entry = api_types::AuditEntry::from(entry.clone());
+            writeln!(out, "{}", serde_json::to_string(&entry)?)?
+        }
     }
     Ok(())
 }
@@ -175,12 +182,15 @@ pub enum TailFormat {
 /// Prints a user's mutes at an instant.
 pub fn write_as_of(out: &mut impl Write, format: Format, as_of: &AsOf) -> anyhow::Result<()> {
     match format {
-        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(as_of)?)?,
+        Format::Json => {
+            let as_of = api_types::AsOf::from(as_of.clone());
+            writeln!(out, "{}", serde_json::to_string_pretty(&as_of)?)?
+        }
         Format::Csv => {
             let mut csv = csv::Writer::from_writer(&mut *out);
             csv.write_record(["room"])?;
             for room in &as_of.mute {
-                csv.write_record([room])?;
+                csv.write_record([room.as_str()])?;
             }
             csv.flush()?;
         }
@@ -188,7 +198,9 @@ pub fn write_as_of(out: &mut impl Write, format: Format, as_of: &AsOf) -> anyhow
             writeln!(
                 out,
                 "client {} of app {} at {}:",
-                as_of.id, as_of.app_id, as_of.as_of
+                as_of.client,
+                as_of.app,
+                format_instant(&as_of.at)
             )?;
             for room in &as_of.mute {
                 writeln!(out, "  {room}")?;

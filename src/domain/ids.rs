@@ -13,7 +13,11 @@ pub enum IdError {
 
 /// IMKIT ids are opaque strings chosen by the integrating app, so the only rules are the
 /// ones that keep storage, logs and URLs sane: 1..=255 bytes, no control characters.
-const MAX_ID_BYTES: usize = 255;
+pub const MAX_ID_BYTES: usize = 255;
+
+/// The same rule as a JSON Schema pattern, for the API description: no character of
+/// Unicode's control category (what [`char::is_control`] refuses), at least one character.
+pub const ID_PATTERN: &str = "^[^\\x00-\\x1F\\x7F-\\x9F]+$";
 
 fn validate(kind: &'static str, raw: &str) -> Result<(), IdError> {
     if raw.is_empty() {
@@ -111,6 +115,15 @@ mod tests {
                 Err(IdError::ControlCharacter("room id")),
                 "{bad:?}"
             );
+        }
+    }
+
+    #[test]
+    fn the_pattern_names_exactly_the_characters_validation_refuses() {
+        assert_eq!(ID_PATTERN, r"^[^\x00-\x1F\x7F-\x9F]+$");
+        for c in (0..=0x10FFFF).filter_map(char::from_u32) {
+            let in_pattern = matches!(u32::from(c), 0x00..=0x1F | 0x7F..=0x9F);
+            assert_eq!(c.is_control(), in_pattern, "{:#x}", u32::from(c));
         }
     }
 

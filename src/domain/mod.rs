@@ -6,4 +6,4 @@ mod ids;
 
 pub use decider::{decide, evolve, Command, MuteState};
 pub use events::{Actor, ActorKind, Event, EventData, EventMetadata, STREAM_TYPE_USER_PREFERENCES};
-pub use ids::{AppId, ClientId, IdError, RoomId};
+pub use ids::{AppId, ClientId, IdError, RoomId, ID_PATTERN, MAX_ID_BYTES};

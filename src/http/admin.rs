@@ -1,7 +1,6 @@
 //! Platform API: what an app's backend does on its users' behalf.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::{Duration, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -11,23 +10,22 @@ use super::{
     envelope,
     envelope::{Success, User},
     errors::ApiError,
-    openapi::params::{RoomPath, UserPath},
+    openapi::params::UserPath,
     openapi::responses::{
-        BadRequest, ClientNotFound, InvalidApiKey, PayloadTooLarge, PlatformCommandErrors,
-        PlatformUpsertErrors, RateLimited, Unavailable,
+        BadRequest, ClientNotFound, InvalidApiKey, PayloadTooLarge, PlatformUpsertErrors,
+        RateLimited, Unavailable,
     },
-    request::{path_segment, RequestContext},
+    path::{path_param, PathId},
+    request::RequestContext,
 };
-use crate::commands;
-use crate::domain::{Actor, ActorKind, AppId, ClientId, Command, RoomId};
-use crate::projections::room_mutes;
+use crate::domain::{ClientId, RoomId};
 use crate::secrets;
-use crate::store::{
-    directory::{self, ClientProfile, ClientRecord, RoomProfile},
-    Pool, StoreError,
+use crate::service::{
+    tokens::{TokenGrant, DEFAULT_TOKEN_DAYS},
+    Service,
 };
+use crate::store::directory::{ClientProfile, RoomProfile, TokenIssuer};
 
-const DEFAULT_TOKEN_DAYS: u32 = 7;
 const MAX_TOKEN_DAYS: u32 = 3650;
 /// Free-text profile fields are display data; this bounds what one write can store.
 const MAX_TEXT_BYTES: usize = 2048;
@@ -51,24 +49,11 @@ fn text(field: &str, value: Field<String>) -> Result<Option<Option<String>>, Api
     Ok(checked.into_change())
 }
 
-async fn existing_client(pool: &Pool, app: &AppId, uid: String) -> Result<ClientRecord, ApiError> {
-    let uid = ClientId::parse(uid)?;
-    let conn = pool.get().await.map_err(StoreError::from)?;
-    directory::find_client(&conn, app, &uid)
-        .await?
-        .ok_or(ApiError::ClientNotFound)
-}
-
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientBody {
     /// User id (1–255 bytes, no control characters).
     #[serde(rename = "_id")]
-    #[schema(
-        min_length = 1,
-        max_length = 255,
-        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$"
-    )]
     id: String,
     /// Left out: keeps the stored value; `null`: clears it. At most 2048 bytes, as are
     /// `email` and `avatarUrl`, which follow the same rule.
@@ -120,7 +105,7 @@ pub async fn upsert_client(
     platform: PlatformApp,
     request: RequestContext,
     body: web::Json<Object<ClientBody>>,
-    pool: web::Data<Pool>,
+    service: web::Data<Service>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner().0;
     let client_id = ClientId::parse(body.id)?;
@@ -139,26 +124,24 @@ pub async fn upsert_client(
             "expirationDays must be between 1 and {MAX_TOKEN_DAYS}"
         )));
     }
+    let grant = body
+        .issue_access_token
+        .into_option()
+        .unwrap_or(false)
+        .then_some(TokenGrant {
+            days,
+            issuer: TokenIssuer::Platform,
+        });
     let app = &platform.app;
-    let mut conn = pool.get().await.map_err(StoreError::from)?;
-    let tx = conn.transaction().await.map_err(StoreError::from)?;
-    let mut client = directory::upsert_client(&tx, app, &client_id, &profile).await?;
-    let issued = if body.issue_access_token.into_option().unwrap_or(false) {
-        let token = secrets::new_secret();
-        let expires_at = Utc::now() + Duration::days(i64::from(days));
-        client.last_login_ms = Some(
-            directory::insert_token(&tx, app, &client_id, &secrets::sha256(&token), expires_at)
-                .await?,
-        );
-        Some((token, expires_at.timestamp_millis()))
-    } else {
-        None
-    };
-    let mutes = room_mutes::muted_rooms(&tx, app, &client_id).await?;
-    tx.commit().await.map_err(StoreError::from)?;
-    let (token, expiration_date) = issued.unzip();
+    let upserted = service
+        .upsert_client(app, &client_id, &profile, grant)
+        .await?;
+    let (token, expiration_date) = upserted
+        .token
+        .map(|issued| (issued.token, issued.expires_at.timestamp_millis()))
+        .unzip();
     Ok(envelope::ok(IssuedClient {
-        user: User::new(app, client, mutes, &request),
+        user: User::new(app, upserted.client, upserted.mutes, &request),
         token,
         expiration_date,
     }))
@@ -199,7 +182,7 @@ pub async fn revoke_tokens(
     platform: PlatformApp,
     req: HttpRequest,
     body: web::Bytes,
-    pool: web::Data<Pool>,
+    service: web::Data<Service>,
 ) -> Result<HttpResponse, ApiError> {
     // An unreadable body must not widen "revoke this token" into "revoke all tokens".
     let only = if body.iter().all(u8::is_ascii_whitespace) {
@@ -209,17 +192,12 @@ pub async fn revoke_tokens(
             .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
         Some(secrets::sha256(&parsed.token))
     };
-    let client = existing_client(&pool, &platform.app, path_segment(&req, 1)?).await?;
-    let conn = pool.get().await.map_err(StoreError::from)?;
-    let revoked = directory::revoke_tokens(
-        &conn,
-        &platform.app,
-        &client.client_id,
-        only.as_ref().map(|h| h.as_slice()),
-    )
-    .await?;
+    let PathId(client) = path_param::<ClientId>(&req)?;
+    let revoked = service
+        .revoke_tokens(&platform.app, &client, only.as_ref().map(|h| h.as_slice()))
+        .await?;
     Ok(envelope::ok(Revoked {
-        id: client.client_id.into_inner(),
+        id: client.into_inner(),
         revoked_tokens: revoked,
     }))
 }
@@ -229,12 +207,7 @@ pub async fn revoke_tokens(
 pub struct RoomBody {
     /// Room id; left out or `null`, a random one (32 hex characters) is chosen.
     #[serde(rename = "_id", default)]
-    #[schema(
-        value_type = Option<String>,
-        min_length = 1,
-        max_length = 255,
-        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$"
-    )]
+    #[schema(value_type = Option<String>)]
     id: Field<String>,
     /// Left out: keeps the stored value; `null`: clears it (as for `roomType`).
     #[serde(default)]
@@ -275,7 +248,7 @@ struct Room {
 pub async fn upsert_room(
     platform: PlatformApp,
     body: web::Json<Object<RoomBody>>,
-    pool: web::Data<Pool>,
+    service: web::Data<Service>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner().0;
     let room_id = RoomId::parse(
@@ -303,8 +276,9 @@ pub async fn upsert_room(
         room_type: text("roomType", body.room_type)?,
         members: members.into_change(),
     };
-    let conn = pool.get().await.map_err(StoreError::from)?;
-    let room = directory::upsert_room(&conn, &platform.app, &room_id, &profile).await?;
+    let room = service
+        .upsert_room(&platform.app, &room_id, &profile)
+        .await?;
     Ok(envelope::ok(Room {
         id: room.room_id.into_inner(),
         app_id: platform.app.into_inner(),
@@ -312,74 +286,4 @@ pub async fn upsert_room(
         room_type: room.room_type,
         members: room.members,
     }))
-}
-
-/// Mutes the room on the user's behalf (actor recorded as admin).
-#[utoipa::path(
-    post, path = "/admin/clients/{uid}/mute/{room}", tag = "platform",
-    params(UserPath, RoomPath),
-    responses(
-        (status = 200, description = "The user, with the room last in `mute`", body = Success<User>),
-        PlatformCommandErrors,
-    ),
-    security(("apiKey" = []))
-)]
-pub async fn mute(
-    platform: PlatformApp,
-    request: RequestContext,
-    req: HttpRequest,
-    pool: web::Data<Pool>,
-) -> Result<HttpResponse, ApiError> {
-    let (uid, room) = (
-        path_segment(&req, 2)?,
-        RoomId::parse(path_segment(&req, 0)?)?,
-    );
-    on_behalf(platform, request, uid, Command::MuteRoom { room }, &pool).await
-}
-
-/// Unmutes the room on the user's behalf (actor recorded as admin).
-#[utoipa::path(
-    delete, path = "/admin/clients/{uid}/mute/{room}", tag = "platform",
-    params(UserPath, RoomPath),
-    responses(
-        (status = 200, description = "The user, with the room no longer in `mute`", body = Success<User>),
-        PlatformCommandErrors,
-    ),
-    security(("apiKey" = []))
-)]
-pub async fn unmute(
-    platform: PlatformApp,
-    request: RequestContext,
-    req: HttpRequest,
-    pool: web::Data<Pool>,
-) -> Result<HttpResponse, ApiError> {
-    let (uid, room) = (
-        path_segment(&req, 2)?,
-        RoomId::parse(path_segment(&req, 0)?)?,
-    );
-    on_behalf(platform, request, uid, Command::UnmuteRoom { room }, &pool).await
-}
-
-async fn on_behalf(
-    platform: PlatformApp,
-    request: RequestContext,
-    uid: String,
-    command: Command,
-    pool: &Pool,
-) -> Result<HttpResponse, ApiError> {
-    let client = existing_client(pool, &platform.app, uid).await?;
-    // One API key per app: the app itself is the admin who acted.
-    let actor = Actor {
-        kind: ActorKind::Admin,
-        id: platform.app.as_str().to_owned(),
-    };
-    let metadata = request.metadata(actor);
-    let mutes =
-        commands::handle(pool, &platform.app, &client.client_id, command, &metadata).await?;
-    Ok(envelope::ok(User::new(
-        &platform.app,
-        client,
-        mutes,
-        &request,
-    )))
 }

@@ -1,6 +1,6 @@
 //! Support endpoints of the platform API: the audit trail and as-of answers.
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
 use utoipa::IntoParams;
@@ -12,16 +12,17 @@ use super::{
     errors::ApiError,
     openapi::params::UserPath,
     openapi::responses::{BadRequest, ClientNotFound, InvalidApiKey, RateLimited, Unavailable},
-    request::path_segment,
+    path::PathId,
 };
-use crate::audit::{self, AsOf, AuditPage, AuditParams};
+use crate::api_types::{AsOf, AuditPage, AuditQuery};
+use crate::audit::{self, AuditParams};
 use crate::domain::ClientId;
-use crate::store::ReadPool;
+use crate::service::Service;
 
 /// The app's events with provenance, oldest first, one page at a time.
 #[utoipa::path(
     get, path = "/admin/audit", tag = "support",
-    params(AuditParams),
+    params(AuditQuery),
     responses(
         (status = 200, description = "A page of the audit trail; continue with `after = next` while `hasMore`", body = Success<AuditPage>),
         BadRequest,
@@ -34,14 +35,12 @@ use crate::store::ReadPool;
 #[tracing::instrument(skip_all)]
 pub async fn list(
     platform: PlatformApp,
-    params: web::Query<AuditParams>,
-    reads: web::Data<ReadPool>,
+    params: web::Query<AuditQuery>,
+    service: web::Data<Service>,
 ) -> Result<HttpResponse, ApiError> {
-    let filter = &params.into_inner().into_filter(platform.app)?;
-    let page = reads
-        .run(|pool| async move { Ok::<_, ApiError>(audit::page(&pool, filter).await?) })
-        .await?;
-    Ok(envelope::ok(page))
+    let filter = AuditParams::from(params.into_inner()).into_filter(platform.app)?;
+    let page = service.audit(&filter).await?;
+    Ok(envelope::ok(AuditPage::from(page)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -70,22 +69,15 @@ pub struct AsOfParams {
 #[tracing::instrument(skip_all)]
 pub async fn as_of(
     platform: PlatformApp,
-    req: HttpRequest,
     params: web::Query<AsOfParams>,
-    reads: web::Data<ReadPool>,
+    PathId(client): PathId<ClientId>,
+    service: web::Data<Service>,
 ) -> Result<HttpResponse, ApiError> {
-    let client = ClientId::parse(path_segment(&req, 1)?)?;
     let at = params
         .into_inner()
         .as_of
         .map(|raw| audit::parse_instant("asOf", &raw))
         .transpose()?;
-    let (app, client) = (&platform.app, &client);
-    let answer =
-        reads
-            .run(|pool| async move {
-                Ok::<_, ApiError>(audit::muted_as_of(&pool, app, client, at).await?)
-            })
-            .await?;
-    Ok(envelope::ok(answer))
+    let answer = service.muted_as_of(&platform.app, &client, at).await?;
+    Ok(envelope::ok(AsOf::from(answer)))
 }

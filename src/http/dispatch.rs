@@ -13,11 +13,10 @@ use super::{
     openapi::responses::{
         BadRequest, InvalidApiKey, PayloadTooLarge, RateLimited, RoomNotFound, Unavailable,
     },
-    request::path_segment,
+    path::{path_param, PathId},
 };
 use crate::domain::{ClientId, RoomId};
-use crate::projections::room_mutes;
-use crate::store::{Pool, ReadPool, StoreError};
+use crate::service::Service;
 
 /// One push fan-out asks about at most this many recipients at once.
 pub const MAX_CHECK_CLIENTS: usize = 1000;
@@ -62,9 +61,9 @@ pub async fn check(
     platform: PlatformApp,
     req: HttpRequest,
     body: web::Json<Object<CheckBody>>,
-    pool: web::Data<Pool>,
+    service: web::Data<Service>,
 ) -> Result<HttpResponse, ApiError> {
-    let room = RoomId::parse(path_segment(&req, 2)?)?;
+    let PathId(room) = path_param::<RoomId>(&req)?;
     let clients = body.into_inner().0.clients;
     tracing::Span::current().record("clients", clients.len());
     if !(1..=MAX_CHECK_CLIENTS).contains(&clients.len()) {
@@ -76,10 +75,7 @@ pub async fn check(
         .into_iter()
         .map(ClientId::parse)
         .collect::<Result<Vec<_>, _>>()?;
-    let conn = pool.get().await.map_err(StoreError::from)?;
-    let muted = room_mutes::muted_among(&conn, &platform.app, &room, &clients)
-        .await?
-        .ok_or(ApiError::RoomNotFound)?;
+    let muted = service.muted_among(&platform.app, &room, &clients).await?;
     Ok(envelope::ok(MutedAmong {
         room: room.into_inner(),
         muted: muted.into_iter().map(ClientId::into_inner).collect(),
@@ -90,11 +86,6 @@ pub async fn check(
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Answer users with ids after this one: the `next` of the previous page.
-    #[param(
-        min_length = 1,
-        max_length = 255,
-        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$"
-    )]
     after: Option<String>,
     /// Most users in one page (1 to 1000, default 100).
     #[param(minimum = 1, maximum = 1000)]
@@ -138,10 +129,10 @@ pub struct MutersPage {
 #[tracing::instrument(skip_all)]
 pub async fn list(
     platform: PlatformApp,
+    PathId(room): PathId<RoomId>,
     req: HttpRequest,
-    reads: web::Data<ReadPool>,
+    service: web::Data<Service>,
 ) -> Result<HttpResponse, ApiError> {
-    let room = RoomId::parse(path_segment(&req, 1)?)?;
     let query = web::Query::<PageQuery>::from_query(req.query_string())
         .map_err(|e| ApiError::invalid(format!("invalid query: {e}")))?
         .into_inner();
@@ -152,15 +143,10 @@ pub async fn list(
         )));
     }
     let after = query.after.map(ClientId::parse).transpose()?;
-    let (app, room_id, after) = (&platform.app, &room, after.as_ref());
     // One more than asked tells whether another page follows without a count.
-    let mut page = reads
-        .run(|pool| async move {
-            let conn = pool.get().await.map_err(StoreError::from)?;
-            room_mutes::muters_page(&conn, app, room_id, after, limit + 1).await
-        })
-        .await?
-        .ok_or(ApiError::RoomNotFound)?;
+    let mut page = service
+        .muters(&platform.app, &room, after.as_ref(), limit + 1)
+        .await?;
     let more = page.len() > limit as usize;
     page.truncate(limit as usize);
     let next = more

@@ -11,9 +11,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::audit::{AuditError, InvalidQuery};
-use crate::commands::CommandError;
 use crate::domain::IdError;
 use crate::feed::{live::TooManyStreams, FeedError};
+use crate::service::ServiceError;
 use crate::store::{Retryable, StoreError};
 
 /// Seconds a client should wait before retrying when the database is unavailable.
@@ -182,12 +182,13 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl From<CommandError> for ApiError {
-    fn from(err: CommandError) -> Self {
+impl From<ServiceError> for ApiError {
+    fn from(err: ServiceError) -> Self {
         match err {
-            CommandError::RoomNotFound => ApiError::RoomNotFound,
-            CommandError::Conflict => ApiError::Conflict,
-            CommandError::Store(store) => store.into(),
+            ServiceError::RoomNotFound => ApiError::RoomNotFound,
+            ServiceError::ClientNotFound => ApiError::ClientNotFound,
+            ServiceError::Conflict => ApiError::Conflict,
+            ServiceError::Store(store) => store.into(),
         }
     }
 }

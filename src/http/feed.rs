@@ -19,11 +19,12 @@ use super::{
         BadRequest, InvalidApiKey, InvalidClientKey, InvalidToken, RateLimited, Unavailable,
     },
 };
+use crate::api_types::AuditEntry;
 use crate::audit::whole_number_in;
 use crate::feed::live::{self, LiveContext, LiveItem, LiveStreams};
-use crate::feed::{self, watcher::LogWatcher, FeedCursor};
-use crate::store::audit::AuditEntry;
-use crate::store::Pool;
+use crate::feed::{self, FeedCursor};
+use crate::service::Service;
+use crate::store::audit::format_instant;
 
 /// The longest a feed request may wait, whatever it asks for (`--feed-max-wait-secs`).
 #[derive(Debug, Clone, Copy)]
@@ -71,8 +72,7 @@ pub struct FeedAnswer {
 pub async fn events(
     platform: PlatformApp,
     params: web::Query<FeedParams>,
-    pool: web::Data<Pool>,
-    watcher: web::Data<LogWatcher>,
+    service: web::Data<Service>,
     max_wait: web::Data<FeedMaxWait>,
 ) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner();
@@ -89,14 +89,10 @@ pub async fn events(
         Some(text) => FeedCursor::decode(&platform.app, text).map_err(feed::FeedError::from)?,
     };
     let wait = Duration::from_secs(wait as u64).min(max_wait.0);
-    let page = if wait.is_zero() {
-        feed::read(&pool, &platform.app, &after, limit).await?
-    } else {
-        feed::wait(&pool, &watcher, &platform.app, &after, limit, wait).await?
-    };
+    let page = service.feed(&platform.app, &after, limit, wait).await?;
     Ok(envelope::ok(FeedAnswer {
         next: page.next.encode(&platform.app),
-        entries: page.entries,
+        entries: page.entries.into_iter().map(AuditEntry::from).collect(),
     }))
 }
 
@@ -129,8 +125,8 @@ fn frame(item: LiveItem) -> Bytes {
                 room: entry.room,
                 actor_kind: entry.actor.kind,
                 version,
-                recorded_at: crate::store::audit::format_instant(&entry.recorded_at),
-                recorded_at_ms: entry.recorded_at_ms,
+                recorded_at: format_instant(&entry.recorded_at),
+                recorded_at_ms: entry.recorded_at.timestamp_millis(),
             };
             let data = serde_json::to_string(&event).expect("a live event serialises");
             Bytes::from(format!(
@@ -179,13 +175,14 @@ pub async fn live(
     req: HttpRequest,
     context: web::Data<LiveContext>,
     streams: web::Data<Arc<LiveStreams>>,
+    service: web::Data<Service>,
 ) -> Result<HttpResponse, ApiError> {
     let resume = last_event_id(&req)?;
     let client = auth.client.client_id;
     let slot = streams.open(&auth.app, &client)?;
     let after = match resume {
         Some(version) => version,
-        None => live::current_version(&context.pool, &auth.app, &client).await?,
+        None => service.stream_version(&auth.app, &client).await?,
     };
     let items = live::follow(context.get_ref().clone(), auth.app, client, after, slot);
     let body = futures_util::stream::unfold(items, |mut items| async move {

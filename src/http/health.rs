@@ -9,7 +9,7 @@ use super::{
     envelope::{self, Success},
     errors::{ApiError, ErrorEnvelope},
 };
-use crate::store::{self, Pool};
+use crate::service::Service;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
@@ -53,8 +53,8 @@ pub async fn healthz() -> HttpResponse {
     )
 )]
 #[tracing::instrument(skip_all)]
-pub async fn readyz(pool: web::Data<Pool>) -> Result<HttpResponse, ApiError> {
-    let schema = store::schema_status(&pool).await?;
+pub async fn readyz(service: web::Data<Service>) -> Result<HttpResponse, ApiError> {
+    let schema = service.schema_status().await?;
     match schema.applied {
         Some(version) if schema.is_current() => Ok(envelope::ok(Readiness {
             status: "ready",

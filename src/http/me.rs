@@ -1,22 +1,16 @@
-//! Client API: the signed-in user's own preferences.
+//! Client API: the signed-in user's own preferences (muting is in [`super::mutes`]).
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 
 use super::{
     auth::AuthenticatedClient,
     envelope,
     envelope::{Success, User},
     errors::ApiError,
-    openapi::params::RoomPath,
-    openapi::responses::{
-        ClientCommandErrors, InvalidClientKey, InvalidToken, RateLimited, Unavailable,
-    },
-    request::{path_segment, RequestContext},
+    openapi::responses::{InvalidClientKey, InvalidToken, RateLimited, Unavailable},
+    request::RequestContext,
 };
-use crate::commands;
-use crate::domain::{Actor, ActorKind, Command, RoomId};
-use crate::projections::room_mutes;
-use crate::store::{Pool, StoreError};
+use crate::service::Service;
 
 /// The signed-in user.
 #[utoipa::path(
@@ -34,71 +28,9 @@ use crate::store::{Pool, StoreError};
 pub async fn get_me(
     auth: AuthenticatedClient,
     request: RequestContext,
-    pool: web::Data<Pool>,
+    service: web::Data<Service>,
 ) -> Result<HttpResponse, ApiError> {
-    let conn = pool.get().await.map_err(StoreError::from)?;
-    let mutes = room_mutes::muted_rooms(&conn, &auth.app, &auth.client.client_id).await?;
-    Ok(envelope::ok(User::new(
-        &auth.app,
-        auth.client,
-        mutes,
-        &request,
-    )))
-}
-
-/// Mutes the room for the signed-in user (idempotent).
-#[utoipa::path(
-    post, path = "/me/mute/{room}", tag = "client",
-    params(RoomPath),
-    responses(
-        (status = 200, description = "The user, with the room last in `mute`", body = Success<User>),
-        ClientCommandErrors,
-    ),
-    security(("clientKey" = [], "clientToken" = []))
-)]
-pub async fn mute(
-    auth: AuthenticatedClient,
-    request: RequestContext,
-    req: HttpRequest,
-    pool: web::Data<Pool>,
-) -> Result<HttpResponse, ApiError> {
-    let room = RoomId::parse(path_segment(&req, 0)?)?;
-    run(auth, request, Command::MuteRoom { room }, &pool).await
-}
-
-/// Unmutes the room for the signed-in user (idempotent).
-#[utoipa::path(
-    delete, path = "/me/mute/{room}", tag = "client",
-    params(RoomPath),
-    responses(
-        (status = 200, description = "The user, with the room no longer in `mute`", body = Success<User>),
-        ClientCommandErrors,
-    ),
-    security(("clientKey" = [], "clientToken" = []))
-)]
-pub async fn unmute(
-    auth: AuthenticatedClient,
-    request: RequestContext,
-    req: HttpRequest,
-    pool: web::Data<Pool>,
-) -> Result<HttpResponse, ApiError> {
-    let room = RoomId::parse(path_segment(&req, 0)?)?;
-    run(auth, request, Command::UnmuteRoom { room }, &pool).await
-}
-
-async fn run(
-    auth: AuthenticatedClient,
-    request: RequestContext,
-    command: Command,
-    pool: &Pool,
-) -> Result<HttpResponse, ApiError> {
-    let actor = Actor {
-        kind: ActorKind::Client,
-        id: auth.client.client_id.as_str().to_owned(),
-    };
-    let metadata = request.metadata(actor);
-    let mutes =
-        commands::handle(pool, &auth.app, &auth.client.client_id, command, &metadata).await?;
+    let mutes = service.me(&auth.app, &auth.client.client_id).await?;
     Ok(envelope::ok(User::new(
         &auth.app,
         auth.client,

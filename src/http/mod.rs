@@ -13,7 +13,9 @@ mod health;
 mod limits;
 mod me;
 mod metrics;
+mod mutes;
 pub mod openapi;
+mod path;
 mod request;
 mod signin;
 mod tracing_span;
@@ -79,16 +81,16 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     .service(resource("/me/events").route(web::get().to(feed::live)))
     .service(
         resource(&format!("/me/mute/{ROOM_SEGMENT}"))
-            .route(web::post().to(me::mute))
-            .route(web::delete().to(me::unmute)),
+            .route(web::post().to(mutes::mute))
+            .route(web::delete().to(mutes::unmute)),
     )
     .service(resource("/auths/sign/v2").route(web::post().to(signin::sign_in)))
     .service(resource("/admin/clients").route(web::post().to(admin::upsert_client)))
     .service(resource("/admin/clients/{uid}/token").route(web::delete().to(admin::revoke_tokens)))
     .service(
         resource(&format!("/admin/clients/{{uid}}/mute/{ROOM_SEGMENT}"))
-            .route(web::post().to(admin::mute))
-            .route(web::delete().to(admin::unmute)),
+            .route(web::post().to(mutes::mute))
+            .route(web::delete().to(mutes::unmute)),
     )
     .service(resource("/admin/clients/{uid}/mute").route(web::get().to(audit::as_of)))
     .service(resource("/admin/audit").route(web::get().to(audit::list)))

@@ -6,11 +6,19 @@ use std::sync::LazyLock;
 
 use actix_web::HttpResponse;
 use utoipa::{
-    openapi::security::{ApiKey, ApiKeyValue, SecurityScheme},
+    openapi::{
+        path::{Operation, ParameterIn},
+        security::{ApiKey, ApiKeyValue, SecurityScheme},
+        RefOr, Schema,
+    },
     Modify, OpenApi,
 };
 
-use super::{admin, audit, dispatch, errors::ErrorEnvelope, feed, health, me, metrics, signin};
+use crate::domain::{ID_PATTERN, MAX_ID_BYTES};
+
+use super::{
+    admin, audit, dispatch, errors::ErrorEnvelope, feed, health, me, metrics, mutes, signin,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,14 +28,15 @@ use super::{admin, audit, dispatch, errors::ErrorEnvelope, feed, health, me, met
                        Every JSON answer is the IMKIT envelope; every response carries `X-Request-Id`."
     ),
     paths(
-        me::get_me, me::mute, me::unmute, signin::sign_in, feed::live,
-        admin::upsert_client, admin::revoke_tokens, admin::upsert_room, admin::mute, admin::unmute,
+        me::get_me, mutes::mute, mutes::unmute, signin::sign_in, feed::live,
+        admin::upsert_client, admin::revoke_tokens, admin::upsert_room,
+        on_behalf::mute, on_behalf::unmute,
         dispatch::check, dispatch::list,
         audit::list, audit::as_of, feed::events,
         health::healthz, health::readyz, metrics::scrape, serve,
     ),
     components(schemas(ErrorEnvelope)),
-    modifiers(&SecuritySchemes, &RoomsWithTrailingSlash),
+    modifiers(&IdConstraints, &SecuritySchemes, &RoomsWithTrailingSlash),
     tags(
         (name = "client", description = "The signed-in user's own preferences (headers `IM-CLIENT-KEY` and `IM-Authorization`)"),
         (name = "platform", description = "An app's backend (header `IM-API-KEY`)"),
@@ -38,8 +47,44 @@ use super::{admin, audit, dispatch, errors::ErrorEnvelope, feed, health, me, met
 )]
 struct ApiDoc;
 
+/// The platform API's mute routes. They are served by the client API's handlers
+/// ([`mutes::mute`], [`mutes::unmute`]), which tell the acting admin from the acting user
+/// by the route; utoipa describes one path per function, so these signatures carry the
+/// second path's description and are never routed to.
+pub mod on_behalf {
+    use super::params::{RoomPath, UserPath};
+    use super::responses::PlatformCommandErrors;
+    use crate::http::envelope::{Success, User};
+
+    /// Mutes the room on the user's behalf (actor recorded as admin).
+    #[utoipa::path(
+        post, path = "/admin/clients/{uid}/mute/{room}", tag = "platform",
+        operation_id = "mute",
+        params(UserPath, RoomPath),
+        responses(
+            (status = 200, description = "The user, with the room last in `mute`", body = Success<User>),
+            PlatformCommandErrors,
+        ),
+        security(("apiKey" = []))
+    )]
+    pub fn mute() {}
+
+    /// Unmutes the room on the user's behalf (actor recorded as admin).
+    #[utoipa::path(
+        delete, path = "/admin/clients/{uid}/mute/{room}", tag = "platform",
+        operation_id = "unmute",
+        params(UserPath, RoomPath),
+        responses(
+            (status = 200, description = "The user, with the room no longer in `mute`", body = Success<User>),
+            PlatformCommandErrors,
+        ),
+        security(("apiKey" = []))
+    )]
+    pub fn unmute() {}
+}
+
 /// Path parameters as documented; the handlers decode them strictly from the raw path
-/// (`path_segment`), so these types only describe them.
+/// (`http::path::PathId`), so these types only describe them.
 pub mod params {
     use utoipa::IntoParams;
 
@@ -47,11 +92,6 @@ pub mod params {
     #[into_params(parameter_in = Path)]
     pub struct RoomPath {
         /// Room id, percent-encoded: 1–255 bytes of UTF-8, no control characters.
-        #[param(
-            min_length = 1,
-            max_length = 255,
-            pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$"
-        )]
         pub room: String,
     }
 
@@ -59,11 +99,6 @@ pub mod params {
     #[into_params(parameter_in = Path)]
     pub struct UserPath {
         /// User id, percent-encoded: 1–255 bytes of UTF-8, no control characters.
-        #[param(
-            min_length = 1,
-            max_length = 255,
-            pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$"
-        )]
         pub uid: String,
     }
 }
@@ -126,6 +161,66 @@ pub mod responses {
         PlatformUpsertErrors = BadRequest, InvalidApiKey, RateLimited, PayloadTooLarge, Unavailable;
         /// What a client sign-in can fail with.
         SignInErrors = BadRequest, SignInForbidden, SignInRateLimited, PayloadTooLarge, Unavailable;
+    }
+}
+
+/// Body fields that carry a user or room id, as (schema, property).
+const ID_PROPERTIES: [(&str, &str); 3] = [
+    ("ClientBody", "_id"),
+    ("RoomBody", "_id"),
+    ("SignInBody", "id"),
+];
+
+/// Query parameters that carry a user or room id, as (path, parameter); every `{room}`
+/// and `{uid}` path parameter is one too.
+const ID_QUERY_PARAMETERS: [(&str, &str); 1] = [("/admin/rooms/{room}/mutes", "after")];
+
+/// Gives every id in the document the rule `domain::ids` enforces, stated there once
+/// (utoipa's attributes take literals only, so they cannot name the constants).
+struct IdConstraints;
+
+fn constrain(schema: Option<&mut RefOr<Schema>>) {
+    if let Some(RefOr::T(Schema::Object(object))) = schema {
+        object.min_length = Some(1);
+        object.max_length = Some(MAX_ID_BYTES);
+        object.pattern = Some(ID_PATTERN.to_owned());
+    }
+}
+
+impl Modify for IdConstraints {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        if let Some(components) = openapi.components.as_mut() {
+            for (schema, property) in ID_PROPERTIES {
+                if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(schema) {
+                    constrain(object.properties.get_mut(property));
+                }
+            }
+        }
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                constrain_parameters(path, operation);
+            }
+        }
+    }
+}
+
+fn constrain_parameters(path: &str, operation: &mut Operation) {
+    for parameter in operation.parameters.iter_mut().flatten() {
+        let is_id = match parameter.parameter_in {
+            ParameterIn::Path => ["room", "uid"].contains(&parameter.name.as_str()),
+            ParameterIn::Query => ID_QUERY_PARAMETERS.contains(&(path, parameter.name.as_str())),
+            _ => false,
+        };
+        if is_id {
+            constrain(parameter.schema.as_mut());
+        }
     }
 }
 

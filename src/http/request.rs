@@ -60,7 +60,8 @@ pub fn route_of(request: &ServiceRequest) -> String {
     strip_segment_regexes(&pattern)
 }
 
-fn strip_segment_regexes(pattern: &str) -> String {
+/// A route pattern without the regex of its segments: `{room:[^/]*}` becomes `{room}`.
+pub(super) fn strip_segment_regexes(pattern: &str) -> String {
     let mut route = String::with_capacity(pattern.len());
     let (mut depth, mut in_regex) = (0u32, false);
     for c in pattern.chars() {
@@ -78,33 +79,6 @@ fn strip_segment_regexes(pattern: &str) -> String {
         }
     }
     route
-}
-
-/// The percent-decoded `nth` path segment counted from the end (0 is the last).
-///
-/// actix decodes path parameters lossily (invalid UTF-8 becomes U+FFFD), which would let
-/// different byte strings name one room, so ids are decoded strictly from the raw path:
-/// malformed escapes and invalid UTF-8 are refused.
-pub fn path_segment(req: &HttpRequest, from_end: usize) -> Result<String, ApiError> {
-    let raw = req
-        .uri()
-        .path()
-        .rsplit('/')
-        .nth(from_end)
-        .ok_or_else(|| ApiError::invalid("missing path segment"))?;
-    let bytes = raw.as_bytes();
-    let well_formed = bytes.iter().enumerate().all(|(i, &b)| {
-        b != b'%'
-            || (bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
-                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
-    });
-    if !well_formed {
-        return Err(ApiError::invalid("malformed percent-encoding in the path"));
-    }
-    percent_encoding::percent_decode_str(raw)
-        .decode_utf8()
-        .map(|decoded| decoded.into_owned())
-        .map_err(|_| ApiError::invalid("path segment is not valid UTF-8"))
 }
 
 /// Proxies whose `X-Forwarded-For` is believed; everyone else's is ignored.

@@ -7,7 +7,6 @@
 use std::time::Instant;
 
 use actix_web::{web, HttpResponse};
-use chrono::{Duration, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -19,16 +18,12 @@ use super::{
     request::RequestContext,
 };
 use crate::domain::ClientId;
-use crate::projections::room_mutes;
 use crate::ratelimit::FailureLimiter;
-use crate::secrets;
-use crate::store::{
-    directory::{self, ClientProfile, TokenIssuer},
-    Pool, StoreError,
+use crate::service::{
+    tokens::{TokenGrant, DEFAULT_TOKEN_DAYS},
+    Service,
 };
-
-/// A signed-in token lives as long as a platform-issued one does by default.
-const TOKEN_DAYS: i64 = 7;
+use crate::store::directory::{ClientProfile, TokenIssuer};
 
 /// Sign-ins per client address, with the failed-authentication limit's numbers but a table
 /// of its own: a busy sign-in page must not lock its users out of the rest of the API.
@@ -37,11 +32,6 @@ pub struct SignInLimiter(pub FailureLimiter);
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SignInBody {
     /// User id (1–255 bytes, no control characters); the user is created if new.
-    #[schema(
-        min_length = 1,
-        max_length = 255,
-        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$"
-    )]
     id: String,
 }
 
@@ -76,7 +66,7 @@ pub async fn sign_in(
     signing: SigningApp,
     request: RequestContext,
     body: web::Json<SignInBody>,
-    pool: web::Data<Pool>,
+    service: web::Data<Service>,
     limiter: Option<web::Data<SignInLimiter>>,
 ) -> Result<HttpResponse, ApiError> {
     if !signing.client_sign_in {
@@ -93,25 +83,17 @@ pub async fn sign_in(
     let client_id = ClientId::parse(body.into_inner().id)?;
     tracing::Span::current().record("client_id", client_id.as_str());
     let app = &signing.app;
-    let token = secrets::new_secret();
-    let expires_at = Utc::now() + Duration::days(TOKEN_DAYS);
-    let mut conn = pool.get().await.map_err(StoreError::from)?;
-    let tx = conn.transaction().await.map_err(StoreError::from)?;
-    let mut client =
-        directory::upsert_client(&tx, app, &client_id, &ClientProfile::default()).await?;
-    client.last_login_ms = Some(
-        directory::insert_token_from(
-            &tx,
-            app,
-            &client_id,
-            &secrets::sha256(&token),
-            expires_at,
-            TokenIssuer::ClientSignIn,
-        )
-        .await?,
-    );
-    let mutes = room_mutes::muted_rooms(&tx, app, &client_id).await?;
-    tx.commit().await.map_err(StoreError::from)?;
+    // A signed-in token lives as long as a platform-issued one does by default.
+    let grant = TokenGrant {
+        days: DEFAULT_TOKEN_DAYS,
+        issuer: TokenIssuer::ClientSignIn,
+    };
+    let upserted = service
+        .upsert_client(app, &client_id, &ClientProfile::default(), Some(grant))
+        .await?;
+    let issued = upserted
+        .token
+        .ok_or_else(|| ApiError::Internal("a granted token was not issued".into()))?;
     tracing::info!(
         app_id = app.as_str(),
         request_id = request.request_id.as_str(),
@@ -120,8 +102,8 @@ pub async fn sign_in(
     );
     Ok(envelope::ok(SignedIn {
         id: client_id.as_str().to_owned(),
-        user: User::new(app, client, mutes, &request),
-        token,
-        expiration_date: expires_at.timestamp_millis(),
+        user: User::new(app, upserted.client, upserted.mutes, &request),
+        token: issued.token,
+        expiration_date: issued.expires_at.timestamp_millis(),
     }))
 }

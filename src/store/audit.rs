@@ -2,7 +2,6 @@
 //! instant. Every query here is served by an index (see `migrations/V2__audit_indexes.sql`).
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Serialize, Serializer};
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
@@ -21,22 +20,19 @@ pub struct AuditFilter {
     pub limit: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+/// Who caused an event, as its metadata says (either part may be missing in old events).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditActor {
     pub kind: Option<String>,
     pub id: Option<String>,
 }
 
 /// One event as support staff see it: what happened, to whom, caused by whom, from where.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {
     pub position: i64,
-    #[schema(value_type = String, format = "uuid")]
     pub event_id: Uuid,
-    #[serde(rename = "type")]
     pub event_type: String,
-    #[serde(rename = "appID")]
     pub app_id: String,
     pub client: String,
     pub room: Option<String>,
@@ -45,20 +41,11 @@ pub struct AuditEntry {
     pub address: Option<String>,
     pub port: Option<i64>,
     pub user_agent: Option<String>,
-    /// RFC 3339, UTC, microseconds.
-    #[serde(serialize_with = "rfc3339_utc")]
-    #[schema(value_type = String, format = DateTime)]
     pub recorded_at: DateTime<Utc>,
-    #[serde(rename = "recordedAtMS")]
-    pub recorded_at_ms: i64,
 }
 
 /// RFC 3339 in UTC with microseconds: exactly what is stored, so a time copied from an
 /// entry into `since`/`until` selects that entry.
-pub fn rfc3339_utc<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&format_instant(at))
-}
-
 pub fn format_instant(at: &DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
@@ -77,7 +64,6 @@ pub(super) fn entry_from_row(row: &tokio_postgres::Row, first: usize) -> AuditEn
     // still shown, with that field null.
     let metadata: serde_json::Value = row.get(first + 6);
     let actor = metadata.get("actor").cloned().unwrap_or_default();
-    let recorded_at: DateTime<Utc> = row.get(first + 7);
     AuditEntry {
         position: row.get(first),
         event_id: row.get(first + 1),
@@ -93,8 +79,7 @@ pub(super) fn entry_from_row(row: &tokio_postgres::Row, first: usize) -> AuditEn
         address: text(&metadata, "address"),
         port: metadata.get("port").and_then(serde_json::Value::as_i64),
         user_agent: text(&metadata, "userAgent"),
-        recorded_at,
-        recorded_at_ms: recorded_at.timestamp_millis(),
+        recorded_at: row.get(first + 7),
     }
 }
 

@@ -257,26 +257,8 @@ pub async fn upsert_client<C: GenericClient>(
     client_from_row(&row, 0)
 }
 
-/// Stores a new token for a user and records the issue as their last login.
-pub async fn insert_token<C: GenericClient>(
-    db: &C,
-    app: &AppId,
-    client: &ClientId,
-    token_sha256: &[u8],
-    expires_at: DateTime<Utc>,
-) -> Result<i64, StoreError> {
-    insert_token_from(
-        db,
-        app,
-        client,
-        token_sha256,
-        expires_at,
-        TokenIssuer::Platform,
-    )
-    .await
-}
-
-/// [`insert_token`], recording which door issued it.
+/// Stores a new token for a user, recording which door issued it, and records the issue as
+/// their last login.
 #[tracing::instrument(level = "debug", skip(db, token_sha256))]
 pub async fn insert_token_from<C: GenericClient>(
     db: &C,

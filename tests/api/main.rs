@@ -1,6 +1,7 @@
 //! Integration tests: the real HTTP server against a real PostgreSQL, one fresh database
 //! per test (named `chatprefs_test_*` and dropped when the test ends, even on failure).
 
+mod acting;
 mod admin;
 mod audit;
 mod bench;

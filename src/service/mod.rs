@@ -1,0 +1,265 @@
+//! The application service: what the HTTP handlers ask for, in the domain's words. It owns
+//! connections, transactions and retries; it knows nothing of HTTP (the edge maps its
+//! answers and errors to the wire).
+
+mod command;
+pub mod tokens;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::audit::{self, AsOf, AuditError, AuditPage};
+use crate::domain::{AppId, ClientId, Command, EventMetadata, MuteState, RoomId};
+use crate::feed::{self, watcher::LogWatcher, FeedCursor, FeedError, FeedPage};
+use crate::projections::room_mutes;
+use crate::store::{
+    self,
+    audit::AuditFilter,
+    directory::{self, ClientProfile, ClientRecord, RoomProfile, RoomRecord},
+    Pool, ReadPool, Retryable, SchemaStatus, StoreError, Unit,
+};
+use tokens::{IssuedToken, TokenGrant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("room not found")]
+    RoomNotFound,
+    #[error("client not found")]
+    ClientNotFound,
+    #[error(
+        "concurrency conflict persisted after {} attempts",
+        command::MAX_ATTEMPTS
+    )]
+    Conflict,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Retryable for ServiceError {
+    fn is_unavailable(&self) -> bool {
+        matches!(self, ServiceError::Store(store) if store.is_unavailable())
+    }
+}
+
+/// The user a command acts on: already known when the user acts on their own behalf (they
+/// were authenticated), named by id when an app's backend acts for them.
+#[derive(Debug)]
+pub enum Subject {
+    Known(ClientRecord),
+    Named(ClientId),
+}
+
+/// A user created or updated, with their muted rooms and the token issued, if one was.
+#[derive(Debug)]
+pub struct UpsertedClient {
+    pub client: ClientRecord,
+    pub mutes: MuteState,
+    pub token: Option<IssuedToken>,
+}
+
+/// One worker's service: its pool for writes and fresh reads, and `reads` for what may
+/// trail the primary (audit, as-of, a room's muters).
+#[derive(Clone)]
+pub struct Service {
+    pool: Pool,
+    reads: ReadPool,
+    watcher: LogWatcher,
+}
+
+impl Service {
+    pub fn new(pool: Pool, reads: ReadPool, watcher: LogWatcher) -> Self {
+        Service {
+            pool,
+            reads,
+            watcher,
+        }
+    }
+
+    async fn unit(&self) -> Result<Unit, StoreError> {
+        Ok(Unit::new(self.pool.get().await?))
+    }
+
+    /// The user's muted rooms, oldest mute first.
+    pub async fn me(&self, app: &AppId, client: &ClientId) -> Result<MuteState, ServiceError> {
+        let conn = self.pool.get().await.map_err(StoreError::from)?;
+        Ok(room_mutes::muted_rooms(&conn, app, client).await?)
+    }
+
+    /// Mutes `room` for the subject (idempotent); answers the user and their muted rooms.
+    pub async fn mute(
+        &self,
+        app: &AppId,
+        subject: Subject,
+        room: RoomId,
+        metadata: &EventMetadata,
+    ) -> Result<(ClientRecord, MuteState), ServiceError> {
+        self.run(app, subject, Command::MuteRoom { room }, metadata)
+            .await
+    }
+
+    /// Unmutes `room` for the subject (idempotent); answers the user and their muted rooms.
+    pub async fn unmute(
+        &self,
+        app: &AppId,
+        subject: Subject,
+        room: RoomId,
+        metadata: &EventMetadata,
+    ) -> Result<(ClientRecord, MuteState), ServiceError> {
+        self.run(app, subject, Command::UnmuteRoom { room }, metadata)
+            .await
+    }
+
+    async fn run(
+        &self,
+        app: &AppId,
+        subject: Subject,
+        command: Command,
+        metadata: &EventMetadata,
+    ) -> Result<(ClientRecord, MuteState), ServiceError> {
+        let unit = self.unit().await?;
+        let client = match subject {
+            Subject::Known(client) => client,
+            Subject::Named(id) => directory::find_client(unit.client(), app, &id)
+                .await?
+                .ok_or(ServiceError::ClientNotFound)?,
+        };
+        let mutes = command::handle(&unit, app, &client.client_id, command, metadata).await?;
+        Ok((client, mutes))
+    }
+
+    /// Creates or updates a user and, with a grant, issues them a token, in one transaction.
+    #[tracing::instrument(skip(self, profile))]
+    pub async fn upsert_client(
+        &self,
+        app: &AppId,
+        id: &ClientId,
+        profile: &ClientProfile,
+        grant: Option<TokenGrant>,
+    ) -> Result<UpsertedClient, ServiceError> {
+        let mut conn = self.pool.get().await.map_err(StoreError::from)?;
+        let tx = conn.transaction().await.map_err(StoreError::from)?;
+        let mut client = directory::upsert_client(&tx, app, id, profile).await?;
+        let token = match grant {
+            Some(grant) => {
+                let issued = tokens::issue(&tx, app, id, grant).await?;
+                client.last_login_ms = Some(issued.issued_at_ms);
+                Some(issued)
+            }
+            None => None,
+        };
+        let mutes = room_mutes::muted_rooms(&tx, app, id).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(UpsertedClient {
+            client,
+            mutes,
+            token,
+        })
+    }
+
+    /// Revokes the user's token with this hash, or all of their tokens; answers how many
+    /// stopped working.
+    #[tracing::instrument(skip(self, only))]
+    pub async fn revoke_tokens(
+        &self,
+        app: &AppId,
+        id: &ClientId,
+        only: Option<&[u8]>,
+    ) -> Result<u64, ServiceError> {
+        let conn = self.pool.get().await.map_err(StoreError::from)?;
+        if directory::find_client(&conn, app, id).await?.is_none() {
+            return Err(ServiceError::ClientNotFound);
+        }
+        Ok(directory::revoke_tokens(&conn, app, id, only).await?)
+    }
+
+    #[tracing::instrument(skip(self, profile))]
+    pub async fn upsert_room(
+        &self,
+        app: &AppId,
+        room: &RoomId,
+        profile: &RoomProfile,
+    ) -> Result<RoomRecord, ServiceError> {
+        let conn = self.pool.get().await.map_err(StoreError::from)?;
+        Ok(directory::upsert_room(&conn, app, room, profile).await?)
+    }
+
+    /// Which of `clients` muted `room`, sorted by id, each once.
+    pub async fn muted_among(
+        &self,
+        app: &AppId,
+        room: &RoomId,
+        clients: &[ClientId],
+    ) -> Result<Vec<ClientId>, ServiceError> {
+        let conn = self.pool.get().await.map_err(StoreError::from)?;
+        room_mutes::muted_among(&conn, app, room, clients)
+            .await?
+            .ok_or(ServiceError::RoomNotFound)
+    }
+
+    /// Up to `limit` of the room's muters with ids after `after`, from the read replica
+    /// when there is one.
+    pub async fn muters(
+        &self,
+        app: &AppId,
+        room: &RoomId,
+        after: Option<&ClientId>,
+        limit: i64,
+    ) -> Result<Vec<room_mutes::Muter>, ServiceError> {
+        self.reads
+            .run(|pool| async move {
+                let conn = pool.get().await.map_err(StoreError::from)?;
+                room_mutes::muters_page(&conn, app, room, after, limit)
+                    .await?
+                    .ok_or(ServiceError::RoomNotFound)
+            })
+            .await
+    }
+
+    /// A page of the audit trail, from the read replica when there is one.
+    pub async fn audit(&self, filter: &AuditFilter) -> Result<AuditPage, AuditError> {
+        self.reads
+            .run(|pool| async move { audit::page(&pool, filter).await })
+            .await
+    }
+
+    /// The user's muted rooms at `at` (now when `None`), from the read replica when there
+    /// is one.
+    pub async fn muted_as_of(
+        &self,
+        app: &AppId,
+        client: &ClientId,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<AsOf, AuditError> {
+        self.reads
+            .run(|pool| async move { audit::muted_as_of(&pool, app, client, at).await })
+            .await
+    }
+
+    /// The app's next events after `after`; when there are none yet, waits up to `wait`
+    /// for the next commit.
+    pub async fn feed(
+        &self,
+        app: &AppId,
+        after: &FeedCursor,
+        limit: i64,
+        wait: Duration,
+    ) -> Result<FeedPage, FeedError> {
+        if wait.is_zero() {
+            feed::read(&self.pool, app, after, limit).await
+        } else {
+            feed::wait(&self.pool, &self.watcher, app, after, limit, wait).await
+        }
+    }
+
+    /// The user's stream version now: where a live stream opened without a resume point
+    /// starts.
+    pub async fn stream_version(&self, app: &AppId, client: &ClientId) -> Result<i32, StoreError> {
+        feed::live::current_version(&self.pool, app, client).await
+    }
+
+    /// The database's schema against the one this binary migrates to.
+    pub async fn schema_status(&self) -> Result<SchemaStatus, StoreError> {
+        store::schema_status(&self.pool).await
+    }
+}
