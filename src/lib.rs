@@ -1,7 +1,6 @@
 //! chatprefs: IMKIT-compatible notification preferences on an append-only event log.
 
 pub mod audit;
-pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -13,6 +12,7 @@ pub mod private_cluster;
 pub mod provision;
 pub mod ratelimit;
 pub mod rebuild;
+pub mod run;
 pub mod secrets;
 pub mod startup;
 pub mod store;

@@ -1,3 +1,6 @@
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -304,6 +307,129 @@ impl TestApp {
     pub async fn count_events(&self) -> i64 {
         self.sql("SELECT count(*) FROM events").await.unwrap()[0].get(0)
     }
+
+    /// Runs the real `chatprefs` binary with these arguments against this test's database.
+    pub async fn cli<I, S>(&self, args: I) -> CliOutput
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut command = chatprefs_command(args);
+        command.env("DATABASE_URL", self.database_url());
+        run_blocking(command).await
+    }
+
+    /// Runs `chatprefs-bench` against this test's server as the default app, with these
+    /// further arguments.
+    pub async fn bench<I, S>(&self, args: I) -> CliOutput
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut command = Command::new(bench_binary());
+        command
+            .args(["--url", &self.base])
+            .args(["--client-key", &self.app.client_key])
+            .args(["--api-key", &self.app.api_key])
+            .args(args)
+            .env("RUST_LOG", "warn");
+        run_blocking(command).await
+    }
+}
+
+/// The real `chatprefs` binary with these arguments, for tests that set up its environment
+/// themselves (no database, a database of their own, a signal to send).
+pub fn chatprefs_command<I, S>(args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chatprefs"));
+    command.args(args).env("RUST_LOG", "warn");
+    command
+}
+
+/// Runs a command to its end off the test's runtime and keeps what it said.
+pub async fn run_blocking(mut command: Command) -> CliOutput {
+    let output = tokio::task::spawn_blocking(move || command.output().expect("command runs"))
+        .await
+        .expect("command thread");
+    CliOutput {
+        status: output.status,
+        stdout: String::from_utf8(output.stdout).expect("UTF-8 stdout"),
+        stderr: String::from_utf8(output.stderr).expect("UTF-8 stderr"),
+    }
+}
+
+/// What a command line run printed and how it exited.
+#[derive(Debug)]
+pub struct CliOutput {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliOutput {
+    #[track_caller]
+    pub fn assert_success(&self) -> &Self {
+        assert!(self.status.success(), "{self:?}");
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_exit_code(&self, code: i32) -> &Self {
+        assert_eq!(self.status.code(), Some(code), "{self:?}");
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_stdout_contains(&self, text: &str) -> &Self {
+        assert!(self.stdout.contains(text), "no {text:?} in {self:?}");
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_stderr_contains(&self, text: &str) -> &Self {
+        assert!(self.stderr.contains(text), "no {text:?} in {self:?}");
+        self
+    }
+
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|err| panic!("{err}: {self:?}"))
+    }
+}
+
+/// `chatprefs-bench`, built once per test run: it is behind the `bench` feature so that the
+/// service does not link it, and Cargo has no feature for tests alone, so a plain
+/// `cargo test` builds it here (in the same target directory and profile).
+pub fn bench_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut command = Command::new(cargo);
+        command
+            .args(["build", "--features", "bench", "--bin", "chatprefs-bench"])
+            .args(["--message-format", "json-render-diagnostics"])
+            .arg("--manifest-path")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"));
+        if !cfg!(debug_assertions) {
+            command.arg("--release");
+        }
+        let output = command.output().expect("cargo runs");
+        assert!(
+            output.status.success(),
+            "building chatprefs-bench failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout)
+            .expect("UTF-8 cargo messages")
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|message| message["target"]["name"] == "chatprefs-bench")
+            .find_map(|message| message["executable"].as_str().map(PathBuf::from))
+            .expect("cargo names the chatprefs-bench executable")
+    })
 }
 
 /// Holds a transaction that holds a transaction id open on another database of the same
