@@ -9,7 +9,7 @@ use chatprefs::startup::Application;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::cli::{chatprefs, Killed};
+use crate::cli::Killed;
 use crate::helpers::{assert_error, ok_result, test_settings, TestApp, TestDatabase};
 use crate::process::issue_token;
 
@@ -303,18 +303,13 @@ async fn without_cors_origins_no_cors_headers_are_sent() {
 #[tokio::test]
 async fn json_logs_have_one_line_per_request_and_no_secrets() {
     let db = TestDatabase::new();
-    let created = chatprefs(&db)
-        .args(["app", "create", "logs", "--json"])
-        .output()
-        .unwrap();
-    let keys: Value = serde_json::from_slice(&created.stdout).unwrap();
+    let keys = db.cli(["app", "create", "logs", "--json"]).await.json();
     let (client_key, api_key) = (
         keys["clientKey"].as_str().unwrap().to_owned(),
         keys["apiKey"].as_str().unwrap().to_owned(),
     );
     let mut server = Killed(
-        chatprefs(&db)
-            .args(["serve", "--bind", "127.0.0.1:0", "--workers", "1"])
+        db.command(["serve", "--bind", "127.0.0.1:0", "--workers", "1"])
             .args(["--log-format", "json"])
             .env("RUST_LOG", "debug")
             .stderr(Stdio::piped())

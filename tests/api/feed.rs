@@ -311,10 +311,8 @@ async fn tail_prints_each_event_and_the_cursor_to_resume_from() {
     app.room("r1").await;
     ok_result(app.mute(&token, "r1").await).await;
 
-    let mut tail = std::process::Command::new(env!("CARGO_BIN_EXE_chatprefs"))
-        .args(["tail", "--app", "app-a", "--format", "json"])
-        .env("DATABASE_URL", app.database_url())
-        .env("RUST_LOG", "warn")
+    let mut tail = app
+        .command(["tail", "--app", "app-a", "--format", "json"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -79,6 +79,26 @@ impl TestDatabase {
         let url = format!("{}/{}", server_url(), name);
         TestDatabase { name, url }
     }
+
+    /// Runs the real `chatprefs` binary with these arguments against this database.
+    pub async fn cli<I, S>(&self, args: I) -> CliOutput
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        run_blocking(self.command(args)).await
+    }
+
+    /// The real `chatprefs` binary on this database, to spawn and watch (`serve`, `tail`).
+    pub fn command<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut command = chatprefs_command(args);
+        command.env("DATABASE_URL", &self.url);
+        command
+    }
 }
 
 impl Drop for TestDatabase {
@@ -314,9 +334,16 @@ impl TestApp {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut command = chatprefs_command(args);
-        command.env("DATABASE_URL", self.database_url());
-        run_blocking(command).await
+        self.db.cli(args).await
+    }
+
+    /// The real `chatprefs` binary on this test's database, to spawn and watch.
+    pub fn command<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.db.command(args)
     }
 
     /// Runs `chatprefs-bench` against this test's server as the default app, with these

@@ -1,7 +1,6 @@
 //! Regression tests for the defects an outside review found (docs/reliability.md,
 //! "Outside review"): each failed on the code before its fix.
 
-use std::process::Output;
 use std::time::Duration;
 
 use chatprefs::config::{AuthFailureLimit, ServeSettings};
@@ -9,18 +8,11 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::audit::audit;
-use crate::cli::chatprefs;
-use crate::helpers::{assert_error, ok_result, server_url, TestApp, TestDatabase};
+use crate::helpers::{
+    assert_error, chatprefs_command, ok_result, run_blocking, server_url, TestApp, TestDatabase,
+};
 use crate::process::{create_app, Server};
 use crate::security::Role;
-
-fn run(db: &TestDatabase, args: &[&str]) -> Output {
-    chatprefs(db).args(args).output().unwrap()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 async fn sql(url: &str, statement: &str) -> Vec<tokio_postgres::Row> {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
@@ -82,14 +74,12 @@ async fn an_older_binary_runs_on_a_newer_additive_schema() {
     sql(&db.url, "ALTER TABLE clients ADD COLUMN locale text").await;
     let before = history(&db.url).await;
 
-    let migrated = run(&db, &["migrate", "--runtime-role", "chatprefs_never_made"]);
-    assert!(migrated.status.success(), "{migrated:?}");
-    let said = stdout(&migrated);
-    assert!(
-        said.contains("newer than this binary") && said.contains("V99__from_the_future"),
-        "{said}"
-    );
-    assert!(said.contains("nothing was changed"), "{said}");
+    db.cli(["migrate", "--runtime-role", "chatprefs_never_made"])
+        .await
+        .assert_success()
+        .assert_stdout_contains("newer than this binary")
+        .assert_stdout_contains("V99__from_the_future")
+        .assert_stdout_contains("nothing was changed");
     assert_eq!(history(&db.url).await, before);
     let role = sql(
         &format!("{}/postgres", server_url()),
@@ -122,12 +112,9 @@ async fn an_older_binary_runs_on_a_newer_additive_schema() {
     ok_result(issued).await;
     drop(server);
 
-    let verified = run(&db, &["rebuild", "--verify"]);
-    assert!(verified.status.success(), "{verified:?}");
-    let audited = run(&db, &["audit", "--app", "shop"]);
-    assert!(audited.status.success(), "{audited:?}");
-    let rebuilt = run(&db, &["rebuild"]);
-    assert!(rebuilt.status.success(), "{rebuilt:?}");
+    db.cli(["rebuild", "--verify"]).await.assert_success();
+    db.cli(["audit", "--app", "shop"]).await.assert_success();
+    db.cli(["rebuild"]).await.assert_success();
     assert_eq!(history(&db.url).await, before);
 }
 
@@ -138,25 +125,22 @@ async fn an_older_schema_or_a_changed_migration_still_refuses_to_serve() {
     let (role, role_url) = runtime_role(TestDatabase::new());
     let db = role.db.as_ref().unwrap();
     let owner_url = db.url.clone();
-    let migrated = run(db, &["migrate", "--runtime-role", &role.name]);
-    assert!(migrated.status.success(), "{migrated:?}");
+    db.cli(["migrate", "--runtime-role", &role.name])
+        .await
+        .assert_success();
 
     sql(
         &owner_url,
         "DELETE FROM refinery_schema_history WHERE version = 3",
     )
     .await;
-    let refused = chatprefs(db)
-        .env("DATABASE_URL", &role_url)
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .output()
-        .unwrap();
+    let mut serve = chatprefs_command(["serve", "--bind", "127.0.0.1:0"]);
+    serve.env("DATABASE_URL", &role_url);
+    let refused = run_blocking(serve).await;
     assert!(!refused.status.success());
-    let said = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        said.contains("schema is behind") && said.contains("V3__"),
-        "{said}"
-    );
+    refused
+        .assert_stderr_contains("schema is behind")
+        .assert_stderr_contains("V3__");
 
     sql(
         &owner_url,
@@ -164,10 +148,9 @@ async fn an_older_schema_or_a_changed_migration_still_refuses_to_serve() {
          VALUES (3, 'something_else', '2026-11-26T00:00:00Z', '42')",
     )
     .await;
-    let refused = run(db, &["migrate"]);
+    let refused = db.cli(["migrate"]).await;
     assert!(!refused.status.success());
-    let said = String::from_utf8_lossy(&refused.stderr);
-    assert!(said.contains("differs from this binary's"), "{said}");
+    refused.assert_stderr_contains("differs from this binary's");
 }
 
 /// Instances creating the same new database at once (`migrate` with its runtime role, and
@@ -181,8 +164,7 @@ fn instances_starting_together_on_a_new_database_all_succeed() {
         let db = role.db.as_ref().unwrap();
         let children: Vec<_> = (0..3)
             .map(|_| {
-                chatprefs(db)
-                    .args(["migrate", "--runtime-role", &role.name])
+                db.command(["migrate", "--runtime-role", &role.name])
                     .stdout(std::process::Stdio::null())
                     .stderr(std::process::Stdio::piped())
                     .spawn()

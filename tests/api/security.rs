@@ -8,7 +8,10 @@ use chatprefs::startup::Application;
 use reqwest::{Method, RequestBuilder};
 use serde_json::json;
 
-use crate::helpers::{assert_error, ok_result, server_url, test_settings, TestApp, TestDatabase};
+use crate::helpers::{
+    assert_error, chatprefs_command, ok_result, run_blocking, server_url, test_settings, TestApp,
+    TestDatabase,
+};
 use crate::process::{create_app, issue_token};
 
 fn limited(burst: u32, window_secs: u64) -> impl FnOnce(&mut chatprefs::config::ServeSettings) {
@@ -166,13 +169,9 @@ async fn the_runtime_role_serves_but_cannot_rewrite_the_log() {
         name: role.clone(),
         db: Some(db),
     };
-    let migrated = std::process::Command::new(env!("CARGO_BIN_EXE_chatprefs"))
-        .args(["migrate", "--runtime-role", &role])
-        .env("DATABASE_URL", &owner_url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(migrated.status.success(), "{migrated:?}");
+    let mut migrate = chatprefs_command(["migrate", "--runtime-role", &role]);
+    migrate.env("DATABASE_URL", &owner_url);
+    run_blocking(migrate).await.assert_success();
     let keys = create_app(&owner_url, "least");
 
     // The service, connected as the role: it does not try to migrate, and it works.
@@ -206,13 +205,9 @@ async fn the_runtime_role_serves_but_cannot_rewrite_the_log() {
         .unwrap();
     assert_eq!(ok_result(checked).await["muted"], json!(["u1"]));
     // Client sign-in, once the owner has allowed it, creates users and issues tokens.
-    let allowed = std::process::Command::new(env!("CARGO_BIN_EXE_chatprefs"))
-        .args(["app", "client-sign-in", "least", "on"])
-        .env("DATABASE_URL", &owner_url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(allowed.status.success(), "{allowed:?}");
+    let mut allow = chatprefs_command(["app", "client-sign-in", "least", "on"]);
+    allow.env("DATABASE_URL", &owner_url);
+    run_blocking(allow).await.assert_success();
     let signed_in = http
         .post(format!("{base}/auths/sign/v2"))
         .header("IM-CLIENT-KEY", &keys.client_key)
