@@ -5,15 +5,13 @@ use chrono::{DateTime, Utc};
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::helpers::{assert_error, ok_result, open_transaction_elsewhere, TestApp};
+use crate::helpers::{assert_error, ok_result, open_transaction_elsewhere, Sent, TestApp};
 
 async fn audit_of(app: &TestApp, creds: &AppCredentials, query: &str) -> Value {
-    let response = app
-        .admin(creds, Method::GET, &format!("/admin/audit{query}"))
-        .send()
+    app.admin(creds, Method::GET, &format!("/admin/audit{query}"))
+        .sent()
         .await
-        .unwrap();
-    ok_result(response).await
+        .assert_ok()
 }
 
 pub async fn audit(app: &TestApp, query: &str) -> Value {
@@ -197,12 +195,10 @@ async fn an_app_sees_only_its_own_events() {
     let other = app.create_app("app-b").await;
     let stranger = app.user_of(&other, "u1").await;
     app.room_of(&other, "r1").await;
-    let response = app
-        .client(&other, &stranger, Method::POST, "/me/mute/r1")
-        .send()
+    app.client(&other, &stranger, Method::POST, "/me/mute/r1")
+        .sent()
         .await
-        .unwrap();
-    ok_result(response).await;
+        .assert_ok();
 
     let mine = audit(&app, "?client=u1&room=r1").await;
     assert_eq!(positions(&mine).len(), 2);
@@ -217,22 +213,18 @@ async fn an_app_sees_only_its_own_events() {
     assert_eq!(theirs["entries"][0]["appID"], "app-b");
 
     // Another app's position is no cursor for me.
-    let response = app
-        .admin(
-            &app.app,
-            Method::GET,
-            &format!("/admin/audit?after={}", their_positions[0]),
-        )
-        .send()
+    app.admin(
+        &app.app,
+        Method::GET,
+        &format!("/admin/audit?after={}", their_positions[0]),
+    )
+    .sent()
+    .await
+    .assert_error(400, "INVALID_PARAMETERS");
+    app.request(Method::GET, "/admin/audit")
+        .sent()
         .await
-        .unwrap();
-    assert_error(response, 400, "INVALID_PARAMETERS").await;
-    let response = app
-        .request(Method::GET, "/admin/audit")
-        .send()
-        .await
-        .unwrap();
-    assert_error(response, 403, "INVALID_API_KEY").await;
+        .assert_error(403, "INVALID_API_KEY");
 }
 
 #[tokio::test]
@@ -250,12 +242,10 @@ async fn bad_audit_parameters_are_400() {
         "?client=",
         "?room=%01",
     ] {
-        let response = app
-            .admin(&app.app, Method::GET, &format!("/admin/audit{query}"))
-            .send()
+        let body = app
+            .admin_get(&format!("/admin/audit{query}"))
             .await
-            .unwrap();
-        let body = assert_error(response, 400, "INVALID_PARAMETERS").await;
+            .assert_error(400, "INVALID_PARAMETERS");
         assert!(
             !body["error"]["message"].as_str().unwrap().is_empty(),
             "{query}"

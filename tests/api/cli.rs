@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 
-use crate::helpers::{chatprefs_command, mutes, ok_result, TestDatabase};
+use crate::helpers::{chatprefs_command, mutes, Sent, TestDatabase};
 
 #[tokio::test]
 async fn app_create_prints_keys_once_and_refuses_a_duplicate() {
@@ -102,14 +102,13 @@ async fn serve_demo_prints_a_curl_that_mutes_the_demo_room() {
         panic!("unexpected curl line: {curl}");
     };
     let header = |h: &str| h.split_once(": ").unwrap().1.to_owned();
-    let response = reqwest::Client::new()
+    let user = reqwest::Client::new()
         .post(url)
         .header("IM-CLIENT-KEY", header(client_key))
         .header("IM-Authorization", header(token))
-        .send()
+        .sent()
         .await
-        .unwrap();
-    let user = ok_result(response).await;
+        .assert_ok();
     assert_eq!(user["_id"], "demo-user");
     assert_eq!(mutes(&user), ["demo-room"]);
     drop(child);

@@ -6,71 +6,59 @@ use chatprefs::startup::Application;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{assert_error, test_settings, TestApp};
+use crate::helpers::{assert_error, test_settings, Sent, TestApp};
 
 #[tokio::test]
 async fn a_missing_or_unknown_client_key_is_403() {
     let app = TestApp::spawn().await;
     let token = app.user("u1").await;
 
-    let missing = app
-        .request(Method::GET, "/me")
+    app.request(Method::GET, "/me")
         .header("IM-Authorization", &token)
-        .send()
+        .sent()
         .await
-        .unwrap();
-    assert_error(missing, 403, "INVALID_CLIENT_KEY").await;
+        .assert_error(403, "INVALID_CLIENT_KEY");
 
-    let unknown = app
-        .request(Method::POST, "/me/mute/r1")
+    app.request(Method::POST, "/me/mute/r1")
         .header("IM-CLIENT-KEY", "not-a-key")
         .header("IM-Authorization", &token)
-        .send()
+        .sent()
         .await
-        .unwrap();
-    assert_error(unknown, 403, "INVALID_CLIENT_KEY").await;
+        .assert_error(403, "INVALID_CLIENT_KEY");
 }
 
 #[tokio::test]
 async fn a_missing_or_unknown_api_key_is_403() {
     let app = TestApp::spawn().await;
 
-    let missing = app
-        .request(Method::POST, "/rooms")
+    app.request(Method::POST, "/rooms")
         .json(&json!({ "_id": "r" }))
-        .send()
+        .sent()
         .await
-        .unwrap();
-    assert_error(missing, 403, "INVALID_API_KEY").await;
+        .assert_error(403, "INVALID_API_KEY");
 
-    let unknown = app
-        .request(Method::POST, "/admin/clients")
+    app.request(Method::POST, "/admin/clients")
         .header("IM-API-KEY", "guess")
         .json(&json!({ "_id": "u" }))
-        .send()
+        .sent()
         .await
-        .unwrap();
-    assert_error(unknown, 403, "INVALID_API_KEY").await;
+        .assert_error(403, "INVALID_API_KEY");
 }
 
 #[tokio::test]
 async fn a_missing_or_unknown_token_is_401() {
     let app = TestApp::spawn().await;
 
-    let missing = app
-        .request(Method::GET, "/me")
+    app.request(Method::GET, "/me")
         .header("IM-CLIENT-KEY", &app.app.client_key)
-        .send()
+        .sent()
         .await
-        .unwrap();
-    assert_error(missing, 401, "INVALID_TOKEN").await;
+        .assert_error(401, "INVALID_TOKEN");
 
-    let unknown = app
-        .client(&app.app, "f00d", Method::GET, "/me")
-        .send()
+    app.client(&app.app, "f00d", Method::GET, "/me")
+        .sent()
         .await
-        .unwrap();
-    assert_error(unknown, 401, "INVALID_TOKEN").await;
+        .assert_error(401, "INVALID_TOKEN");
 }
 
 #[tokio::test]
@@ -81,13 +69,9 @@ async fn an_expired_token_is_401() {
         .await
         .unwrap();
 
-    let response = app
-        .client(&app.app, &token, Method::GET, "/me")
-        .send()
+    app.client_get(&token, "/me")
         .await
-        .unwrap();
-
-    assert_error(response, 401, "INVALID_TOKEN").await;
+        .assert_error(401, "INVALID_TOKEN");
 }
 
 #[tokio::test]
@@ -103,12 +87,9 @@ async fn a_revoked_token_is_401_at_once() {
         .unwrap();
     assert_eq!(crate::helpers::ok_result(revoked).await["revokedTokens"], 1);
 
-    let response = app
-        .client(&app.app, &token, Method::GET, "/me")
-        .send()
+    app.client_get(&token, "/me")
         .await
-        .unwrap();
-    assert_error(response, 401, "INVALID_TOKEN").await;
+        .assert_error(401, "INVALID_TOKEN");
 }
 
 #[tokio::test]
@@ -118,13 +99,10 @@ async fn a_token_of_another_app_is_401() {
     let token_of_a = app.user("u1").await;
     app.user_of(&other, "u1").await;
 
-    let response = app
-        .client(&other, &token_of_a, Method::GET, "/me")
-        .send()
+    app.client(&other, &token_of_a, Method::GET, "/me")
+        .sent()
         .await
-        .unwrap();
-
-    assert_error(response, 401, "INVALID_TOKEN").await;
+        .assert_error(401, "INVALID_TOKEN");
 }
 
 #[tokio::test]
@@ -152,8 +130,10 @@ async fn a_user_not_in_the_app_is_404_on_the_platform_api() {
         (Method::DELETE, "/admin/clients/nobody/mute/r1"),
         (Method::DELETE, "/admin/clients/nobody/token"),
     ] {
-        let response = app.admin(&app.app, method, path).send().await.unwrap();
-        assert_error(response, 404, "CLIENT_NOT_FOUND").await;
+        app.admin(&app.app, method, path)
+            .sent()
+            .await
+            .assert_error(404, "CLIENT_NOT_FOUND");
     }
 }
 
@@ -175,16 +155,14 @@ async fn malformed_room_ids_are_400() {
     ] {
         assert_error(app.mute(&token, bad).await, 400, "INVALID_PARAMETERS").await;
         assert_error(app.unmute(&token, bad).await, 400, "INVALID_PARAMETERS").await;
-        let admin = app
-            .admin(
-                &app.app,
-                Method::POST,
-                &format!("/admin/clients/u1/mute/{bad}"),
-            )
-            .send()
-            .await
-            .unwrap();
-        assert_error(admin, 400, "INVALID_PARAMETERS").await;
+        app.admin(
+            &app.app,
+            Method::POST,
+            &format!("/admin/clients/u1/mute/{bad}"),
+        )
+        .sent()
+        .await
+        .assert_error(400, "INVALID_PARAMETERS");
     }
     for undecodable in ["%FF%FE", "caf%E9", "%ZZ", "50%"] {
         let response = app.mute(&token, undecodable).await;
@@ -207,22 +185,16 @@ async fn malformed_bodies_are_400() {
         r#"{"_id": ""}"#,
         "[]",
     ] {
-        let response = app
-            .admin(&app.app, Method::POST, "/admin/clients")
+        app.admin(&app.app, Method::POST, "/admin/clients")
             .header("Content-Type", "application/json")
             .body(body)
-            .send()
+            .sent()
             .await
-            .unwrap();
-        assert_error(response, 400, "INVALID_PARAMETERS").await;
+            .assert_error(400, "INVALID_PARAMETERS");
     }
-    let room = app
-        .admin(&app.app, Method::POST, "/rooms")
-        .json(&json!({ "_id": "r", "members": "everyone" }))
-        .send()
+    app.admin_post("/rooms", &json!({ "_id": "r", "members": "everyone" }))
         .await
-        .unwrap();
-    assert_error(room, 400, "INVALID_PARAMETERS").await;
+        .assert_error(400, "INVALID_PARAMETERS");
 }
 
 #[tokio::test]
@@ -230,14 +202,11 @@ async fn a_body_too_large_is_413() {
     let app = TestApp::spawn().await;
     let huge = json!({ "_id": "u1", "nickname": "x".repeat(100 * 1024) });
 
-    let response = app
-        .admin(&app.app, Method::POST, "/admin/clients")
+    app.admin(&app.app, Method::POST, "/admin/clients")
         .json(&huge)
-        .send()
+        .sent()
         .await
-        .unwrap();
-
-    assert_error(response, 413, "PAYLOAD_TOO_LARGE").await;
+        .assert_error(413, "PAYLOAD_TOO_LARGE");
 }
 
 #[tokio::test]
@@ -287,16 +256,12 @@ async fn anything_else_is_500_without_internals() {
 async fn unknown_endpoints_and_methods_answer_in_the_envelope() {
     let app = TestApp::spawn().await;
 
-    let unknown = app
-        .request(Method::GET, "/admin/nothing")
-        .send()
+    app.request(Method::GET, "/admin/nothing")
+        .sent()
         .await
-        .unwrap();
-    assert_error(unknown, 404, "NOT_FOUND").await;
-    let wrong_method = app
-        .request(Method::PUT, "/me/mute/r1")
-        .send()
+        .assert_error(404, "NOT_FOUND");
+    app.request(Method::PUT, "/me/mute/r1")
+        .sent()
         .await
-        .unwrap();
-    assert_error(wrong_method, 405, "METHOD_NOT_ALLOWED").await;
+        .assert_error(405, "METHOD_NOT_ALLOWED");
 }

@@ -10,17 +10,14 @@ use chatprefs::provision::AppCredentials;
 use reqwest::{Method, Response};
 use serde_json::Value;
 
-use crate::helpers::{assert_error, ok_result, open_transaction_elsewhere, TestApp};
+use crate::helpers::{assert_error, ok_result, open_transaction_elsewhere, Sent, TestApp};
 use crate::process::Server;
 
 async fn feed_of(app: &TestApp, creds: &AppCredentials, query: &str) -> Value {
-    ok_result(
-        app.admin(creds, Method::GET, &format!("/admin/events{query}"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
+    app.admin(creds, Method::GET, &format!("/admin/events{query}"))
+        .sent()
+        .await
+        .assert_ok()
 }
 
 async fn feed(app: &TestApp, query: &str) -> Value {
@@ -143,13 +140,12 @@ async fn concurrent_writers_and_late_commits_reach_the_feed_exactly_once() {
                 } else {
                     format!("?limit=7&after={cursor}")
                 };
-                let response = http
+                let page = http
                     .get(format!("{base}/admin/events{query}"))
                     .header("IM-API-KEY", &key)
-                    .send()
+                    .sent()
                     .await
-                    .unwrap();
-                let page = ok_result(response).await;
+                    .assert_ok();
                 cursor = next(&page);
                 let got = entries(&page);
                 for entry in got {
@@ -289,19 +285,14 @@ async fn bad_cursors_and_parameters_are_400_never_500() {
         "?since=yesterday".to_owned(),
     ];
     for query in queries {
-        let response = app
-            .admin(&app.app, Method::GET, &format!("/admin/events{query}"))
-            .send()
+        app.admin_get(&format!("/admin/events{query}"))
             .await
-            .unwrap();
-        assert_error(response, 400, "INVALID_PARAMETERS").await;
+            .assert_error(400, "INVALID_PARAMETERS");
     }
-    let unauthenticated = app
-        .request(Method::GET, "/admin/events")
-        .send()
+    app.request(Method::GET, "/admin/events")
+        .sent()
         .await
-        .unwrap();
-    assert_error(unauthenticated, 403, "INVALID_API_KEY").await;
+        .assert_error(403, "INVALID_API_KEY");
 }
 
 #[tokio::test]
@@ -439,13 +430,10 @@ async fn a_change_reaches_the_users_other_device_and_a_reconnect_misses_nothing(
 
     // While the laptop is away, the phone and the app's backend change things.
     ok_result(app.unmute(&phone, "r1").await).await;
-    ok_result(
-        app.admin(&app.app, Method::POST, "/admin/clients/u1/mute/r2")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    app.admin(&app.app, Method::POST, "/admin/clients/u1/mute/r2")
+        .sent()
+        .await
+        .assert_ok();
     let mut resumed = Sse::new(Sse::open(&app, &laptop, Some(&first.id)).await);
     let second = resumed.next().await.expect("the missed unmute");
     let third = resumed.next().await.expect("the missed admin mute");
@@ -471,21 +459,17 @@ async fn live_streams_refuse_bad_credentials_and_too_many_streams_in_the_envelop
     })
     .await;
     let token = app.user("u1").await;
-    let no_token = app
-        .request(Method::GET, "/me/events")
+    app.request(Method::GET, "/me/events")
         .header("IM-CLIENT-KEY", &app.app.client_key)
-        .send()
+        .sent()
         .await
-        .unwrap();
-    assert_error(no_token, 401, "INVALID_TOKEN").await;
-    let bad_key = app
-        .request(Method::GET, "/me/events")
+        .assert_error(401, "INVALID_TOKEN");
+    app.request(Method::GET, "/me/events")
         .header("IM-CLIENT-KEY", "nope")
         .header("IM-Authorization", &token)
-        .send()
+        .sent()
         .await
-        .unwrap();
-    assert_error(bad_key, 403, "INVALID_CLIENT_KEY").await;
+        .assert_error(403, "INVALID_CLIENT_KEY");
     let bad_resume = Sse::open(&app, &token, Some("yesterday")).await;
     assert_error(bad_resume, 400, "INVALID_PARAMETERS").await;
 

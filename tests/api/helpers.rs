@@ -12,6 +12,7 @@ use chatprefs::private_cluster::{self, PrivateCluster};
 use chatprefs::provision::{self, AppCredentials};
 use chatprefs::startup::Application;
 use chatprefs::store::{Pool, PoolSettings};
+use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
@@ -189,6 +190,29 @@ impl TestApp {
         self.request(method, path)
             .header("IM-CLIENT-KEY", &app.client_key)
             .header("IM-Authorization", token)
+    }
+
+    /// The platform API of the default app: `app.admin_get(path).await.assert_error(..)`.
+    pub async fn admin_get(&self, path: &str) -> TestResponse {
+        self.admin(&self.app, Method::GET, path).sent().await
+    }
+
+    pub async fn admin_post(&self, path: &str, body: &Value) -> TestResponse {
+        self.admin(&self.app, Method::POST, path)
+            .json(body)
+            .sent()
+            .await
+    }
+
+    pub async fn admin_delete(&self, path: &str) -> TestResponse {
+        self.admin(&self.app, Method::DELETE, path).sent().await
+    }
+
+    /// The client API as the holder of `token` in the default app.
+    pub async fn client_get(&self, token: &str, path: &str) -> TestResponse {
+        self.client(&self.app, token, Method::GET, path)
+            .sent()
+            .await
     }
 
     /// Creates a user of `app` through the platform API and answers a fresh token.
@@ -474,6 +498,74 @@ pub async fn open_transaction_elsewhere() -> (tokio_postgres::Client, tokio::tas
         .await
         .unwrap();
     (client, driver)
+}
+
+/// Sends a request and reads its answer whole, so that what follows reads as the test's
+/// intent: `request.sent().await.assert_ok()`, `.assert_error(404, "ROOM_NOT_FOUND")`.
+pub trait Sent {
+    fn sent(self) -> impl std::future::Future<Output = TestResponse> + Send;
+}
+
+impl Sent for RequestBuilder {
+    async fn sent(self) -> TestResponse {
+        TestResponse::read(self.send().await.expect("the request is answered")).await
+    }
+}
+
+/// An answer read whole: status, headers and body.
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub text: String,
+}
+
+impl TestResponse {
+    pub async fn read(response: Response) -> TestResponse {
+        TestResponse {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            text: response.text().await.expect("a body"),
+        }
+    }
+
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|err| panic!("{err}: {self:?}"))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().expect("a text header"))
+    }
+
+    #[track_caller]
+    pub fn assert_status(&self, status: u16) -> &Self {
+        assert_eq!(self.status, status, "{self:?}");
+        self
+    }
+
+    /// Asserts the IMKIT success envelope and answers `result`, as [`ok_result`].
+    #[track_caller]
+    pub fn assert_ok(&self) -> Value {
+        let body = self.json();
+        assert_eq!(self.status, 200, "body: {body}");
+        assert_eq!(body["RC"], 0, "body: {body}");
+        assert_eq!(body["RM"], "OK");
+        body["result"].clone()
+    }
+
+    /// Asserts the IMKIT error envelope with this status and code, as [`assert_error`].
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) -> Value {
+        let body = self.json();
+        assert_eq!(self.status, status, "body: {body}");
+        assert_eq!(body["RC"], status, "body: {body}");
+        assert_eq!(body["error"]["code"], code, "body: {body}");
+        assert!(body["RM"].is_string() && body["error"]["message"].is_string());
+        body
+    }
 }
 
 /// Asserts the IMKIT success envelope and answers `result`.

@@ -1,6 +1,6 @@
 use reqwest::Method;
 
-use crate::helpers::{mutes, ok_result, TestApp};
+use crate::helpers::{mutes, ok_result, Sent, TestApp};
 
 #[tokio::test]
 async fn mute_answers_the_user_in_the_imkit_shape() {
@@ -8,13 +8,12 @@ async fn mute_answers_the_user_in_the_imkit_shape() {
     let token = app.user("u1").await;
     app.room("r1").await;
 
-    let response = app
+    let user = app
         .client(&app.app, &token, Method::POST, "/me/mute/r1")
         .header("User-Agent", "TestAgent/1.0 (iPhone)")
-        .send()
+        .sent()
         .await
-        .unwrap();
-    let user = ok_result(response).await;
+        .assert_ok();
 
     assert_eq!(user["_id"], "u1");
     assert_eq!(user["nickname"], "Nick u1");
@@ -181,22 +180,16 @@ async fn admin_mutes_are_seen_by_the_user() {
     let token = app.user("u1").await;
     app.room("r1").await;
 
-    let user = ok_result(
-        app.admin(&app.app, Method::POST, "/admin/clients/u1/mute/r1")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let user = app
+        .admin(&app.app, Method::POST, "/admin/clients/u1/mute/r1")
+        .sent()
+        .await
+        .assert_ok();
     assert_eq!(mutes(&user), ["r1"]);
     assert_eq!(mutes(&app.me(&token).await), ["r1"]);
 
-    ok_result(
-        app.admin(&app.app, Method::DELETE, "/admin/clients/u1/mute/r1")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    app.admin_delete("/admin/clients/u1/mute/r1")
+        .await
+        .assert_ok();
     assert_eq!(mutes(&app.me(&token).await), Vec::<String>::new());
 }

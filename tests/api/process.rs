@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::helpers::{chatprefs_command, ok_result};
+use crate::helpers::{chatprefs_command, Sent};
 use chatprefs::provision::AppCredentials;
 
 /// A running `serve`, killed when dropped. Its JSON log lines arrive on `log`.
@@ -106,14 +106,13 @@ pub fn create_app(database_url: &str, app: &str) -> AppCredentials {
 /// Creates (or updates) user `id` through the platform API at `base` and answers a fresh
 /// token.
 pub async fn issue_token(base: &str, api_key: &str, id: &str) -> String {
-    let response = reqwest::Client::new()
+    reqwest::Client::new()
         .post(format!("{base}/admin/clients"))
         .header("IM-API-KEY", api_key)
         .json(&serde_json::json!({ "_id": id, "issueAccessToken": true }))
-        .send()
+        .sent()
         .await
-        .unwrap();
-    ok_result(response).await["token"]
+        .assert_ok()["token"]
         .as_str()
         .expect("a token")
         .to_owned()
@@ -136,14 +135,12 @@ pub async fn populate(
     let mut names = Vec::new();
     for i in 0..rooms {
         let id = format!("room-{i}");
-        let response = http
-            .post(format!("{base}/rooms"))
+        http.post(format!("{base}/rooms"))
             .header("IM-API-KEY", &app.api_key)
             .json(&serde_json::json!({ "_id": id }))
-            .send()
+            .sent()
             .await
-            .unwrap();
-        ok_result(response).await;
+            .assert_ok();
         names.push(id);
     }
     (issued, names)

@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 
 use crate::audit::audit;
 use crate::helpers::{
-    assert_error, chatprefs_command, ok_result, run_blocking, server_url, TestApp, TestDatabase,
+    assert_error, chatprefs_command, ok_result, run_blocking, server_url, Sent, TestApp,
+    TestDatabase,
 };
 use crate::process::{create_app, Server};
 use crate::security::Role;
@@ -93,23 +94,19 @@ async fn an_older_binary_runs_on_a_newer_additive_schema() {
 
     let server = Server::start(&db.url, &[]);
     let http = reqwest::Client::new();
-    let ready = ok_result(
-        http.get(format!("{}/readyz", server.base()))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let ready = http
+        .get(format!("{}/readyz", server.base()))
+        .sent()
+        .await
+        .assert_ok();
     assert_eq!(ready["schemaVersion"], 99);
     assert_eq!(ready["binarySchemaVersion"], newest_migration());
-    let issued = http
-        .post(format!("{}/admin/clients", server.base()))
+    http.post(format!("{}/admin/clients", server.base()))
         .header("IM-API-KEY", &keys.api_key)
         .json(&json!({ "_id": "u1", "issueAccessToken": true }))
-        .send()
+        .sent()
         .await
-        .unwrap();
-    ok_result(issued).await;
+        .assert_ok();
     drop(server);
 
     db.cli(["rebuild", "--verify"]).await.assert_success();
@@ -223,7 +220,7 @@ async fn the_audit_trail_records_the_address_the_trusted_proxy_saw() {
         let request = app
             .client(&app.app, &token, method, "/me/mute/r1")
             .header("X-Forwarded-For", *header);
-        ok_result(request.send().await.unwrap()).await;
+        request.sent().await.assert_ok();
     }
     let page = audit(&app, "").await;
     let entries = page["entries"].as_array().unwrap();
@@ -254,14 +251,20 @@ async fn the_failure_limiter_cannot_be_dodged_or_aimed_through_x_forwarded_for()
         let response = guess(&format!("{spoofed}, 198.51.100.7:5678")).send().await;
         assert_error(response.unwrap(), 403, "INVALID_CLIENT_KEY").await;
     }
-    let blocked = guess("8.8.8.8, 198.51.100.7:9999").send().await.unwrap();
-    assert_error(blocked, 429, "RATE_LIMITED").await;
+    guess("8.8.8.8, 198.51.100.7:9999")
+        .sent()
+        .await
+        .assert_error(429, "RATE_LIMITED");
     for header in ["8.8.8.8, [2001:db8::1]:443", "6.6.6.6, unknown"] {
-        let response = guess(header).send().await.unwrap();
-        assert_error(response, 403, "INVALID_CLIENT_KEY").await;
+        guess(header)
+            .sent()
+            .await
+            .assert_error(403, "INVALID_CLIENT_KEY");
     }
-    let victim = guess("6.6.6.6").send().await.unwrap();
-    assert_error(victim, 403, "INVALID_CLIENT_KEY").await;
+    guess("6.6.6.6")
+        .sent()
+        .await
+        .assert_error(403, "INVALID_CLIENT_KEY");
 }
 
 /// The database's clock runs an hour ahead of the application server's (simulated with a
@@ -295,13 +298,7 @@ async fn as_of_without_an_instant_means_now_by_the_database_clock() {
     )
     .await;
 
-    let answer = ok_result(
-        app.admin(&app.app, Method::GET, "/admin/clients/u1/mute")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let answer = app.admin_get("/admin/clients/u1/mute").await.assert_ok();
     assert_eq!(answer["mute"], json!(["r2", "r1"]), "{answer}");
     let ahead = answer["asOfMS"].as_i64().unwrap() - chrono::Utc::now().timestamp_millis();
     assert!(
@@ -385,13 +382,11 @@ async fn every_json_body_must_be_an_object() {
     ];
     for (method, path, array) in endpoints {
         for body in [array, json!("text"), json!(7), json!(null)] {
-            let response = app
-                .admin(&app.app, method.clone(), path)
+            app.admin(&app.app, method.clone(), path)
                 .json(&body)
-                .send()
+                .sent()
                 .await
-                .unwrap();
-            assert_error(response, 400, "INVALID_PARAMETERS").await;
+                .assert_error(400, "INVALID_PARAMETERS");
         }
     }
     let created = app
@@ -418,7 +413,7 @@ async fn absent_keeps_null_clears_for_every_optional_field() {
         let request = app
             .admin(&app.app, Method::POST, "/admin/clients")
             .json(&body);
-        async move { ok_result(request.send().await.unwrap()).await }
+        async move { request.sent().await.assert_ok() }
     };
 
     let kept = upsert(json!({ "_id": "u1" })).await;
@@ -449,7 +444,7 @@ async fn absent_keeps_null_clears_for_every_optional_field() {
 
     let room = |body: Value| {
         let request = app.admin(&app.app, Method::POST, "/rooms").json(&body);
-        async move { ok_result(request.send().await.unwrap()).await }
+        async move { request.sent().await.assert_ok() }
     };
     room(json!({ "_id": "r1", "name": "Lobby", "roomType": "group", "members": ["u1"] })).await;
     let kept = room(json!({ "_id": "r1" })).await;
