@@ -11,17 +11,17 @@ use crate::helpers::{assert_error, test_settings, Sent, TestApp};
 #[tokio::test]
 async fn a_missing_or_unknown_client_key_is_403() {
     let app = TestApp::spawn().await;
-    let token = app.user("u1").await;
+    let u1 = app.signed_in("u1").await;
 
     app.request(Method::GET, "/me")
-        .header("IM-Authorization", &token)
+        .header("IM-Authorization", &u1.token)
         .sent()
         .await
         .assert_error(403, "INVALID_CLIENT_KEY");
 
     app.request(Method::POST, "/me/mute/r1")
         .header("IM-CLIENT-KEY", "not-a-key")
-        .header("IM-Authorization", &token)
+        .header("IM-Authorization", &u1.token)
         .sent()
         .await
         .assert_error(403, "INVALID_CLIENT_KEY");
@@ -64,12 +64,12 @@ async fn a_missing_or_unknown_token_is_401() {
 #[tokio::test]
 async fn an_expired_token_is_401() {
     let app = TestApp::spawn().await;
-    let token = app.user("u1").await;
+    let u1 = app.signed_in("u1").await;
     app.sql("UPDATE tokens SET expires_at = now() - interval '1 second'")
         .await
         .unwrap();
 
-    app.client_get(&token, "/me")
+    app.client_get(&u1.token, "/me")
         .await
         .assert_error(401, "INVALID_TOKEN");
 }
@@ -77,8 +77,8 @@ async fn an_expired_token_is_401() {
 #[tokio::test]
 async fn a_revoked_token_is_401_at_once() {
     let app = TestApp::spawn().await;
-    let token = app.user("u1").await;
-    assert_eq!(app.me(&token).await["_id"], "u1");
+    let u1 = app.signed_in("u1").await;
+    assert_eq!(u1.me().await["_id"], "u1");
 
     let revoked = app
         .admin(&app.app, Method::DELETE, "/admin/clients/u1/token")
@@ -87,7 +87,7 @@ async fn a_revoked_token_is_401_at_once() {
         .unwrap();
     assert_eq!(crate::helpers::ok_result(revoked).await["revokedTokens"], 1);
 
-    app.client_get(&token, "/me")
+    app.client_get(&u1.token, "/me")
         .await
         .assert_error(401, "INVALID_TOKEN");
 }
@@ -110,11 +110,13 @@ async fn a_room_of_another_app_or_no_app_is_404() {
     let app = TestApp::spawn().await;
     let other = app.create_app("app-b").await;
     app.room_of(&other, "b-room").await;
-    let token = app.user("u1").await;
+    let u1 = app.signed_in("u1").await;
 
-    assert_error(app.mute(&token, "b-room").await, 404, "ROOM_NOT_FOUND").await;
-    assert_error(app.mute(&token, "nowhere").await, 404, "ROOM_NOT_FOUND").await;
-    assert_error(app.unmute(&token, "nowhere").await, 404, "ROOM_NOT_FOUND").await;
+    u1.mute("b-room").await.assert_error(404, "ROOM_NOT_FOUND");
+    u1.mute("nowhere").await.assert_error(404, "ROOM_NOT_FOUND");
+    u1.unmute("nowhere")
+        .await
+        .assert_error(404, "ROOM_NOT_FOUND");
     assert_eq!(app.count_events().await, 0);
 }
 
@@ -140,7 +142,7 @@ async fn a_user_not_in_the_app_is_404_on_the_platform_api() {
 #[tokio::test]
 async fn malformed_room_ids_are_400() {
     let app = TestApp::spawn().await;
-    let token = app.user("u1").await;
+    let u1 = app.signed_in("u1").await;
     let too_long = "a".repeat(256);
     let max = "a".repeat(255);
     app.room(&max).await;
@@ -153,8 +155,8 @@ async fn malformed_room_ids_are_400() {
         "tab%09",
         "%7F",
     ] {
-        assert_error(app.mute(&token, bad).await, 400, "INVALID_PARAMETERS").await;
-        assert_error(app.unmute(&token, bad).await, 400, "INVALID_PARAMETERS").await;
+        u1.mute(bad).await.assert_error(400, "INVALID_PARAMETERS");
+        u1.unmute(bad).await.assert_error(400, "INVALID_PARAMETERS");
         app.admin(
             &app.app,
             Method::POST,
@@ -165,10 +167,10 @@ async fn malformed_room_ids_are_400() {
         .assert_error(400, "INVALID_PARAMETERS");
     }
     for undecodable in ["%FF%FE", "caf%E9", "%ZZ", "50%"] {
-        let response = app.mute(&token, undecodable).await;
+        let response = app.mute(&u1.token, undecodable).await;
         assert_error(response, 400, "INVALID_PARAMETERS").await;
     }
-    crate::helpers::ok_result(app.mute(&token, &max).await).await;
+    u1.mute(&max).await.assert_ok();
 }
 
 #[tokio::test]
@@ -233,13 +235,13 @@ async fn an_unreachable_database_is_503_with_retry_after() {
 #[tokio::test]
 async fn anything_else_is_500_without_internals() {
     let app = TestApp::spawn().await;
-    let token = app.user("u1").await;
+    let u1 = app.signed_in("u1").await;
     app.sql("ALTER TABLE rooms RENAME TO rooms_elsewhere")
         .await
         .unwrap();
 
     let response = app
-        .client(&app.app, &token, Method::POST, "/me/mute/r1")
+        .client(&app.app, &u1.token, Method::POST, "/me/mute/r1")
         .header("X-Request-Id", "trace-me")
         .send()
         .await

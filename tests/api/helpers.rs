@@ -215,6 +215,15 @@ impl TestApp {
             .await
     }
 
+    /// A user of the default app, created through the platform API, with a fresh token:
+    /// `app.signed_in("u1").await.mute("r1").await.assert_ok()`.
+    pub async fn signed_in(&self, id: &str) -> TestUser<'_> {
+        TestUser {
+            app: self,
+            token: self.user(id).await,
+        }
+    }
+
     /// Creates a user of `app` through the platform API and answers a fresh token.
     pub async fn user_of(&self, app: &AppCredentials, id: &str) -> String {
         let body = self
@@ -481,6 +490,27 @@ pub fn bench_binary() -> &'static Path {
             .find_map(|message| message["executable"].as_str().map(PathBuf::from))
             .expect("cargo names the chatprefs-bench executable")
     })
+}
+
+/// A user of the test's default app and their token, for the client API.
+pub struct TestUser<'a> {
+    app: &'a TestApp,
+    pub token: String,
+}
+
+impl TestUser<'_> {
+    pub async fn mute(&self, room: &str) -> TestResponse {
+        TestResponse::read(self.app.mute(&self.token, room).await).await
+    }
+
+    pub async fn unmute(&self, room: &str) -> TestResponse {
+        TestResponse::read(self.app.unmute(&self.token, room).await).await
+    }
+
+    /// `GET /me`, asserting the success envelope: the user.
+    pub async fn me(&self) -> Value {
+        self.app.me(&self.token).await
+    }
 }
 
 /// Holds a transaction that holds a transaction id open on another database of the same
