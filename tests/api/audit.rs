@@ -281,14 +281,14 @@ fn rooms(answer: &Value) -> Vec<String> {
 #[tokio::test]
 async fn as_of_answers_what_was_muted_at_each_instant() {
     let app = TestApp::spawn().await;
-    let token = app.user("u1").await;
+    let u1 = app.signed_in("u1").await;
     for room in ["r1", "r2"] {
         app.room(room).await;
     }
-    ok_result(app.mute(&token, "r2").await).await; // t0: r2 muted (stays muted)
-    ok_result(app.mute(&token, "r1").await).await; // t1
-    ok_result(app.unmute(&token, "r1").await).await; // t2
-    ok_result(app.mute(&token, "r1").await).await; // t3
+    u1.mute("r2").await.assert_ok(); // t0: r2 muted (stays muted)
+    u1.mute("r1").await.assert_ok(); // t1
+    u1.unmute("r1").await.assert_ok(); // t2
+    u1.mute("r1").await.assert_ok(); // t3
     let t = recorded(&app).await;
     let micro = chrono::Duration::microseconds(1);
     let rfc =
@@ -430,9 +430,9 @@ async fn cli_as_of_answers_like_the_api() {
 async fn a_transaction_open_in_another_database_hides_nothing_from_the_audit() {
     let app = TestApp::spawn().await;
     let (_elsewhere, _driver) = open_transaction_elsewhere().await;
-    let token = app.user("u1").await;
+    let u1 = app.signed_in("u1").await;
     app.room("r1").await;
-    ok_result(app.mute(&token, "r1").await).await;
+    u1.mute("r1").await.assert_ok();
 
     let page = audit(&app, "?client=u1").await;
     assert_eq!(

@@ -257,9 +257,9 @@ async fn verify_reports_drift_and_rebuild_repairs_it() {
 #[tokio::test]
 async fn an_event_the_fold_cannot_read_stops_the_rebuild_before_any_swap() {
     let app = TestApp::spawn().await;
-    let token = app.user("u1").await;
+    let u1 = app.signed_in("u1").await;
     app.room("r1").await;
-    ok_result(app.mute(&token, "r1").await).await;
+    u1.mute("r1").await.assert_ok();
     app.sql(
         "INSERT INTO events (event_id, app_id, stream_type, stream_id, stream_version, event_type, data, metadata)
          VALUES (gen_random_uuid(), 'app-a', 'user_preferences', 'u1', 2, 'RoomArchived', '{\"room\": \"r1\"}', '{}')",
@@ -271,11 +271,7 @@ async fn an_event_the_fold_cannot_read_stops_the_rebuild_before_any_swap() {
     assert_eq!(failed.status.code(), Some(1), "{failed:?}");
     let stderr = failed.stderr;
     assert!(stderr.contains("RoomArchived"), "{stderr}");
-    assert_eq!(
-        mutes(&app.me(&token).await),
-        ["r1"],
-        "the live model is untouched"
-    );
+    assert_eq!(mutes(&u1.me().await), ["r1"], "the live model is untouched");
     let shadows: i64 = app
         .sql("SELECT count(*) FROM pg_tables WHERE tablename LIKE '%_rebuild'")
         .await
@@ -348,9 +344,9 @@ async fn the_swapped_in_tables_keep_the_grants_of_the_live_ones() {
 #[tokio::test]
 async fn a_view_on_the_read_model_stops_the_swap_and_the_retired_tables_are_gone_after_one() {
     let app = TestApp::spawn().await;
-    let token = app.user("u1").await;
+    let u1 = app.signed_in("u1").await;
     app.room("r1").await;
-    ok_result(app.mute(&token, "r1").await).await;
+    u1.mute("r1").await.assert_ok();
     assert!(app.cli(["rebuild"]).await.status.success());
     let leftovers: i64 = app
         .sql("SELECT count(*) FROM pg_class WHERE relname LIKE '%\\_retired%' OR relname LIKE '%\\_rebuild%'")
@@ -373,5 +369,5 @@ async fn a_view_on_the_read_model_stops_the_swap_and_the_retired_tables_are_gone
         .await
         .unwrap();
     assert_eq!(report.len(), 1, "the view still reads the live table");
-    assert_eq!(mutes(&app.me(&token).await), ["r1"]);
+    assert_eq!(mutes(&u1.me().await), ["r1"]);
 }
