@@ -2,7 +2,6 @@
 
 pub mod api_types;
 pub mod audit;
-pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod domain;
@@ -14,6 +13,7 @@ pub mod projections;
 pub mod provision;
 pub mod ratelimit;
 pub mod rebuild;
+pub mod run;
 pub mod secrets;
 pub mod service;
 pub mod startup;

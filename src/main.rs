@@ -7,7 +7,7 @@ fn main() -> std::process::ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match runtime.block_on(chatprefs::cli::run(cli)) {
+    match runtime.block_on(chatprefs::run::run(cli)) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");

@@ -386,6 +386,28 @@ impl Fallback {
             Fallback::Private(cluster) => cluster.url(DATABASE),
         }
     }
+
+    /// Tells a newcomer which server they got (on stderr: stdout may be JSON for a script).
+    pub fn announce(&self) {
+        if let Fallback::Private(cluster) = self {
+            let dir = cluster.dir().display();
+            let what = match (cluster.created(), cluster.started()) {
+                (true, _) => format!(
+                    "made a private PostgreSQL in {dir} and started it (kept for the next run; \
+                     stopped when chatprefs exits)"
+                ),
+                (false, true) => format!(
+                    "started the private PostgreSQL in {dir} (stopped when chatprefs exits)"
+                ),
+                (false, false) => format!("using the private PostgreSQL running in {dir}"),
+            };
+            eprintln!(
+                "No PostgreSQL answers at {DEFAULT_DATABASE_URL} and DATABASE_URL is not set: \
+                 {what}.\nOther commands use it by themselves while it runs; its URL is {}",
+                cluster.url(DATABASE),
+            );
+        }
+    }
 }
 
 #[cfg(test)]

@@ -130,3 +130,56 @@ pub async fn ensure_demo(pool: &Pool) -> Result<Demo, StoreError> {
         token,
     })
 }
+
+/// Prints freshly issued credentials: the API key is on screen only this once.
+pub fn print_credentials(credentials: &AppCredentials, json: bool) -> serde_json::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(credentials)?);
+    } else {
+        println!(
+            "app:        {}\nclient key: {}\nAPI key:    {}   (shown only now: store it safely)",
+            credentials.app_id, credentials.client_key, credentials.api_key
+        );
+    }
+    Ok(())
+}
+
+/// The banner `serve --demo` prints: the demo's keys and ready `curl` commands.
+pub fn print_demo(demo: &Demo, bind: &str, port: u16) {
+    let url = local_url(bind, port);
+    let c = &demo.credentials;
+    println!(
+        "\nchatprefs demo is ready (keys are printed here only; the API key and token are new at every start)\n\
+         \n  app:         {}\n  client key:  {}\n  API key:     {}\n  user:        {}\n  token:       {}\n  room:        {}\n\
+         \nMute the demo room as {}:\n\
+         \n  curl -X POST '{url}/me/mute/{}' -H 'IM-CLIENT-KEY: {}' -H 'IM-Authorization: {}'\n\
+         \nUnmute it:\n\
+         \n  curl -X DELETE '{url}/me/mute/{}' -H 'IM-CLIENT-KEY: {}' -H 'IM-Authorization: {}'\n",
+        c.app_id, c.client_key, c.api_key, demo.user, demo.token, demo.room,
+        demo.user, demo.room, c.client_key, demo.token,
+        demo.room, c.client_key, demo.token,
+    );
+}
+
+/// A URL a person on this machine can paste: wildcard binds are reached via loopback.
+fn local_url(bind: &str, port: u16) -> String {
+    let host = bind.rsplit_once(':').map_or(bind, |(host, _)| host);
+    let host = match host {
+        "0.0.0.0" | "" => "127.0.0.1",
+        "[::]" => "[::1]",
+        other => other,
+    };
+    format!("http://{host}:{port}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_binds_are_reached_via_loopback() {
+        assert_eq!(local_url("0.0.0.0:8080", 8080), "http://127.0.0.1:8080");
+        assert_eq!(local_url("127.0.0.1:0", 4321), "http://127.0.0.1:4321");
+        assert_eq!(local_url("[::]:80", 80), "http://[::1]:80");
+    }
+}

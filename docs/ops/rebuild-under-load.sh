@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `chatprefs rebuild` on a seeded log while `chatprefs bench` writes through a running
+# `chatprefs rebuild` on a seeded log while `chatprefs-bench` writes through a running
 # server, with or without a transaction held open in another database of the same server
 # for the whole run (as a migration or batch job elsewhere would). Prints the rebuild's
 # summary (it says how long writers were held) and the bench's report (every request
@@ -12,6 +12,7 @@ url=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/chatprefs_bench}
 port=${PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 secs=${BENCH_SECONDS:-40}; connections=${CONNECTIONS:-8}
 bin=target/release/chatprefs
+cargo build --release --quiet --features bench
 export DATABASE_URL=$url RUST_LOG=${RUST_LOG:-warn}
 keys=$(mktemp); log=$(mktemp)
 pids=()
@@ -27,7 +28,7 @@ if [ "${1:-}" = --long-transaction-elsewhere ]; then
     pids+=($!)
     echo "holding a transaction open in database postgres"
 fi
-"$bin" bench --url "http://127.0.0.1:$port" --client-key "$(jq -r .clientKey "$keys")" \
+"$bin-bench" --url "http://127.0.0.1:$port" --client-key "$(jq -r .clientKey "$keys")" \
     --api-key "$(jq -r .apiKey "$keys")" --users 1000 --rooms 100 \
     --connections "$connections" --duration "${secs}s" &
 bench=$!

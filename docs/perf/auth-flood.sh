@@ -17,7 +17,7 @@ bin=${BIN:-target/release/chatprefs}
 db=chatprefs_auth_flood
 export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
 out=$(mktemp -d)
-[ -x "$bin" ] || cargo build --release --quiet
+[ -x "$bin" ] && [ -x "$bin-bench" ] || cargo build --release --quiet --features bench
 
 psql -qAt -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
 export DATABASE_URL="postgres://$PGUSER@$PGHOST:$PGPORT/$db"
@@ -30,7 +30,7 @@ sampler=
 for _ in $(seq 50); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
 rss() { awk '/VmRSS/ {print int($2/1024)}' "/proc/$server/status"; }
 bench() {
-    "$bin" bench --url "http://127.0.0.1:$port" --client-key "$(jq -r .clientKey "$out/app.json")" \
+    "$bin-bench" --url "http://127.0.0.1:$port" --client-key "$(jq -r .clientKey "$out/app.json")" \
         --api-key "$(jq -r .apiKey "$out/app.json")" --users 1000 --rooms 10 --mix me=100 \
         --connections "$connections" --json "$@"
 }

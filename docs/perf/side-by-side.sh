@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The service beside the raw-PostgreSQL yardstick, in one sitting on this machine: the
-# yardstick (statements and one-trip, pgbench) first, then `chatprefs bench` against a
+# yardstick (statements and one-trip, pgbench) first, then `chatprefs-bench` against a
 # release build on a fresh database, at the same client counts. Prints one line per run
 # and a summary with the ratios. Run from the repository root.
 #   usage: docs/perf/side-by-side.sh [YARDSTICK_DIR]      (default: ../shared/bench)
@@ -12,7 +12,7 @@ connections=(${CONNECTIONS:-16 64}); port=${PORT:-8181}
 db=chatprefs_side_by_side
 export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
 out=$(mktemp -d)
-cargo build --release --quiet
+cargo build --release --quiet --features bench
 bin=target/release/chatprefs
 
 echo "== yardstick (${secs}s per run)"
@@ -28,7 +28,7 @@ server=$!
 trap 'kill $server 2>/dev/null || true; psql -qAt -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null; rm -rf "$out"' EXIT
 for _ in $(seq 50); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
 bench() {
-    "$bin" bench --url "http://127.0.0.1:$port" --client-key "$(jq -r .clientKey "$out/app.json")" \
+    "$bin-bench" --url "http://127.0.0.1:$port" --client-key "$(jq -r .clientKey "$out/app.json")" \
         --api-key "$(jq -r .apiKey "$out/app.json")" --users "$users" --rooms "$rooms" --json "$@"
 }
 # Warm up, so cached plans are made on populated tables (as the yardstick does).

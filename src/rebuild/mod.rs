@@ -13,6 +13,7 @@
 //! swap (see [`shadow::lock_swap_shared`]).
 
 pub mod fold;
+pub mod output;
 mod progress;
 
 use std::time::{Duration, Instant};

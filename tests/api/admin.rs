@@ -1,20 +1,13 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{assert_error, ok_result, TestApp};
+use crate::helpers::{ok_result, Sent, TestApp};
 
 #[tokio::test]
 async fn creating_a_client_issues_a_token_that_expires_as_asked() {
     let app = TestApp::spawn().await;
 
-    let result = ok_result(
-        app.admin(&app.app, Method::POST, "/admin/clients")
-            .json(&json!({ "_id": "u1", "nickname": "Ann", "issueAccessToken": true, "expirationDays": 2 }))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let result = app.admin_post("/admin/clients", &json!({ "_id": "u1", "nickname": "Ann", "issueAccessToken": true, "expirationDays": 2 })).await.assert_ok();
 
     assert_eq!(result["_id"], "u1");
     assert_eq!(result["nickname"], "Ann");
@@ -39,14 +32,13 @@ async fn updating_a_client_keeps_fields_not_sent_and_issues_no_token_unless_aske
     let app = TestApp::spawn().await;
     app.user("u1").await;
 
-    let result = ok_result(
-        app.admin(&app.app, Method::POST, "/admin/clients")
-            .json(&json!({ "_id": "u1", "nickname": "Renamed" }))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let result = app
+        .admin_post(
+            "/admin/clients",
+            &json!({ "_id": "u1", "nickname": "Renamed" }),
+        )
+        .await
+        .assert_ok();
 
     assert_eq!(result["nickname"], "Renamed");
     assert_eq!(result["email"], "u1@example.com");
@@ -59,22 +51,17 @@ async fn revoking_one_token_leaves_the_others() {
     let first = app.user("u1").await;
     let second = app.user("u1").await;
 
-    let result = ok_result(
-        app.admin(&app.app, Method::DELETE, "/admin/clients/u1/token")
-            .json(&json!({ "token": first }))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let result = app
+        .admin(&app.app, Method::DELETE, "/admin/clients/u1/token")
+        .json(&json!({ "token": first }))
+        .sent()
+        .await
+        .assert_ok();
     assert_eq!(result["revokedTokens"], 1);
 
-    let rejected = app
-        .client(&app.app, &first, Method::GET, "/me")
-        .send()
+    app.client_get(&first, "/me")
         .await
-        .unwrap();
-    assert_error(rejected, 401, "INVALID_TOKEN").await;
+        .assert_error(401, "INVALID_TOKEN");
     assert_eq!(app.me(&second).await["_id"], "u1");
 }
 
@@ -83,14 +70,11 @@ async fn a_malformed_revoke_body_revokes_nothing() {
     let app = TestApp::spawn().await;
     let token = app.user("u1").await;
 
-    let response = app
-        .admin(&app.app, Method::DELETE, "/admin/clients/u1/token")
+    app.admin(&app.app, Method::DELETE, "/admin/clients/u1/token")
         .body("{not json")
-        .send()
+        .sent()
         .await
-        .unwrap();
-
-    assert_error(response, 400, "INVALID_PARAMETERS").await;
+        .assert_error(400, "INVALID_PARAMETERS");
     assert_eq!(app.me(&token).await["_id"], "u1");
 }
 
@@ -98,25 +82,14 @@ async fn a_malformed_revoke_body_revokes_nothing() {
 async fn rooms_are_created_at_both_imkit_paths_and_get_an_id_when_none_is_sent() {
     let app = TestApp::spawn().await;
 
-    let named = ok_result(
-        app.admin(&app.app, Method::POST, "/rooms/")
-            .json(&json!({ "_id": "lobby", "name": "Lobby", "roomType": "group", "members": ["u1", "u2"] }))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let named = app.admin_post("/rooms/", &json!({ "_id": "lobby", "name": "Lobby", "roomType": "group", "members": ["u1", "u2"] })).await.assert_ok();
     assert_eq!(named["_id"], "lobby");
     assert_eq!(named["members"], json!(["u1", "u2"]));
 
-    let generated = ok_result(
-        app.admin(&app.app, Method::POST, "/rooms")
-            .json(&json!({ "name": "Anonymous" }))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let generated = app
+        .admin_post("/rooms", &json!({ "name": "Anonymous" }))
+        .await
+        .assert_ok();
     let id = generated["_id"].as_str().unwrap();
     assert_eq!(id.len(), 32);
 

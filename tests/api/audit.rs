@@ -1,21 +1,17 @@
 //! Support staff's audit trail and as-of answers, over HTTP and through the CLI.
 
-use std::process::Command;
-
 use chatprefs::provision::AppCredentials;
 use chrono::{DateTime, Utc};
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::helpers::{assert_error, ok_result, open_transaction_elsewhere, TestApp};
+use crate::helpers::{assert_error, ok_result, open_transaction_elsewhere, Sent, TestApp};
 
 async fn audit_of(app: &TestApp, creds: &AppCredentials, query: &str) -> Value {
-    let response = app
-        .admin(creds, Method::GET, &format!("/admin/audit{query}"))
-        .send()
+    app.admin(creds, Method::GET, &format!("/admin/audit{query}"))
+        .sent()
         .await
-        .unwrap();
-    ok_result(response).await
+        .assert_ok()
 }
 
 pub async fn audit(app: &TestApp, query: &str) -> Value {
@@ -199,12 +195,10 @@ async fn an_app_sees_only_its_own_events() {
     let other = app.create_app("app-b").await;
     let stranger = app.user_of(&other, "u1").await;
     app.room_of(&other, "r1").await;
-    let response = app
-        .client(&other, &stranger, Method::POST, "/me/mute/r1")
-        .send()
+    app.client(&other, &stranger, Method::POST, "/me/mute/r1")
+        .sent()
         .await
-        .unwrap();
-    ok_result(response).await;
+        .assert_ok();
 
     let mine = audit(&app, "?client=u1&room=r1").await;
     assert_eq!(positions(&mine).len(), 2);
@@ -219,22 +213,18 @@ async fn an_app_sees_only_its_own_events() {
     assert_eq!(theirs["entries"][0]["appID"], "app-b");
 
     // Another app's position is no cursor for me.
-    let response = app
-        .admin(
-            &app.app,
-            Method::GET,
-            &format!("/admin/audit?after={}", their_positions[0]),
-        )
-        .send()
+    app.admin(
+        &app.app,
+        Method::GET,
+        &format!("/admin/audit?after={}", their_positions[0]),
+    )
+    .sent()
+    .await
+    .assert_error(400, "INVALID_PARAMETERS");
+    app.request(Method::GET, "/admin/audit")
+        .sent()
         .await
-        .unwrap();
-    assert_error(response, 400, "INVALID_PARAMETERS").await;
-    let response = app
-        .request(Method::GET, "/admin/audit")
-        .send()
-        .await
-        .unwrap();
-    assert_error(response, 403, "INVALID_API_KEY").await;
+        .assert_error(403, "INVALID_API_KEY");
 }
 
 #[tokio::test]
@@ -252,12 +242,10 @@ async fn bad_audit_parameters_are_400() {
         "?client=",
         "?room=%01",
     ] {
-        let response = app
-            .admin(&app.app, Method::GET, &format!("/admin/audit{query}"))
-            .send()
+        let body = app
+            .admin_get(&format!("/admin/audit{query}"))
             .await
-            .unwrap();
-        let body = assert_error(response, 400, "INVALID_PARAMETERS").await;
+            .assert_error(400, "INVALID_PARAMETERS");
         assert!(
             !body["error"]["message"].as_str().unwrap().is_empty(),
             "{query}"
@@ -293,14 +281,14 @@ fn rooms(answer: &Value) -> Vec<String> {
 #[tokio::test]
 async fn as_of_answers_what_was_muted_at_each_instant() {
     let app = TestApp::spawn().await;
-    let token = app.user("u1").await;
+    let u1 = app.signed_in("u1").await;
     for room in ["r1", "r2"] {
         app.room(room).await;
     }
-    ok_result(app.mute(&token, "r2").await).await; // t0: r2 muted (stays muted)
-    ok_result(app.mute(&token, "r1").await).await; // t1
-    ok_result(app.unmute(&token, "r1").await).await; // t2
-    ok_result(app.mute(&token, "r1").await).await; // t3
+    u1.mute("r2").await.assert_ok(); // t0: r2 muted (stays muted)
+    u1.mute("r1").await.assert_ok(); // t1
+    u1.unmute("r1").await.assert_ok(); // t2
+    u1.mute("r1").await.assert_ok(); // t3
     let t = recorded(&app).await;
     let micro = chrono::Duration::microseconds(1);
     let rfc =
@@ -346,38 +334,27 @@ async fn as_of_answers_what_was_muted_at_each_instant() {
     .await;
 }
 
-fn chatprefs(app: &TestApp) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_chatprefs"));
-    command
-        .env("DATABASE_URL", app.database_url())
-        .env("RUST_LOG", "warn");
-    command
-}
-
 #[tokio::test]
 async fn cli_audit_prints_tables_json_and_csv_that_parse() {
     let app = TestApp::spawn().await;
     five_events(&app).await;
     let http = audit(&app, "?client=u1").await;
 
-    let json = chatprefs(&app)
-        .args([
+    let json = app
+        .cli([
             "audit", "--app", "app-a", "--client", "u1", "--format", "json",
         ])
-        .output()
-        .unwrap();
-    assert!(json.status.success(), "{json:?}");
-    let parsed: Value = serde_json::from_slice(&json.stdout).unwrap();
+        .await;
+    let parsed = json.assert_success().json();
     assert_eq!(parsed, http);
 
-    let csv = chatprefs(&app)
-        .args([
+    let csv = app
+        .cli([
             "audit", "--app", "app-a", "--client", "u1", "--format", "csv",
         ])
-        .output()
-        .unwrap();
-    assert!(csv.status.success(), "{csv:?}");
-    let mut reader = csv::Reader::from_reader(csv.stdout.as_slice());
+        .await;
+    csv.assert_success();
+    let mut reader = csv::Reader::from_reader(csv.stdout.as_bytes());
     let header = reader.headers().unwrap().clone();
     assert_eq!(&header[0], "position");
     assert_eq!(&header[7], "actorId");
@@ -392,30 +369,22 @@ async fn cli_audit_prints_tables_json_and_csv_that_parse() {
         assert_eq!(&record[12], entry["recordedAt"].as_str().unwrap());
     }
 
-    let table = chatprefs(&app)
-        .args(["audit", "--app", "app-a", "--room", "r2"])
-        .output()
-        .unwrap();
-    assert!(table.status.success(), "{table:?}");
-    let text = String::from_utf8(table.stdout).unwrap();
+    let table = app.cli(["audit", "--app", "app-a", "--room", "r2"]).await;
+    let text = &table.assert_success().stdout;
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
     assert!(lines[0].starts_with("POSITION"));
     assert!(lines[1].contains("RoomMuted") && lines[1].contains("u1"));
 
-    let nothing = chatprefs(&app)
-        .args(["audit", "--app", "app-a", "--room", "r9"])
-        .output()
-        .unwrap();
+    let nothing = app.cli(["audit", "--app", "app-a", "--room", "r9"]).await;
     assert!(nothing.status.success());
     assert!(nothing.stdout.is_empty());
-    assert!(String::from_utf8_lossy(&nothing.stderr).contains("no events match"));
+    nothing.assert_stderr_contains("no events match");
 
-    let other_app = chatprefs(&app)
-        .args(["audit", "--app", "app-b", "--format", "json"])
-        .output()
-        .unwrap();
-    let parsed: Value = serde_json::from_slice(&other_app.stdout).unwrap();
+    let other_app = app
+        .cli(["audit", "--app", "app-b", "--format", "json"])
+        .await;
+    let parsed = other_app.json();
     assert_eq!(parsed["entries"], serde_json::json!([]));
 }
 
@@ -426,20 +395,18 @@ async fn cli_as_of_answers_like_the_api() {
     let t = recorded(&app).await;
     let at = t[2].to_rfc3339();
 
-    let json = chatprefs(&app)
-        .args([
+    let json = app
+        .cli([
             "audit", "--app", "app-a", "--client", "u1", "--as-of", &at, "--format", "json",
         ])
-        .output()
-        .unwrap();
-    assert!(json.status.success(), "{json:?}");
-    let parsed: Value = serde_json::from_slice(&json.stdout).unwrap();
+        .await;
+    let parsed = json.assert_success().json();
     assert_eq!(rooms(&parsed), ["r1", "r2"]);
     let http = ok_result(as_of(&app, "u1", &format!("?asOf={}", urlencode(&at))).await).await;
     assert_eq!(parsed, http);
 
-    let table = chatprefs(&app)
-        .args([
+    let table = app
+        .cli([
             "audit",
             "--app",
             "app-a",
@@ -448,18 +415,14 @@ async fn cli_as_of_answers_like_the_api() {
             "--as-of",
             &t[4].timestamp_millis().to_string(),
         ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8(table.stdout).unwrap();
+        .await;
+    let text = table.stdout;
     assert_eq!(
         text.lines().skip(1).map(str::trim).collect::<Vec<_>>(),
         ["r2"]
     );
 
-    let without_client = chatprefs(&app)
-        .args(["audit", "--app", "app-a", "--as-of", "0"])
-        .output()
-        .unwrap();
+    let without_client = app.cli(["audit", "--app", "app-a", "--as-of", "0"]).await;
     assert!(!without_client.status.success());
 }
 
@@ -467,9 +430,9 @@ async fn cli_as_of_answers_like_the_api() {
 async fn a_transaction_open_in_another_database_hides_nothing_from_the_audit() {
     let app = TestApp::spawn().await;
     let (_elsewhere, _driver) = open_transaction_elsewhere().await;
-    let token = app.user("u1").await;
+    let u1 = app.signed_in("u1").await;
     app.room("r1").await;
-    ok_result(app.mute(&token, "r1").await).await;
+    u1.mute("r1").await.assert_ok();
 
     let page = audit(&app, "?client=u1").await;
     assert_eq!(
@@ -477,13 +440,12 @@ async fn a_transaction_open_in_another_database_hides_nothing_from_the_audit() {
         [("u1".into(), "r1".into(), "RoomMuted".into())],
         "a mute that got 200 is in the audit at once: {page}"
     );
-    let cli = chatprefs(&app)
-        .args([
+    let cli = app
+        .cli([
             "audit", "--app", "app-a", "--client", "u1", "--format", "json",
         ])
-        .output()
-        .unwrap();
-    let printed: Value = serde_json::from_slice(&cli.stdout).unwrap();
+        .await;
+    let printed = cli.json();
     assert_eq!(printed["entries"].as_array().unwrap().len(), 1, "{printed}");
     let muted = ok_result(as_of(&app, "u1", "").await).await;
     assert_eq!(rooms(&muted), ["r1"], "as-of and audit agree");

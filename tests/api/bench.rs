@@ -1,39 +1,46 @@
-use chatprefs::bench::{self, BenchConfig, Stop};
-use std::process::Command;
+//! `chatprefs-bench` (its own binary, behind the `bench` feature) against a real server.
 
 use crate::helpers::TestApp;
 
-fn config(app: &TestApp, stop: Stop, mix: &str) -> BenchConfig {
-    BenchConfig {
-        url: app.base.parse().unwrap(),
-        client_key: app.app.client_key.clone(),
-        api_key: app.app.api_key.clone(),
-        users: 3,
-        rooms: 2,
-        connections: 4,
-        stop,
-        mix: mix.parse().unwrap(),
-        prefix: "b".into(),
-        progress: false,
-        flood: None,
-    }
-}
+const SMALL: [&str; 8] = [
+    "--users",
+    "3",
+    "--rooms",
+    "2",
+    "--connections",
+    "4",
+    "--prefix",
+    "b",
+];
 
 #[tokio::test]
 async fn bench_counts_every_request_and_sets_up_idempotently() {
     let app = TestApp::spawn().await;
-    let config = config(&app, Stop::Requests(200), "mute=50,unmute=50");
+    // A first run sets the users and rooms up (and only reads); the second sets them up again.
+    app.bench(SMALL.iter().chain(&["--requests", "1", "--mix", "me=1"]))
+        .await
+        .assert_success();
 
-    bench::setup(&config).await.unwrap();
-    let fixture = bench::setup(&config).await.unwrap();
-    let report = bench::run(&config, fixture).await.unwrap();
+    let output = app
+        .bench(
+            SMALL
+                .iter()
+                .chain(&["--requests", "200", "--mix", "mute=50,unmute=50", "--json"]),
+        )
+        .await;
 
-    assert_eq!(report.requests, 200);
-    assert_eq!(report.by_operation.values().sum::<u64>(), 200);
-    assert!(report.by_operation["mute"] > 0 && report.by_operation["unmute"] > 0);
-    assert!(report.errors.is_empty(), "{:?}", report.errors);
-    assert!(report.latency.p50_ms <= report.latency.p99_ms);
-    assert!(report.latency.p99_ms <= report.latency.max_ms);
+    output.assert_success();
+    let report = output.json();
+    assert_eq!(report["requests"], 200);
+    let by_operation = report["by_operation"].as_object().unwrap();
+    let total: u64 = by_operation.values().map(|n| n.as_u64().unwrap()).sum();
+    assert_eq!(total, 200);
+    assert!(report["by_operation"]["mute"].as_u64() > Some(0));
+    assert!(report["by_operation"]["unmute"].as_u64() > Some(0));
+    assert_eq!(report["errors"], serde_json::json!({}));
+    let latency = |q: &str| report["latency"][q].as_f64().unwrap();
+    assert!(latency("p50_ms") <= latency("p99_ms"));
+    assert!(latency("p99_ms") <= latency("max_ms"));
     let users: i64 = app.sql("SELECT count(*) FROM clients").await.unwrap()[0].get(0);
     let rooms: i64 = app.sql("SELECT count(*) FROM rooms").await.unwrap()[0].get(0);
     assert_eq!((users, rooms), (3, 2));
@@ -44,52 +51,44 @@ async fn bench_counts_every_request_and_sets_up_idempotently() {
 #[tokio::test]
 async fn bench_reads_only_with_the_me_mix() {
     let app = TestApp::spawn().await;
-    let config = config(&app, Stop::Requests(60), "me=1");
 
-    let fixture = bench::setup(&config).await.unwrap();
-    let report = bench::run(&config, fixture).await.unwrap();
+    let output = app
+        .bench(
+            SMALL
+                .iter()
+                .chain(&["--requests", "60", "--mix", "me=1", "--json"]),
+        )
+        .await;
 
-    assert_eq!(report.by_operation.get("me"), Some(&60));
+    output.assert_success();
+    assert_eq!(output.json()["by_operation"]["me"], 60);
     assert_eq!(app.count_events().await, 0);
 }
 
 #[tokio::test]
 async fn bench_reports_failures_by_status_and_code_and_exits_non_zero() {
     // Thirty failed authentications in a row would be rate-limited; this is about reporting.
-    let app = TestApp::spawn_with(|s| s.auth_failures.burst = 0).await;
-    let output = tokio::task::spawn_blocking({
-        let (base, api_key) = (app.base.clone(), app.app.api_key.clone());
-        move || {
-            Command::new(env!("CARGO_BIN_EXE_chatprefs"))
-                .args([
-                    "bench",
-                    "--url",
-                    &base,
-                    "--client-key",
-                    "wrong",
-                    "--api-key",
-                    &api_key,
-                ])
-                .args([
-                    "--users",
-                    "1",
-                    "--rooms",
-                    "1",
-                    "--connections",
-                    "2",
-                    "--requests",
-                    "30",
-                ])
-                .args(["--prefix", "b", "--json"])
-                .output()
-                .unwrap()
-        }
-    })
-    .await
-    .unwrap();
+    let mut app = TestApp::spawn_with(|s| s.auth_failures.burst = 0).await;
+    app.app.client_key = "wrong".into();
+
+    let output = app
+        .bench([
+            "--users",
+            "1",
+            "--rooms",
+            "1",
+            "--connections",
+            "2",
+            "--requests",
+            "30",
+            "--prefix",
+            "b",
+            "--json",
+        ])
+        .await;
 
     assert!(!output.status.success());
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let report = output.json();
     assert_eq!(report["requests"], 30);
     assert_eq!(report["errors"]["403 INVALID_CLIENT_KEY"], 30);
 }
@@ -106,26 +105,48 @@ async fn bench_floods_the_limiter_with_distinct_keys_and_addresses() {
         };
     })
     .await;
-    let mut config = config(
-        &app,
-        Stop::After(std::time::Duration::from_secs(30)),
-        "me=1",
-    );
-    config.flood = Some(bench::Flood {
-        connections: 4,
-        keys: 300,
-    });
 
-    let fixture = bench::setup(&config).await.unwrap();
-    let report = bench::run(&config, fixture).await.unwrap();
+    let output = app
+        .bench(SMALL.iter().chain(&[
+            "--duration",
+            "30s",
+            "--mix",
+            "me=1",
+            "--flood-keys",
+            "300",
+            "--flood-connections",
+            "4",
+            "--json",
+        ]))
+        .await;
 
-    let flood = report.flood.expect("a flood report");
-    assert_eq!(flood.keys, 300);
+    output.assert_success();
+    let report = output.json();
+    let flood = &report["flood"];
+    assert_eq!(flood["keys"], 300);
     assert_eq!(
-        flood.answers,
-        [("403 INVALID_CLIENT_KEY".to_owned(), 300)].into()
+        flood["answers"],
+        serde_json::json!({ "403 INVALID_CLIENT_KEY": 300 })
     );
-    assert!(report.requests > 0);
-    assert!(report.errors.is_empty(), "{:?}", report.errors);
-    assert!(report.seconds < 30.0, "the load stops with the flood");
+    assert!(report["requests"].as_u64() > Some(0));
+    assert_eq!(report["errors"], serde_json::json!({}));
+    assert!(
+        report["seconds"].as_f64().unwrap() < 30.0,
+        "the load stops with the flood"
+    );
+}
+
+#[tokio::test]
+async fn chatprefs_bench_points_at_the_bench_binary() {
+    let output = crate::helpers::run_blocking(crate::helpers::chatprefs_command([
+        "bench",
+        "--url",
+        "http://127.0.0.1:1",
+    ]))
+    .await;
+
+    output
+        .assert_exit_code(2)
+        .assert_stderr_contains("cargo run --release --features bench --bin chatprefs-bench");
+    assert_eq!(output.stdout, "");
 }

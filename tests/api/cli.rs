@@ -1,38 +1,26 @@
 //! The binary as an operator or a newcomer runs it.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
-use serde_json::Value;
+use crate::helpers::{chatprefs_command, mutes, Sent, TestDatabase};
 
-use crate::helpers::{mutes, ok_result, TestDatabase};
-
-pub fn chatprefs(db: &TestDatabase) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_chatprefs"));
-    command.env("DATABASE_URL", &db.url).env("RUST_LOG", "warn");
-    command
-}
-
-#[test]
-fn app_create_prints_keys_once_and_refuses_a_duplicate() {
+#[tokio::test]
+async fn app_create_prints_keys_once_and_refuses_a_duplicate() {
     let db = TestDatabase::new();
 
-    let created = chatprefs(&db)
-        .args(["app", "create", "shop", "--json"])
-        .output()
-        .unwrap();
-    assert!(created.status.success(), "{created:?}");
-    let keys: Value = serde_json::from_slice(&created.stdout).unwrap();
+    let keys = db
+        .cli(["app", "create", "shop", "--json"])
+        .await
+        .assert_success()
+        .json();
     assert_eq!(keys["appID"], "shop");
     assert_eq!(keys["apiKey"].as_str().unwrap().len(), 64);
     assert_eq!(keys["clientKey"].as_str().unwrap().len(), 32);
 
-    let again = chatprefs(&db)
-        .args(["app", "create", "shop"])
-        .output()
-        .unwrap();
+    let again = db.cli(["app", "create", "shop"]).await;
     assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
+    again.assert_stderr_contains("exists already");
 }
 
 /// Client sign-in is an operator's choice per app: off by default, on with
@@ -40,19 +28,20 @@ fn app_create_prints_keys_once_and_refuses_a_duplicate() {
 #[tokio::test]
 async fn client_sign_in_is_switched_per_app_from_the_command_line() {
     let db = TestDatabase::new();
-    let run = |args: &[&str]| chatprefs(&db).args(args).output().unwrap();
-    let created = run(&["app", "create", "open", "--allow-client-sign-in"]);
-    assert!(created.status.success(), "{created:?}");
-    assert!(run(&["app", "create", "closed"]).status.success());
-    let switched = run(&["app", "client-sign-in", "open", "off"]);
-    assert!(switched.status.success(), "{switched:?}");
-    assert!(String::from_utf8_lossy(&switched.stdout).contains("client sign-in is off"));
-    assert!(run(&["app", "client-sign-in", "closed", "on"])
-        .status
-        .success());
-    let missing = run(&["app", "client-sign-in", "nobody", "on"]);
+    db.cli(["app", "create", "open", "--allow-client-sign-in"])
+        .await
+        .assert_success();
+    db.cli(["app", "create", "closed"]).await.assert_success();
+    db.cli(["app", "client-sign-in", "open", "off"])
+        .await
+        .assert_success()
+        .assert_stdout_contains("client sign-in is off");
+    db.cli(["app", "client-sign-in", "closed", "on"])
+        .await
+        .assert_success();
+    let missing = db.cli(["app", "client-sign-in", "nobody", "on"]).await;
     assert!(!missing.status.success());
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("there is no app nobody"));
+    missing.assert_stderr_contains("there is no app nobody");
 
     let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
         .await
@@ -86,8 +75,8 @@ impl Drop for Killed {
 async fn serve_demo_prints_a_curl_that_mutes_the_demo_room() {
     let db = TestDatabase::new();
     let mut child = Killed(
-        chatprefs(&db)
-            .args(["serve", "--demo", "--bind", "127.0.0.1:0", "--workers", "1"])
+        chatprefs_command(["serve", "--demo", "--bind", "127.0.0.1:0", "--workers", "1"])
+            .env("DATABASE_URL", &db.url)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap(),
@@ -113,24 +102,22 @@ async fn serve_demo_prints_a_curl_that_mutes_the_demo_room() {
         panic!("unexpected curl line: {curl}");
     };
     let header = |h: &str| h.split_once(": ").unwrap().1.to_owned();
-    let response = reqwest::Client::new()
+    let user = reqwest::Client::new()
         .post(url)
         .header("IM-CLIENT-KEY", header(client_key))
         .header("IM-Authorization", header(token))
-        .send()
+        .sent()
         .await
-        .unwrap();
-    let user = ok_result(response).await;
+        .assert_ok();
     assert_eq!(user["_id"], "demo-user");
     assert_eq!(mutes(&user), ["demo-room"]);
     drop(child);
 }
 
-#[test]
-fn migrate_creates_the_database_and_is_repeatable() {
+#[tokio::test]
+async fn migrate_creates_the_database_and_is_repeatable() {
     let db = TestDatabase::new();
     for _ in 0..2 {
-        let output = chatprefs(&db).arg("migrate").output().unwrap();
-        assert!(output.status.success(), "{output:?}");
+        db.cli(["migrate"]).await.assert_success();
     }
 }

@@ -9,8 +9,8 @@ use chatprefs::startup::Application;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::cli::{chatprefs, Killed};
-use crate::helpers::{assert_error, ok_result, test_settings, TestApp, TestDatabase};
+use crate::cli::Killed;
+use crate::helpers::{assert_error, ok_result, test_settings, Sent, TestApp, TestDatabase};
 use crate::process::issue_token;
 
 #[tokio::test]
@@ -48,9 +48,13 @@ async fn the_served_openapi_document_is_the_committed_one() {
 #[tokio::test]
 async fn readyz_needs_a_current_schema_and_healthz_does_not() {
     let app = TestApp::spawn().await;
-    let alive = ok_result(app.request(Method::GET, "/healthz").send().await.unwrap()).await;
+    let alive = app
+        .request(Method::GET, "/healthz")
+        .sent()
+        .await
+        .assert_ok();
     assert_eq!(alive["status"], "alive");
-    let ready = ok_result(app.request(Method::GET, "/readyz").send().await.unwrap()).await;
+    let ready = app.request(Method::GET, "/readyz").sent().await.assert_ok();
     assert_eq!(ready["status"], "ready");
     let latest = ready["schemaVersion"].as_i64().unwrap();
     assert!(latest >= 3);
@@ -61,10 +65,13 @@ async fn readyz_needs_a_current_schema_and_healthz_does_not() {
     .await
     .unwrap();
 
-    let behind = app.request(Method::GET, "/readyz").send().await.unwrap();
-    assert_eq!(behind.headers()["retry-after"], "1");
-    assert_error(behind, 503, "SERVICE_UNAVAILABLE").await;
-    ok_result(app.request(Method::GET, "/healthz").send().await.unwrap()).await;
+    let behind = app.request(Method::GET, "/readyz").sent().await;
+    assert_eq!(behind.header("retry-after"), Some("1"));
+    behind.assert_error(503, "SERVICE_UNAVAILABLE");
+    app.request(Method::GET, "/healthz")
+        .sent()
+        .await
+        .assert_ok();
 }
 
 #[tokio::test]
@@ -76,10 +83,12 @@ async fn readyz_is_503_while_the_database_is_unreachable() {
     tokio::spawn(application.run_until_stopped());
     let http = reqwest::Client::new();
 
-    let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
-    assert_error(ready, 503, "SERVICE_UNAVAILABLE").await;
-    let alive = http.get(format!("{base}/healthz")).send().await.unwrap();
-    assert_eq!(ok_result(alive).await["status"], "alive");
+    http.get(format!("{base}/readyz"))
+        .sent()
+        .await
+        .assert_error(503, "SERVICE_UNAVAILABLE");
+    let alive = http.get(format!("{base}/healthz")).sent().await;
+    assert_eq!(alive.assert_ok()["status"], "alive");
 }
 
 /// The value of one series in a Prometheus text exposition (0 when absent).
@@ -91,13 +100,13 @@ pub fn sample(exposition: &str, series: &str) -> f64 {
 }
 
 async fn scrape(app: &TestApp) -> String {
-    let response = app.request(Method::GET, "/metrics").send().await.unwrap();
-    assert_eq!(response.status(), 200);
-    assert!(response.headers()["content-type"]
-        .to_str()
+    let response = app.request(Method::GET, "/metrics").sent().await;
+    response.assert_status(200);
+    assert!(response
+        .header("content-type")
         .unwrap()
         .starts_with("text/plain"));
-    response.text().await.unwrap()
+    response.text
 }
 
 // The registry is process-wide and tests run in parallel, so counters are compared before
@@ -217,16 +226,15 @@ async fn cors_preflight_from_an_allowed_origin_allows_the_imkit_headers() {
     let actual = app
         .client(&app.app, &token, Method::GET, "/me")
         .header("Origin", ORIGIN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(actual.headers()["access-control-allow-origin"], ORIGIN);
-    let exposed = actual.headers()["access-control-expose-headers"]
-        .to_str()
+        .sent()
+        .await;
+    assert_eq!(actual.header("access-control-allow-origin"), Some(ORIGIN));
+    let exposed = actual
+        .header("access-control-expose-headers")
         .unwrap()
         .to_ascii_lowercase();
     assert!(exposed.contains("x-request-id"), "{exposed}");
-    ok_result(actual).await;
+    actual.assert_ok();
 }
 
 /// The `Access-Control-*` headers of an answer.
@@ -303,18 +311,13 @@ async fn without_cors_origins_no_cors_headers_are_sent() {
 #[tokio::test]
 async fn json_logs_have_one_line_per_request_and_no_secrets() {
     let db = TestDatabase::new();
-    let created = chatprefs(&db)
-        .args(["app", "create", "logs", "--json"])
-        .output()
-        .unwrap();
-    let keys: Value = serde_json::from_slice(&created.stdout).unwrap();
+    let keys = db.cli(["app", "create", "logs", "--json"]).await.json();
     let (client_key, api_key) = (
         keys["clientKey"].as_str().unwrap().to_owned(),
         keys["apiKey"].as_str().unwrap().to_owned(),
     );
     let mut server = Killed(
-        chatprefs(&db)
-            .args(["serve", "--bind", "127.0.0.1:0", "--workers", "1"])
+        db.command(["serve", "--bind", "127.0.0.1:0", "--workers", "1"])
             .args(["--log-format", "json"])
             .env("RUST_LOG", "debug")
             .stderr(Stdio::piped())
@@ -340,36 +343,30 @@ async fn json_logs_have_one_line_per_request_and_no_secrets() {
     let http = reqwest::Client::new();
 
     let token = issue_token(&base, &api_key, "u1").await;
-    let me = http
-        .get(format!("{base}/me"))
+    http.get(format!("{base}/me"))
         .header("IM-CLIENT-KEY", &client_key)
         .header("IM-Authorization", &token)
         .header("X-Request-Id", "trace-me-42")
-        .send()
+        .sent()
         .await
-        .unwrap();
-    ok_result(me).await;
+        .assert_ok();
     // Wrong secrets are secrets too (a typo of the real one, another app's): never logged.
     let (wrong_api_key, wrong_token) = (
         chatprefs::secrets::new_secret(),
         chatprefs::secrets::new_secret(),
     );
-    let refused = http
-        .post(format!("{base}/rooms"))
+    http.post(format!("{base}/rooms"))
         .header("IM-API-KEY", &wrong_api_key)
         .json(&json!({ "_id": "r1" }))
-        .send()
+        .sent()
         .await
-        .unwrap();
-    assert_error(refused, 403, "INVALID_API_KEY").await;
-    let refused = http
-        .get(format!("{base}/me"))
+        .assert_error(403, "INVALID_API_KEY");
+    http.get(format!("{base}/me"))
         .header("IM-CLIENT-KEY", &client_key)
         .header("Authorization", format!("Bearer {wrong_token}"))
-        .send()
+        .sent()
         .await
-        .unwrap();
-    assert_error(refused, 401, "INVALID_TOKEN").await;
+        .assert_error(401, "INVALID_TOKEN");
     let revoked = http
         .delete(format!("{base}/admin/clients/u1/token"))
         .header("IM-API-KEY", &api_key)

@@ -6,95 +6,79 @@ use chatprefs::startup::Application;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{assert_error, test_settings, TestApp};
+use crate::helpers::{assert_error, test_settings, Sent, TestApp};
 
 #[tokio::test]
 async fn a_missing_or_unknown_client_key_is_403() {
     let app = TestApp::spawn().await;
-    let token = app.user("u1").await;
+    let u1 = app.signed_in("u1").await;
 
-    let missing = app
-        .request(Method::GET, "/me")
-        .header("IM-Authorization", &token)
-        .send()
+    app.request(Method::GET, "/me")
+        .header("IM-Authorization", &u1.token)
+        .sent()
         .await
-        .unwrap();
-    assert_error(missing, 403, "INVALID_CLIENT_KEY").await;
+        .assert_error(403, "INVALID_CLIENT_KEY");
 
-    let unknown = app
-        .request(Method::POST, "/me/mute/r1")
+    app.request(Method::POST, "/me/mute/r1")
         .header("IM-CLIENT-KEY", "not-a-key")
-        .header("IM-Authorization", &token)
-        .send()
+        .header("IM-Authorization", &u1.token)
+        .sent()
         .await
-        .unwrap();
-    assert_error(unknown, 403, "INVALID_CLIENT_KEY").await;
+        .assert_error(403, "INVALID_CLIENT_KEY");
 }
 
 #[tokio::test]
 async fn a_missing_or_unknown_api_key_is_403() {
     let app = TestApp::spawn().await;
 
-    let missing = app
-        .request(Method::POST, "/rooms")
+    app.request(Method::POST, "/rooms")
         .json(&json!({ "_id": "r" }))
-        .send()
+        .sent()
         .await
-        .unwrap();
-    assert_error(missing, 403, "INVALID_API_KEY").await;
+        .assert_error(403, "INVALID_API_KEY");
 
-    let unknown = app
-        .request(Method::POST, "/admin/clients")
+    app.request(Method::POST, "/admin/clients")
         .header("IM-API-KEY", "guess")
         .json(&json!({ "_id": "u" }))
-        .send()
+        .sent()
         .await
-        .unwrap();
-    assert_error(unknown, 403, "INVALID_API_KEY").await;
+        .assert_error(403, "INVALID_API_KEY");
 }
 
 #[tokio::test]
 async fn a_missing_or_unknown_token_is_401() {
     let app = TestApp::spawn().await;
 
-    let missing = app
-        .request(Method::GET, "/me")
+    app.request(Method::GET, "/me")
         .header("IM-CLIENT-KEY", &app.app.client_key)
-        .send()
+        .sent()
         .await
-        .unwrap();
-    assert_error(missing, 401, "INVALID_TOKEN").await;
+        .assert_error(401, "INVALID_TOKEN");
 
-    let unknown = app
-        .client(&app.app, "f00d", Method::GET, "/me")
-        .send()
+    app.client(&app.app, "f00d", Method::GET, "/me")
+        .sent()
         .await
-        .unwrap();
-    assert_error(unknown, 401, "INVALID_TOKEN").await;
+        .assert_error(401, "INVALID_TOKEN");
 }
 
 #[tokio::test]
 async fn an_expired_token_is_401() {
     let app = TestApp::spawn().await;
-    let token = app.user("u1").await;
+    let u1 = app.signed_in("u1").await;
     app.sql("UPDATE tokens SET expires_at = now() - interval '1 second'")
         .await
         .unwrap();
 
-    let response = app
-        .client(&app.app, &token, Method::GET, "/me")
-        .send()
+    app.client_get(&u1.token, "/me")
         .await
-        .unwrap();
-
-    assert_error(response, 401, "INVALID_TOKEN").await;
+        .assert_error(401, "INVALID_TOKEN");
 }
 
 #[tokio::test]
 async fn a_revoked_token_is_401_at_once() {
     let app = TestApp::spawn().await;
-    let token = app.user("u1").await;
-    assert_eq!(app.me(&token).await["_id"], "u1");
+    let u1 = app.signed_in("u1").await;
+    assert_eq!(u1.me().await["_id"], "u1");
 
     let revoked = app
         .admin(&app.app, Method::DELETE, "/admin/clients/u1/token")
@@ -103,12 +87,9 @@ async fn a_revoked_token_is_401_at_once() {
         .unwrap();
     assert_eq!(crate::helpers::ok_result(revoked).await["revokedTokens"], 1);
 
-    let response = app
-        .client(&app.app, &token, Method::GET, "/me")
-        .send()
+    app.client_get(&u1.token, "/me")
         .await
-        .unwrap();
-    assert_error(response, 401, "INVALID_TOKEN").await;
+        .assert_error(401, "INVALID_TOKEN");
 }
 
 #[tokio::test]
@@ -118,13 +99,10 @@ async fn a_token_of_another_app_is_401() {
     let token_of_a = app.user("u1").await;
     app.user_of(&other, "u1").await;
 
-    let response = app
-        .client(&other, &token_of_a, Method::GET, "/me")
-        .send()
+    app.client(&other, &token_of_a, Method::GET, "/me")
+        .sent()
         .await
-        .unwrap();
-
-    assert_error(response, 401, "INVALID_TOKEN").await;
+        .assert_error(401, "INVALID_TOKEN");
 }
 
 #[tokio::test]
@@ -132,11 +110,13 @@ async fn a_room_of_another_app_or_no_app_is_404() {
     let app = TestApp::spawn().await;
     let other = app.create_app("app-b").await;
     app.room_of(&other, "b-room").await;
-    let token = app.user("u1").await;
+    let u1 = app.signed_in("u1").await;
 
-    assert_error(app.mute(&token, "b-room").await, 404, "ROOM_NOT_FOUND").await;
-    assert_error(app.mute(&token, "nowhere").await, 404, "ROOM_NOT_FOUND").await;
-    assert_error(app.unmute(&token, "nowhere").await, 404, "ROOM_NOT_FOUND").await;
+    u1.mute("b-room").await.assert_error(404, "ROOM_NOT_FOUND");
+    u1.mute("nowhere").await.assert_error(404, "ROOM_NOT_FOUND");
+    u1.unmute("nowhere")
+        .await
+        .assert_error(404, "ROOM_NOT_FOUND");
     assert_eq!(app.count_events().await, 0);
 }
 
@@ -152,15 +132,17 @@ async fn a_user_not_in_the_app_is_404_on_the_platform_api() {
         (Method::DELETE, "/admin/clients/nobody/mute/r1"),
         (Method::DELETE, "/admin/clients/nobody/token"),
     ] {
-        let response = app.admin(&app.app, method, path).send().await.unwrap();
-        assert_error(response, 404, "CLIENT_NOT_FOUND").await;
+        app.admin(&app.app, method, path)
+            .sent()
+            .await
+            .assert_error(404, "CLIENT_NOT_FOUND");
     }
 }
 
 #[tokio::test]
 async fn malformed_room_ids_are_400() {
     let app = TestApp::spawn().await;
-    let token = app.user("u1").await;
+    let u1 = app.signed_in("u1").await;
     let too_long = "a".repeat(256);
     let max = "a".repeat(255);
     app.room(&max).await;
@@ -173,24 +155,22 @@ async fn malformed_room_ids_are_400() {
         "tab%09",
         "%7F",
     ] {
-        assert_error(app.mute(&token, bad).await, 400, "INVALID_PARAMETERS").await;
-        assert_error(app.unmute(&token, bad).await, 400, "INVALID_PARAMETERS").await;
-        let admin = app
-            .admin(
-                &app.app,
-                Method::POST,
-                &format!("/admin/clients/u1/mute/{bad}"),
-            )
-            .send()
-            .await
-            .unwrap();
-        assert_error(admin, 400, "INVALID_PARAMETERS").await;
+        u1.mute(bad).await.assert_error(400, "INVALID_PARAMETERS");
+        u1.unmute(bad).await.assert_error(400, "INVALID_PARAMETERS");
+        app.admin(
+            &app.app,
+            Method::POST,
+            &format!("/admin/clients/u1/mute/{bad}"),
+        )
+        .sent()
+        .await
+        .assert_error(400, "INVALID_PARAMETERS");
     }
     for undecodable in ["%FF%FE", "caf%E9", "%ZZ", "50%"] {
-        let response = app.mute(&token, undecodable).await;
+        let response = app.mute(&u1.token, undecodable).await;
         assert_error(response, 400, "INVALID_PARAMETERS").await;
     }
-    crate::helpers::ok_result(app.mute(&token, &max).await).await;
+    u1.mute(&max).await.assert_ok();
 }
 
 #[tokio::test]
@@ -207,22 +187,16 @@ async fn malformed_bodies_are_400() {
         r#"{"_id": ""}"#,
         "[]",
     ] {
-        let response = app
-            .admin(&app.app, Method::POST, "/admin/clients")
+        app.admin(&app.app, Method::POST, "/admin/clients")
             .header("Content-Type", "application/json")
             .body(body)
-            .send()
+            .sent()
             .await
-            .unwrap();
-        assert_error(response, 400, "INVALID_PARAMETERS").await;
+            .assert_error(400, "INVALID_PARAMETERS");
     }
-    let room = app
-        .admin(&app.app, Method::POST, "/rooms")
-        .json(&json!({ "_id": "r", "members": "everyone" }))
-        .send()
+    app.admin_post("/rooms", &json!({ "_id": "r", "members": "everyone" }))
         .await
-        .unwrap();
-    assert_error(room, 400, "INVALID_PARAMETERS").await;
+        .assert_error(400, "INVALID_PARAMETERS");
 }
 
 #[tokio::test]
@@ -230,14 +204,11 @@ async fn a_body_too_large_is_413() {
     let app = TestApp::spawn().await;
     let huge = json!({ "_id": "u1", "nickname": "x".repeat(100 * 1024) });
 
-    let response = app
-        .admin(&app.app, Method::POST, "/admin/clients")
+    app.admin(&app.app, Method::POST, "/admin/clients")
         .json(&huge)
-        .send()
+        .sent()
         .await
-        .unwrap();
-
-    assert_error(response, 413, "PAYLOAD_TOO_LARGE").await;
+        .assert_error(413, "PAYLOAD_TOO_LARGE");
 }
 
 #[tokio::test]
@@ -264,13 +235,13 @@ async fn an_unreachable_database_is_503_with_retry_after() {
 #[tokio::test]
 async fn anything_else_is_500_without_internals() {
     let app = TestApp::spawn().await;
-    let token = app.user("u1").await;
+    let u1 = app.signed_in("u1").await;
     app.sql("ALTER TABLE rooms RENAME TO rooms_elsewhere")
         .await
         .unwrap();
 
     let response = app
-        .client(&app.app, &token, Method::POST, "/me/mute/r1")
+        .client(&app.app, &u1.token, Method::POST, "/me/mute/r1")
         .header("X-Request-Id", "trace-me")
         .send()
         .await
@@ -287,16 +258,12 @@ async fn anything_else_is_500_without_internals() {
 async fn unknown_endpoints_and_methods_answer_in_the_envelope() {
     let app = TestApp::spawn().await;
 
-    let unknown = app
-        .request(Method::GET, "/admin/nothing")
-        .send()
+    app.request(Method::GET, "/admin/nothing")
+        .sent()
         .await
-        .unwrap();
-    assert_error(unknown, 404, "NOT_FOUND").await;
-    let wrong_method = app
-        .request(Method::PUT, "/me/mute/r1")
-        .send()
+        .assert_error(404, "NOT_FOUND");
+    app.request(Method::PUT, "/me/mute/r1")
+        .sent()
         .await
-        .unwrap();
-    assert_error(wrong_method, 405, "METHOD_NOT_ALLOWED").await;
+        .assert_error(405, "METHOD_NOT_ALLOWED");
 }

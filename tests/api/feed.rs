@@ -10,17 +10,14 @@ use chatprefs::provision::AppCredentials;
 use reqwest::{Method, Response};
 use serde_json::Value;
 
-use crate::helpers::{assert_error, ok_result, open_transaction_elsewhere, TestApp};
+use crate::helpers::{assert_error, ok_result, open_transaction_elsewhere, Sent, TestApp};
 use crate::process::Server;
 
 async fn feed_of(app: &TestApp, creds: &AppCredentials, query: &str) -> Value {
-    ok_result(
-        app.admin(creds, Method::GET, &format!("/admin/events{query}"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
+    app.admin(creds, Method::GET, &format!("/admin/events{query}"))
+        .sent()
+        .await
+        .assert_ok()
 }
 
 async fn feed(app: &TestApp, query: &str) -> Value {
@@ -51,9 +48,9 @@ fn rooms_and_types(page: &Value) -> Vec<(String, String)> {
 async fn a_transaction_open_in_another_database_holds_back_nothing_in_the_feed() {
     let app = TestApp::spawn().await;
     let (_elsewhere, _driver) = open_transaction_elsewhere().await;
-    let token = app.user("u1").await;
+    let u1 = app.signed_in("u1").await;
     app.room("r1").await;
-    ok_result(app.mute(&token, "r1").await).await;
+    u1.mute("r1").await.assert_ok();
 
     let first = feed(&app, "").await;
     assert_eq!(rooms_and_types(&first), [("r1".into(), "RoomMuted".into())]);
@@ -61,7 +58,7 @@ async fn a_transaction_open_in_another_database_holds_back_nothing_in_the_feed()
     let quiet = feed(&app, &format!("?after={}", next(&first))).await;
     assert!(entries(&quiet).is_empty(), "{quiet}");
 
-    ok_result(app.unmute(&token, "r1").await).await;
+    u1.unmute("r1").await.assert_ok();
     let then = feed(&app, &format!("?after={}", next(&quiet))).await;
     assert_eq!(
         rooms_and_types(&then),
@@ -143,13 +140,12 @@ async fn concurrent_writers_and_late_commits_reach_the_feed_exactly_once() {
                 } else {
                     format!("?limit=7&after={cursor}")
                 };
-                let response = http
+                let page = http
                     .get(format!("{base}/admin/events{query}"))
                     .header("IM-API-KEY", &key)
-                    .send()
+                    .sent()
                     .await
-                    .unwrap();
-                let page = ok_result(response).await;
+                    .assert_ok();
                 cursor = next(&page);
                 let got = entries(&page);
                 for entry in got {
@@ -200,7 +196,7 @@ async fn concurrent_writers_and_late_commits_reach_the_feed_exactly_once() {
 #[tokio::test]
 async fn a_waiting_feed_request_answers_with_the_next_commit() {
     let app = TestApp::spawn().await;
-    let token = app.user("u1").await;
+    let u1 = app.signed_in("u1").await;
     app.room("r1").await;
     let start = feed(&app, "?wait=0").await;
     assert!(entries(&start).is_empty());
@@ -214,7 +210,7 @@ async fn a_waiting_feed_request_answers_with_the_next_commit() {
         tokio::spawn(async move { request.send().await.unwrap() })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    ok_result(app.mute(&token, "r1").await).await;
+    u1.mute("r1").await.assert_ok();
     let page = ok_result(waiting.await.unwrap()).await;
     assert_eq!(
         rooms_and_types(&page),
@@ -226,11 +222,11 @@ async fn a_waiting_feed_request_answers_with_the_next_commit() {
 #[tokio::test]
 async fn pages_of_a_large_window_follow_each_other_without_gaps() {
     let app = TestApp::spawn().await;
-    let token = app.user("u1").await;
+    let u1 = app.signed_in("u1").await;
     for i in 0..5 {
         app.room(&format!("r{i}")).await;
-        ok_result(app.mute(&token, &format!("r{i}")).await).await;
-        ok_result(app.unmute(&token, &format!("r{i}")).await).await;
+        u1.mute(&format!("r{i}")).await.assert_ok();
+        u1.unmute(&format!("r{i}")).await.assert_ok();
     }
     let mut cursor = None;
     let mut positions = Vec::new();
@@ -264,9 +260,9 @@ async fn pages_of_a_large_window_follow_each_other_without_gaps() {
 #[tokio::test]
 async fn bad_cursors_and_parameters_are_400_never_500() {
     let app = TestApp::spawn().await;
-    let token = app.user("u1").await;
+    let u1 = app.signed_in("u1").await;
     app.room("r1").await;
-    ok_result(app.mute(&token, "r1").await).await;
+    u1.mute("r1").await.assert_ok();
     let other = app.create_app("app-b").await;
     let theirs = next(&feed_of(&app, &other, "").await);
     let ours = next(&feed(&app, "?limit=1").await);
@@ -289,32 +285,25 @@ async fn bad_cursors_and_parameters_are_400_never_500() {
         "?since=yesterday".to_owned(),
     ];
     for query in queries {
-        let response = app
-            .admin(&app.app, Method::GET, &format!("/admin/events{query}"))
-            .send()
+        app.admin_get(&format!("/admin/events{query}"))
             .await
-            .unwrap();
-        assert_error(response, 400, "INVALID_PARAMETERS").await;
+            .assert_error(400, "INVALID_PARAMETERS");
     }
-    let unauthenticated = app
-        .request(Method::GET, "/admin/events")
-        .send()
+    app.request(Method::GET, "/admin/events")
+        .sent()
         .await
-        .unwrap();
-    assert_error(unauthenticated, 403, "INVALID_API_KEY").await;
+        .assert_error(403, "INVALID_API_KEY");
 }
 
 #[tokio::test]
 async fn tail_prints_each_event_and_the_cursor_to_resume_from() {
     let app = TestApp::spawn().await;
-    let token = app.user("u1").await;
+    let u1 = app.signed_in("u1").await;
     app.room("r1").await;
-    ok_result(app.mute(&token, "r1").await).await;
+    u1.mute("r1").await.assert_ok();
 
-    let mut tail = std::process::Command::new(env!("CARGO_BIN_EXE_chatprefs"))
-        .args(["tail", "--app", "app-a", "--format", "json"])
-        .env("DATABASE_URL", app.database_url())
-        .env("RUST_LOG", "warn")
+    let mut tail = app
+        .command(["tail", "--app", "app-a", "--format", "json"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -337,7 +326,7 @@ async fn tail_prints_each_event_and_the_cursor_to_resume_from() {
         serde_json::from_str::<Value>(&text).unwrap()
     };
     assert_eq!(line("the existing event")["type"], "RoomMuted");
-    ok_result(app.unmute(&token, "r1").await).await;
+    u1.unmute("r1").await.assert_ok();
     assert_eq!(line("the new event")["type"], "RoomUnmuted");
 
     // SAFETY: kill(2) with the pid of a child we own and have not reaped yet.
@@ -441,13 +430,10 @@ async fn a_change_reaches_the_users_other_device_and_a_reconnect_misses_nothing(
 
     // While the laptop is away, the phone and the app's backend change things.
     ok_result(app.unmute(&phone, "r1").await).await;
-    ok_result(
-        app.admin(&app.app, Method::POST, "/admin/clients/u1/mute/r2")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    app.admin(&app.app, Method::POST, "/admin/clients/u1/mute/r2")
+        .sent()
+        .await
+        .assert_ok();
     let mut resumed = Sse::new(Sse::open(&app, &laptop, Some(&first.id)).await);
     let second = resumed.next().await.expect("the missed unmute");
     let third = resumed.next().await.expect("the missed admin mute");
@@ -472,27 +458,23 @@ async fn live_streams_refuse_bad_credentials_and_too_many_streams_in_the_envelop
         settings.live_streams.per_user = 1;
     })
     .await;
-    let token = app.user("u1").await;
-    let no_token = app
-        .request(Method::GET, "/me/events")
+    let u1 = app.signed_in("u1").await;
+    app.request(Method::GET, "/me/events")
         .header("IM-CLIENT-KEY", &app.app.client_key)
-        .send()
+        .sent()
         .await
-        .unwrap();
-    assert_error(no_token, 401, "INVALID_TOKEN").await;
-    let bad_key = app
-        .request(Method::GET, "/me/events")
+        .assert_error(401, "INVALID_TOKEN");
+    app.request(Method::GET, "/me/events")
         .header("IM-CLIENT-KEY", "nope")
-        .header("IM-Authorization", &token)
-        .send()
+        .header("IM-Authorization", &u1.token)
+        .sent()
         .await
-        .unwrap();
-    assert_error(bad_key, 403, "INVALID_CLIENT_KEY").await;
-    let bad_resume = Sse::open(&app, &token, Some("yesterday")).await;
+        .assert_error(403, "INVALID_CLIENT_KEY");
+    let bad_resume = Sse::open(&app, &u1.token, Some("yesterday")).await;
     assert_error(bad_resume, 400, "INVALID_PARAMETERS").await;
 
-    let _open = Sse::new(Sse::open(&app, &token, None).await);
-    let second = Sse::open(&app, &token, None).await;
+    let _open = Sse::new(Sse::open(&app, &u1.token, None).await);
+    let second = Sse::open(&app, &u1.token, None).await;
     assert_error(second, 429, "RATE_LIMITED").await;
 }
 

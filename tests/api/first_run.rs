@@ -9,6 +9,7 @@ use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 use crate::cli::Killed;
+use crate::helpers::chatprefs_command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_chatprefs");
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/chatprefs";
@@ -250,10 +251,8 @@ fn a_connection_error_names_host_and_database_but_not_the_password() {
     let port = closed.local_addr().unwrap().port();
     drop(closed);
     let url = format!("postgres://ann:s3cret@127.0.0.1:{port},localhost:{port}/prefs");
-    let out = Command::new(BIN)
-        .arg("migrate")
+    let out = chatprefs_command(["migrate"])
         .env("DATABASE_URL", &url)
-        .env("RUST_LOG", "warn")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

@@ -1,3 +1,6 @@
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -9,6 +12,7 @@ use chatprefs::private_cluster::{self, PrivateCluster};
 use chatprefs::provision::{self, AppCredentials};
 use chatprefs::startup::Application;
 use chatprefs::store::{Pool, PoolSettings};
+use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
@@ -75,6 +79,26 @@ impl TestDatabase {
         let name = format!("chatprefs_test_{}", uuid::Uuid::new_v4().simple());
         let url = format!("{}/{}", server_url(), name);
         TestDatabase { name, url }
+    }
+
+    /// Runs the real `chatprefs` binary with these arguments against this database.
+    pub async fn cli<I, S>(&self, args: I) -> CliOutput
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        run_blocking(self.command(args)).await
+    }
+
+    /// The real `chatprefs` binary on this database, to spawn and watch (`serve`, `tail`).
+    pub fn command<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut command = chatprefs_command(args);
+        command.env("DATABASE_URL", &self.url);
+        command
     }
 }
 
@@ -166,6 +190,38 @@ impl TestApp {
         self.request(method, path)
             .header("IM-CLIENT-KEY", &app.client_key)
             .header("IM-Authorization", token)
+    }
+
+    /// The platform API of the default app: `app.admin_get(path).await.assert_error(..)`.
+    pub async fn admin_get(&self, path: &str) -> TestResponse {
+        self.admin(&self.app, Method::GET, path).sent().await
+    }
+
+    pub async fn admin_post(&self, path: &str, body: &Value) -> TestResponse {
+        self.admin(&self.app, Method::POST, path)
+            .json(body)
+            .sent()
+            .await
+    }
+
+    pub async fn admin_delete(&self, path: &str) -> TestResponse {
+        self.admin(&self.app, Method::DELETE, path).sent().await
+    }
+
+    /// The client API as the holder of `token` in the default app.
+    pub async fn client_get(&self, token: &str, path: &str) -> TestResponse {
+        self.client(&self.app, token, Method::GET, path)
+            .sent()
+            .await
+    }
+
+    /// A user of the default app, created through the platform API, with a fresh token:
+    /// `app.signed_in("u1").await.mute("r1").await.assert_ok()`.
+    pub async fn signed_in(&self, id: &str) -> TestUser<'_> {
+        TestUser {
+            app: self,
+            token: self.user(id).await,
+        }
     }
 
     /// Creates a user of `app` through the platform API and answers a fresh token.
@@ -304,6 +360,157 @@ impl TestApp {
     pub async fn count_events(&self) -> i64 {
         self.sql("SELECT count(*) FROM events").await.unwrap()[0].get(0)
     }
+
+    /// Runs the real `chatprefs` binary with these arguments against this test's database.
+    pub async fn cli<I, S>(&self, args: I) -> CliOutput
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.db.cli(args).await
+    }
+
+    /// The real `chatprefs` binary on this test's database, to spawn and watch.
+    pub fn command<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.db.command(args)
+    }
+
+    /// Runs `chatprefs-bench` against this test's server as the default app, with these
+    /// further arguments.
+    pub async fn bench<I, S>(&self, args: I) -> CliOutput
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut command = Command::new(bench_binary());
+        command
+            .args(["--url", &self.base])
+            .args(["--client-key", &self.app.client_key])
+            .args(["--api-key", &self.app.api_key])
+            .args(args)
+            .env("RUST_LOG", "warn");
+        run_blocking(command).await
+    }
+}
+
+/// The real `chatprefs` binary with these arguments, for tests that set up its environment
+/// themselves (no database, a database of their own, a signal to send).
+pub fn chatprefs_command<I, S>(args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chatprefs"));
+    command.args(args).env("RUST_LOG", "warn");
+    command
+}
+
+/// Runs a command to its end off the test's runtime and keeps what it said.
+pub async fn run_blocking(mut command: Command) -> CliOutput {
+    let output = tokio::task::spawn_blocking(move || command.output().expect("command runs"))
+        .await
+        .expect("command thread");
+    CliOutput {
+        status: output.status,
+        stdout: String::from_utf8(output.stdout).expect("UTF-8 stdout"),
+        stderr: String::from_utf8(output.stderr).expect("UTF-8 stderr"),
+    }
+}
+
+/// What a command line run printed and how it exited.
+#[derive(Debug)]
+pub struct CliOutput {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliOutput {
+    #[track_caller]
+    pub fn assert_success(&self) -> &Self {
+        assert!(self.status.success(), "{self:?}");
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_exit_code(&self, code: i32) -> &Self {
+        assert_eq!(self.status.code(), Some(code), "{self:?}");
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_stdout_contains(&self, text: &str) -> &Self {
+        assert!(self.stdout.contains(text), "no {text:?} in {self:?}");
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_stderr_contains(&self, text: &str) -> &Self {
+        assert!(self.stderr.contains(text), "no {text:?} in {self:?}");
+        self
+    }
+
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|err| panic!("{err}: {self:?}"))
+    }
+}
+
+/// `chatprefs-bench`, built once per test run: it is behind the `bench` feature so that the
+/// service does not link it, and Cargo has no feature for tests alone, so a plain
+/// `cargo test` builds it here (in the same target directory and profile).
+pub fn bench_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut command = Command::new(cargo);
+        command
+            .args(["build", "--features", "bench", "--bin", "chatprefs-bench"])
+            .args(["--message-format", "json-render-diagnostics"])
+            .arg("--manifest-path")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"));
+        if !cfg!(debug_assertions) {
+            command.arg("--release");
+        }
+        let output = command.output().expect("cargo runs");
+        assert!(
+            output.status.success(),
+            "building chatprefs-bench failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout)
+            .expect("UTF-8 cargo messages")
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|message| message["target"]["name"] == "chatprefs-bench")
+            .find_map(|message| message["executable"].as_str().map(PathBuf::from))
+            .expect("cargo names the chatprefs-bench executable")
+    })
+}
+
+/// A user of the test's default app and their token, for the client API.
+pub struct TestUser<'a> {
+    app: &'a TestApp,
+    pub token: String,
+}
+
+impl TestUser<'_> {
+    pub async fn mute(&self, room: &str) -> TestResponse {
+        TestResponse::read(self.app.mute(&self.token, room).await).await
+    }
+
+    pub async fn unmute(&self, room: &str) -> TestResponse {
+        TestResponse::read(self.app.unmute(&self.token, room).await).await
+    }
+
+    /// `GET /me`, asserting the success envelope: the user.
+    pub async fn me(&self) -> Value {
+        self.app.me(&self.token).await
+    }
 }
 
 /// Holds a transaction that holds a transaction id open on another database of the same
@@ -321,6 +528,74 @@ pub async fn open_transaction_elsewhere() -> (tokio_postgres::Client, tokio::tas
         .await
         .unwrap();
     (client, driver)
+}
+
+/// Sends a request and reads its answer whole, so that what follows reads as the test's
+/// intent: `request.sent().await.assert_ok()`, `.assert_error(404, "ROOM_NOT_FOUND")`.
+pub trait Sent {
+    fn sent(self) -> impl std::future::Future<Output = TestResponse> + Send;
+}
+
+impl Sent for RequestBuilder {
+    async fn sent(self) -> TestResponse {
+        TestResponse::read(self.send().await.expect("the request is answered")).await
+    }
+}
+
+/// An answer read whole: status, headers and body.
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub text: String,
+}
+
+impl TestResponse {
+    pub async fn read(response: Response) -> TestResponse {
+        TestResponse {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            text: response.text().await.expect("a body"),
+        }
+    }
+
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|err| panic!("{err}: {self:?}"))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().expect("a text header"))
+    }
+
+    #[track_caller]
+    pub fn assert_status(&self, status: u16) -> &Self {
+        assert_eq!(self.status, status, "{self:?}");
+        self
+    }
+
+    /// Asserts the IMKIT success envelope and answers `result`, as [`ok_result`].
+    #[track_caller]
+    pub fn assert_ok(&self) -> Value {
+        let body = self.json();
+        assert_eq!(self.status, 200, "body: {body}");
+        assert_eq!(body["RC"], 0, "body: {body}");
+        assert_eq!(body["RM"], "OK");
+        body["result"].clone()
+    }
+
+    /// Asserts the IMKIT error envelope with this status and code, as [`assert_error`].
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) -> Value {
+        let body = self.json();
+        assert_eq!(self.status, status, "body: {body}");
+        assert_eq!(body["RC"], status, "body: {body}");
+        assert_eq!(body["error"]["code"], code, "body: {body}");
+        assert!(body["RM"].is_string() && body["error"]["message"].is_string());
+        body
+    }
 }
 
 /// Asserts the IMKIT success envelope and answers `result`.

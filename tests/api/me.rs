@@ -1,20 +1,19 @@
 use reqwest::Method;
 
-use crate::helpers::{mutes, ok_result, TestApp};
+use crate::helpers::{mutes, ok_result, Sent, TestApp};
 
 #[tokio::test]
 async fn mute_answers_the_user_in_the_imkit_shape() {
     let app = TestApp::spawn().await;
-    let token = app.user("u1").await;
+    let u1 = app.signed_in("u1").await;
     app.room("r1").await;
 
-    let response = app
-        .client(&app.app, &token, Method::POST, "/me/mute/r1")
+    let user = app
+        .client(&app.app, &u1.token, Method::POST, "/me/mute/r1")
         .header("User-Agent", "TestAgent/1.0 (iPhone)")
-        .send()
+        .sent()
         .await
-        .unwrap();
-    let user = ok_result(response).await;
+        .assert_ok();
 
     assert_eq!(user["_id"], "u1");
     assert_eq!(user["nickname"], "Nick u1");
@@ -36,11 +35,11 @@ async fn mute_answers_the_user_in_the_imkit_shape() {
 #[tokio::test]
 async fn muting_again_is_a_200_without_a_new_event() {
     let app = TestApp::spawn().await;
-    let token = app.user("u1").await;
+    let u1 = app.signed_in("u1").await;
     app.room("r1").await;
 
-    ok_result(app.mute(&token, "r1").await).await;
-    let again = ok_result(app.mute(&token, "r1").await).await;
+    u1.mute("r1").await.assert_ok();
+    let again = u1.mute("r1").await.assert_ok();
 
     assert_eq!(mutes(&again), ["r1"]);
     assert_eq!(app.count_events().await, 1);
@@ -49,31 +48,31 @@ async fn muting_again_is_a_200_without_a_new_event() {
 #[tokio::test]
 async fn a_second_room_is_appended_at_the_end_and_unmute_removes_one() {
     let app = TestApp::spawn().await;
-    let token = app.user("u1").await;
+    let u1 = app.signed_in("u1").await;
     for room in ["r1", "r2", "r3"] {
         app.room(room).await;
     }
 
-    ok_result(app.mute(&token, "r2").await).await;
-    let user = ok_result(app.mute(&token, "r1").await).await;
+    u1.mute("r2").await.assert_ok();
+    let user = u1.mute("r1").await.assert_ok();
     assert_eq!(mutes(&user), ["r2", "r1"]);
 
-    let user = ok_result(app.unmute(&token, "r2").await).await;
+    let user = u1.unmute("r2").await.assert_ok();
     assert_eq!(mutes(&user), ["r1"]);
 
-    let user = ok_result(app.mute(&token, "r2").await).await;
+    let user = u1.mute("r2").await.assert_ok();
     assert_eq!(mutes(&user), ["r1", "r2"], "a re-mute is the newest");
-    assert_eq!(mutes(&app.me(&token).await), ["r1", "r2"]);
+    assert_eq!(mutes(&u1.me().await), ["r1", "r2"]);
     assert_eq!(app.count_events().await, 4);
 }
 
 #[tokio::test]
 async fn unmuting_a_room_that_is_not_muted_is_a_200_without_an_event() {
     let app = TestApp::spawn().await;
-    let token = app.user("u1").await;
+    let u1 = app.signed_in("u1").await;
     app.room("r1").await;
 
-    let user = ok_result(app.unmute(&token, "r1").await).await;
+    let user = u1.unmute("r1").await.assert_ok();
 
     assert_eq!(mutes(&user), Vec::<String>::new());
     assert_eq!(app.count_events().await, 0);
@@ -82,13 +81,13 @@ async fn unmuting_a_room_that_is_not_muted_is_a_200_without_an_event() {
 #[tokio::test]
 async fn get_me_agrees_with_the_last_answer() {
     let app = TestApp::spawn().await;
-    let token = app.user("u1").await;
+    let u1 = app.signed_in("u1").await;
     app.room("r1").await;
     app.room("r2").await;
-    ok_result(app.mute(&token, "r1").await).await;
-    let last = ok_result(app.mute(&token, "r2").await).await;
+    u1.mute("r1").await.assert_ok();
+    let last = u1.mute("r2").await.assert_ok();
 
-    let me = app.me(&token).await;
+    let me = u1.me().await;
 
     assert_eq!(me["mute"], last["mute"]);
     assert_eq!(me["_id"], "u1");
@@ -98,42 +97,42 @@ async fn get_me_agrees_with_the_last_answer() {
 #[tokio::test]
 async fn mutes_are_personal() {
     let app = TestApp::spawn().await;
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
+    let alice = app.signed_in("alice").await;
+    let bob = app.signed_in("bob").await;
     app.room("r1").await;
     app.room("r2").await;
-    ok_result(app.mute(&bob, "r2").await).await;
+    bob.mute("r2").await.assert_ok();
 
-    ok_result(app.mute(&alice, "r1").await).await;
-    ok_result(app.unmute(&alice, "r2").await).await;
+    alice.mute("r1").await.assert_ok();
+    alice.unmute("r2").await.assert_ok();
 
-    assert_eq!(mutes(&app.me(&alice).await), ["r1"]);
-    assert_eq!(mutes(&app.me(&bob).await), ["r2"]);
+    assert_eq!(mutes(&alice.me().await), ["r1"]);
+    assert_eq!(mutes(&bob.me().await), ["r2"]);
 }
 
 #[tokio::test]
 async fn a_percent_encoded_utf8_room_id_round_trips_exactly() {
     let app = TestApp::spawn().await;
-    let token = app.user("u1").await;
+    let u1 = app.signed_in("u1").await;
     let room = "café 🎉/#?%x";
     app.room(room).await;
     let encoded = "caf%C3%A9%20%F0%9F%8E%89%2F%23%3F%25x";
 
-    let user = ok_result(app.mute(&token, encoded).await).await;
+    let user = u1.mute(encoded).await.assert_ok();
     assert_eq!(mutes(&user), [room]);
 
     let stored: String = app.sql("SELECT data->>'room' FROM events").await.unwrap()[0].get(0);
     assert_eq!(stored, room);
-    let user = ok_result(app.unmute(&token, encoded).await).await;
+    let user = u1.unmute(encoded).await.assert_ok();
     assert_eq!(mutes(&user), Vec::<String>::new());
 }
 
 #[tokio::test]
 async fn the_legacy_authorization_header_is_accepted() {
     let app = TestApp::spawn().await;
-    let token = app.user("u1").await;
+    let u1 = app.signed_in("u1").await;
 
-    for value in [token.clone(), format!("Bearer {token}")] {
+    for value in [u1.token.clone(), format!("Bearer {}", u1.token)] {
         let response = app
             .request(Method::GET, "/me")
             .header("IM-CLIENT-KEY", &app.app.client_key)
@@ -148,10 +147,10 @@ async fn the_legacy_authorization_header_is_accepted() {
 #[tokio::test]
 async fn every_response_carries_a_request_id() {
     let app = TestApp::spawn().await;
-    let token = app.user("u1").await;
+    let u1 = app.signed_in("u1").await;
 
     let sent = app
-        .client(&app.app, &token, Method::GET, "/me")
+        .client(&app.app, &u1.token, Method::GET, "/me")
         .header("X-Request-Id", "support-ticket-42")
         .send()
         .await
@@ -159,7 +158,7 @@ async fn every_response_carries_a_request_id() {
     assert_eq!(sent.headers()["x-request-id"], "support-ticket-42");
 
     let insane = app
-        .client(&app.app, &token, Method::GET, "/me")
+        .client(&app.app, &u1.token, Method::GET, "/me")
         .header("X-Request-Id", "no spaces <script>")
         .send()
         .await
@@ -178,25 +177,19 @@ async fn every_response_carries_a_request_id() {
 #[tokio::test]
 async fn admin_mutes_are_seen_by_the_user() {
     let app = TestApp::spawn().await;
-    let token = app.user("u1").await;
+    let u1 = app.signed_in("u1").await;
     app.room("r1").await;
 
-    let user = ok_result(
-        app.admin(&app.app, Method::POST, "/admin/clients/u1/mute/r1")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let user = app
+        .admin(&app.app, Method::POST, "/admin/clients/u1/mute/r1")
+        .sent()
+        .await
+        .assert_ok();
     assert_eq!(mutes(&user), ["r1"]);
-    assert_eq!(mutes(&app.me(&token).await), ["r1"]);
+    assert_eq!(mutes(&u1.me().await), ["r1"]);
 
-    ok_result(
-        app.admin(&app.app, Method::DELETE, "/admin/clients/u1/mute/r1")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(mutes(&app.me(&token).await), Vec::<String>::new());
+    app.admin_delete("/admin/clients/u1/mute/r1")
+        .await
+        .assert_ok();
+    assert_eq!(mutes(&u1.me().await), Vec::<String>::new());
 }

@@ -2,13 +2,13 @@
 //! run two).
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::helpers::ok_result;
+use crate::helpers::{chatprefs_command, Sent};
 use chatprefs::provision::AppCredentials;
 
 /// A running `serve`, killed when dropped. Its JSON log lines arrive on `log`.
@@ -21,15 +21,15 @@ pub struct Server {
 impl Server {
     /// Starts `serve` on a free loopback port and waits for its "listening" line.
     pub fn start(database_url: &str, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chatprefs"))
-            .args(["serve", "--bind", "127.0.0.1:0", "--log-format", "json"])
-            .args(extra)
-            .env("DATABASE_URL", database_url)
-            .env("RUST_LOG", "info,tracing_actix_web=error")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("serve starts");
+        let mut child =
+            chatprefs_command(["serve", "--bind", "127.0.0.1:0", "--log-format", "json"])
+                .args(extra)
+                .env("DATABASE_URL", database_url)
+                .env("RUST_LOG", "info,tracing_actix_web=error")
+                .stderr(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("serve starts");
         let (tx, log) = mpsc::channel();
         let stderr = child.stderr.take().unwrap();
         std::thread::spawn(move || {
@@ -90,10 +90,8 @@ impl Drop for Server {
 
 /// `chatprefs app create` through the binary, as an operator would.
 pub fn create_app(database_url: &str, app: &str) -> AppCredentials {
-    let output = Command::new(env!("CARGO_BIN_EXE_chatprefs"))
-        .args(["app", "create", app, "--json"])
+    let output = chatprefs_command(["app", "create", app, "--json"])
         .env("DATABASE_URL", database_url)
-        .env("RUST_LOG", "warn")
         .output()
         .unwrap();
     assert!(output.status.success(), "{output:?}");
@@ -108,14 +106,13 @@ pub fn create_app(database_url: &str, app: &str) -> AppCredentials {
 /// Creates (or updates) user `id` through the platform API at `base` and answers a fresh
 /// token.
 pub async fn issue_token(base: &str, api_key: &str, id: &str) -> String {
-    let response = reqwest::Client::new()
+    reqwest::Client::new()
         .post(format!("{base}/admin/clients"))
         .header("IM-API-KEY", api_key)
         .json(&serde_json::json!({ "_id": id, "issueAccessToken": true }))
-        .send()
+        .sent()
         .await
-        .unwrap();
-    ok_result(response).await["token"]
+        .assert_ok()["token"]
         .as_str()
         .expect("a token")
         .to_owned()
@@ -138,14 +135,12 @@ pub async fn populate(
     let mut names = Vec::new();
     for i in 0..rooms {
         let id = format!("room-{i}");
-        let response = http
-            .post(format!("{base}/rooms"))
+        http.post(format!("{base}/rooms"))
             .header("IM-API-KEY", &app.api_key)
             .json(&serde_json::json!({ "_id": id }))
-            .send()
+            .sent()
             .await
-            .unwrap();
-        ok_result(response).await;
+            .assert_ok();
         names.push(id);
     }
     (issued, names)

@@ -1,6 +1,5 @@
 //! Rebuilding the read model from the log while the service takes writes, and verifying it.
 
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +8,9 @@ use chatprefs::rebuild;
 use chatprefs::store::{connect_pool, PoolSettings};
 use serde_json::Value;
 
-use crate::helpers::{mutes, ok_result, open_transaction_elsewhere, TestApp};
+use crate::helpers::{
+    chatprefs_command, mutes, ok_result, open_transaction_elsewhere, run_blocking, TestApp,
+};
 
 const ROOMS: [&str; 5] = ["r0", "r1", "r2", "r3", "r4"];
 
@@ -181,15 +182,6 @@ async fn read_model_schema(app: &TestApp) -> Vec<String> {
     .collect()
 }
 
-fn chatprefs(app: &TestApp, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_chatprefs"))
-        .env("DATABASE_URL", app.database_url())
-        .env("RUST_LOG", "warn")
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn verify_reports_drift_and_rebuild_repairs_it() {
     let app = TestApp::spawn().await;
@@ -201,14 +193,13 @@ async fn verify_reports_drift_and_rebuild_repairs_it() {
     for (token, room) in [(&u1, "r1"), (&u1, "r2"), (&u2, "r1")] {
         ok_result(app.mute(token, room).await).await;
     }
-    let clean = chatprefs(&app, &["rebuild", "--verify"]);
+    let clean = app.cli(["rebuild", "--verify"]).await;
     assert!(clean.status.success(), "{clean:?}");
-    let unreachable = Command::new(env!("CARGO_BIN_EXE_chatprefs"))
+    let mut nowhere = chatprefs_command(["rebuild", "--verify"]);
+    nowhere
         .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/nowhere")
-        .env("RUST_LOG", "off")
-        .args(["rebuild", "--verify"])
-        .output()
-        .unwrap();
+        .env("RUST_LOG", "off");
+    let unreachable = run_blocking(nowhere).await;
     assert_eq!(
         unreachable.status.code(),
         Some(2),
@@ -224,9 +215,9 @@ async fn verify_reports_drift_and_rebuild_repairs_it() {
         .await
         .unwrap();
 
-    let drift = chatprefs(&app, &["rebuild", "--verify"]);
+    let drift = app.cli(["rebuild", "--verify"]).await;
     assert_eq!(drift.status.code(), Some(1), "{drift:?}");
-    let report = String::from_utf8(drift.stdout).unwrap();
+    let report = drift.stdout.clone();
     let lines: Vec<&str> = report.lines().collect();
     assert!(
         lines[0].starts_with("missing  app=app-a client=u1 room=r1:"),
@@ -243,9 +234,9 @@ async fn verify_reports_drift_and_rebuild_repairs_it() {
         "verify changes nothing"
     );
 
-    let rebuilt = chatprefs(&app, &["rebuild"]);
+    let rebuilt = app.cli(["rebuild"]).await;
     assert!(rebuilt.status.success(), "{rebuilt:?}");
-    assert!(String::from_utf8_lossy(&rebuilt.stdout).contains("from 3 events"));
+    assert!(rebuilt.stdout.contains("from 3 events"));
     assert_eq!(read_model(&app).await, before);
     assert_eq!(
         read_model_schema(&app).await,
@@ -253,9 +244,9 @@ async fn verify_reports_drift_and_rebuild_repairs_it() {
         "same keys and indexes"
     );
 
-    let again = chatprefs(&app, &["rebuild", "--verify"]);
+    let again = app.cli(["rebuild", "--verify"]).await;
     assert!(again.status.success(), "{again:?}");
-    assert!(String::from_utf8_lossy(&again.stdout).contains("0 difference(s)"));
+    assert!(again.stdout.contains("0 difference(s)"));
     // The service keeps working on the swapped-in tables.
     let user: Value = app.me(&u1).await;
     assert_eq!(mutes(&user), ["r1", "r2"]);
@@ -266,9 +257,9 @@ async fn verify_reports_drift_and_rebuild_repairs_it() {
 #[tokio::test]
 async fn an_event_the_fold_cannot_read_stops_the_rebuild_before_any_swap() {
     let app = TestApp::spawn().await;
-    let token = app.user("u1").await;
+    let u1 = app.signed_in("u1").await;
     app.room("r1").await;
-    ok_result(app.mute(&token, "r1").await).await;
+    u1.mute("r1").await.assert_ok();
     app.sql(
         "INSERT INTO events (event_id, app_id, stream_type, stream_id, stream_version, event_type, data, metadata)
          VALUES (gen_random_uuid(), 'app-a', 'user_preferences', 'u1', 2, 'RoomArchived', '{\"room\": \"r1\"}', '{}')",
@@ -276,15 +267,11 @@ async fn an_event_the_fold_cannot_read_stops_the_rebuild_before_any_swap() {
     .await
     .unwrap();
 
-    let failed = chatprefs(&app, &["rebuild"]);
+    let failed = app.cli(["rebuild"]).await;
     assert_eq!(failed.status.code(), Some(1), "{failed:?}");
-    let stderr = String::from_utf8_lossy(&failed.stderr);
+    let stderr = failed.stderr;
     assert!(stderr.contains("RoomArchived"), "{stderr}");
-    assert_eq!(
-        mutes(&app.me(&token).await),
-        ["r1"],
-        "the live model is untouched"
-    );
+    assert_eq!(mutes(&u1.me().await), ["r1"], "the live model is untouched");
     let shadows: i64 = app
         .sql("SELECT count(*) FROM pg_tables WHERE tablename LIKE '%_rebuild'")
         .await
@@ -301,9 +288,9 @@ async fn a_second_rebuild_at_the_same_time_is_refused() {
         .await
         .unwrap();
 
-    let busy = chatprefs(&app, &["rebuild"]);
+    let busy = app.cli(["rebuild"]).await;
     assert_eq!(busy.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&busy.stderr).contains("another rebuild is running"));
+    assert!(busy.stderr.contains("another rebuild is running"));
 
     held.query_one(
         "SELECT pg_advisory_unlock($1)",
@@ -311,7 +298,7 @@ async fn a_second_rebuild_at_the_same_time_is_refused() {
     )
     .await
     .unwrap();
-    assert!(chatprefs(&app, &["rebuild"]).status.success());
+    assert!(app.cli(["rebuild"]).await.status.success());
 }
 
 async fn privileges(app: &TestApp, role: &str) -> (bool, bool, bool) {
@@ -342,7 +329,7 @@ async fn the_swapped_in_tables_keep_the_grants_of_the_live_ones() {
     }
     assert_eq!(privileges(&app, &role).await, (true, true, false));
 
-    let rebuilt = chatprefs(&app, &["rebuild"]);
+    let rebuilt = app.cli(["rebuild"]).await;
 
     let after = privileges(&app, &role).await;
     for sql in [format!("DROP OWNED BY {role}"), format!("DROP ROLE {role}")] {
@@ -357,10 +344,10 @@ async fn the_swapped_in_tables_keep_the_grants_of_the_live_ones() {
 #[tokio::test]
 async fn a_view_on_the_read_model_stops_the_swap_and_the_retired_tables_are_gone_after_one() {
     let app = TestApp::spawn().await;
-    let token = app.user("u1").await;
+    let u1 = app.signed_in("u1").await;
     app.room("r1").await;
-    ok_result(app.mute(&token, "r1").await).await;
-    assert!(chatprefs(&app, &["rebuild"]).status.success());
+    u1.mute("r1").await.assert_ok();
+    assert!(app.cli(["rebuild"]).await.status.success());
     let leftovers: i64 = app
         .sql("SELECT count(*) FROM pg_class WHERE relname LIKE '%\\_retired%' OR relname LIKE '%\\_rebuild%'")
         .await
@@ -371,10 +358,10 @@ async fn a_view_on_the_read_model_stops_the_swap_and_the_retired_tables_are_gone
     app.sql("CREATE VIEW mutes_report AS SELECT client_id, room_id FROM room_mutes")
         .await
         .unwrap();
-    let refused = chatprefs(&app, &["rebuild"]);
+    let refused = app.cli(["rebuild"]).await;
     assert!(!refused.status.success(), "{refused:?}");
     assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("depends on room_mutes"),
+        refused.stderr.contains("depends on room_mutes"),
         "{refused:?}"
     );
     let report = app
@@ -382,5 +369,5 @@ async fn a_view_on_the_read_model_stops_the_swap_and_the_retired_tables_are_gone
         .await
         .unwrap();
     assert_eq!(report.len(), 1, "the view still reads the live table");
-    assert_eq!(mutes(&app.me(&token).await), ["r1"]);
+    assert_eq!(mutes(&u1.me().await), ["r1"]);
 }

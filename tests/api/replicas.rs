@@ -12,7 +12,7 @@ use chatprefs::startup::Application;
 
 use crate::cluster::Cluster;
 use crate::ecosystem::sample;
-use crate::helpers::{mutes, ok_result, test_settings};
+use crate::helpers::{mutes, test_settings, Sent};
 use crate::process::populate;
 
 struct Reader {
@@ -23,14 +23,12 @@ struct Reader {
 
 impl Reader {
     async fn get(&self, path: &str) -> Value {
-        let response = self
-            .http
+        self.http
             .request(Method::GET, format!("{}{path}", self.base))
             .header("IM-API-KEY", &self.app.api_key)
-            .send()
+            .sent()
             .await
-            .unwrap();
-        ok_result(response).await
+            .assert_ok()
     }
 
     async fn audit_len(&self) -> usize {
@@ -131,7 +129,7 @@ async fn lagging_reads_come_from_the_replica_writes_and_me_from_the_primary() {
     // the replica yet: ask its `postgres` database.
     let on_replica = sql(&replica.url("postgres")).await;
 
-    ok_result(client(Method::POST).send().await.unwrap()).await;
+    client(Method::POST).sent().await.assert_ok();
     caught_up(&on_primary, &on_replica).await;
     assert_eq!(reader.audit_len().await, 1);
     assert_eq!(reader.metric("chatprefs_read_replica_up").await, 1.0);
@@ -146,31 +144,25 @@ async fn lagging_reads_come_from_the_replica_writes_and_me_from_the_primary() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let unmuted = ok_result(client(Method::DELETE).send().await.unwrap()).await;
+    let unmuted = client(Method::DELETE).sent().await.assert_ok();
     assert!(mutes(&unmuted).is_empty());
-    let me = ok_result(
-        reader
-            .http
-            .get(format!("{base}/me"))
-            .header("IM-CLIENT-KEY", &app.client_key)
-            .header("IM-Authorization", token)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let me = reader
+        .http
+        .get(format!("{base}/me"))
+        .header("IM-CLIENT-KEY", &app.client_key)
+        .header("IM-Authorization", token)
+        .sent()
+        .await
+        .assert_ok();
     assert!(mutes(&me).is_empty(), "GET /me reads its own write");
-    let check = ok_result(
-        reader
-            .http
-            .post(format!("{base}/admin/rooms/room-0/mutes/check"))
-            .header("IM-API-KEY", &app.api_key)
-            .json(&serde_json::json!({ "clients": ["user-0"] }))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let check = reader
+        .http
+        .post(format!("{base}/admin/rooms/room-0/mutes/check"))
+        .header("IM-API-KEY", &app.api_key)
+        .json(&serde_json::json!({ "clients": ["user-0"] }))
+        .sent()
+        .await
+        .assert_ok();
     assert_eq!(
         check["muted"],
         serde_json::json!([]),
@@ -200,7 +192,7 @@ async fn lagging_reads_come_from_the_replica_writes_and_me_from_the_primary() {
         .metric("chatprefs_read_replica_fallbacks_total")
         .await;
     tokio::task::block_in_place(|| replica.crash());
-    ok_result(client(Method::POST).send().await.unwrap()).await;
+    client(Method::POST).sent().await.assert_ok();
     assert_eq!(reader.audit_len().await, 3);
     assert_eq!(reader.as_of().await, serde_json::json!(["room-0"]));
     assert_eq!(reader.muters().await.len(), 1);

@@ -1,7 +1,6 @@
 //! Regression tests for the defects an outside review found (docs/reliability.md,
 //! "Outside review"): each failed on the code before its fix.
 
-use std::process::Output;
 use std::time::Duration;
 
 use chatprefs::config::{AuthFailureLimit, ServeSettings};
@@ -9,18 +8,12 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::audit::audit;
-use crate::cli::chatprefs;
-use crate::helpers::{assert_error, ok_result, server_url, TestApp, TestDatabase};
+use crate::helpers::{
+    assert_error, chatprefs_command, ok_result, run_blocking, server_url, Sent, TestApp,
+    TestDatabase,
+};
 use crate::process::{create_app, Server};
 use crate::security::Role;
-
-fn run(db: &TestDatabase, args: &[&str]) -> Output {
-    chatprefs(db).args(args).output().unwrap()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 async fn sql(url: &str, statement: &str) -> Vec<tokio_postgres::Row> {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
@@ -82,14 +75,12 @@ async fn an_older_binary_runs_on_a_newer_additive_schema() {
     sql(&db.url, "ALTER TABLE clients ADD COLUMN locale text").await;
     let before = history(&db.url).await;
 
-    let migrated = run(&db, &["migrate", "--runtime-role", "chatprefs_never_made"]);
-    assert!(migrated.status.success(), "{migrated:?}");
-    let said = stdout(&migrated);
-    assert!(
-        said.contains("newer than this binary") && said.contains("V99__from_the_future"),
-        "{said}"
-    );
-    assert!(said.contains("nothing was changed"), "{said}");
+    db.cli(["migrate", "--runtime-role", "chatprefs_never_made"])
+        .await
+        .assert_success()
+        .assert_stdout_contains("newer than this binary")
+        .assert_stdout_contains("V99__from_the_future")
+        .assert_stdout_contains("nothing was changed");
     assert_eq!(history(&db.url).await, before);
     let role = sql(
         &format!("{}/postgres", server_url()),
@@ -103,31 +94,24 @@ async fn an_older_binary_runs_on_a_newer_additive_schema() {
 
     let server = Server::start(&db.url, &[]);
     let http = reqwest::Client::new();
-    let ready = ok_result(
-        http.get(format!("{}/readyz", server.base()))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let ready = http
+        .get(format!("{}/readyz", server.base()))
+        .sent()
+        .await
+        .assert_ok();
     assert_eq!(ready["schemaVersion"], 99);
     assert_eq!(ready["binarySchemaVersion"], newest_migration());
-    let issued = http
-        .post(format!("{}/admin/clients", server.base()))
+    http.post(format!("{}/admin/clients", server.base()))
         .header("IM-API-KEY", &keys.api_key)
         .json(&json!({ "_id": "u1", "issueAccessToken": true }))
-        .send()
+        .sent()
         .await
-        .unwrap();
-    ok_result(issued).await;
+        .assert_ok();
     drop(server);
 
-    let verified = run(&db, &["rebuild", "--verify"]);
-    assert!(verified.status.success(), "{verified:?}");
-    let audited = run(&db, &["audit", "--app", "shop"]);
-    assert!(audited.status.success(), "{audited:?}");
-    let rebuilt = run(&db, &["rebuild"]);
-    assert!(rebuilt.status.success(), "{rebuilt:?}");
+    db.cli(["rebuild", "--verify"]).await.assert_success();
+    db.cli(["audit", "--app", "shop"]).await.assert_success();
+    db.cli(["rebuild"]).await.assert_success();
     assert_eq!(history(&db.url).await, before);
 }
 
@@ -138,25 +122,22 @@ async fn an_older_schema_or_a_changed_migration_still_refuses_to_serve() {
     let (role, role_url) = runtime_role(TestDatabase::new());
     let db = role.db.as_ref().unwrap();
     let owner_url = db.url.clone();
-    let migrated = run(db, &["migrate", "--runtime-role", &role.name]);
-    assert!(migrated.status.success(), "{migrated:?}");
+    db.cli(["migrate", "--runtime-role", &role.name])
+        .await
+        .assert_success();
 
     sql(
         &owner_url,
         "DELETE FROM refinery_schema_history WHERE version = 3",
     )
     .await;
-    let refused = chatprefs(db)
-        .env("DATABASE_URL", &role_url)
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .output()
-        .unwrap();
+    let mut serve = chatprefs_command(["serve", "--bind", "127.0.0.1:0"]);
+    serve.env("DATABASE_URL", &role_url);
+    let refused = run_blocking(serve).await;
     assert!(!refused.status.success());
-    let said = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        said.contains("schema is behind") && said.contains("V3__"),
-        "{said}"
-    );
+    refused
+        .assert_stderr_contains("schema is behind")
+        .assert_stderr_contains("V3__");
 
     sql(
         &owner_url,
@@ -164,10 +145,9 @@ async fn an_older_schema_or_a_changed_migration_still_refuses_to_serve() {
          VALUES (3, 'something_else', '2026-11-26T00:00:00Z', '42')",
     )
     .await;
-    let refused = run(db, &["migrate"]);
+    let refused = db.cli(["migrate"]).await;
     assert!(!refused.status.success());
-    let said = String::from_utf8_lossy(&refused.stderr);
-    assert!(said.contains("differs from this binary's"), "{said}");
+    refused.assert_stderr_contains("differs from this binary's");
 }
 
 /// Instances creating the same new database at once (`migrate` with its runtime role, and
@@ -181,8 +161,7 @@ fn instances_starting_together_on_a_new_database_all_succeed() {
         let db = role.db.as_ref().unwrap();
         let children: Vec<_> = (0..3)
             .map(|_| {
-                chatprefs(db)
-                    .args(["migrate", "--runtime-role", &role.name])
+                db.command(["migrate", "--runtime-role", &role.name])
                     .stdout(std::process::Stdio::null())
                     .stderr(std::process::Stdio::piped())
                     .spawn()
@@ -241,7 +220,7 @@ async fn the_audit_trail_records_the_address_the_trusted_proxy_saw() {
         let request = app
             .client(&app.app, &token, method, "/me/mute/r1")
             .header("X-Forwarded-For", *header);
-        ok_result(request.send().await.unwrap()).await;
+        request.sent().await.assert_ok();
     }
     let page = audit(&app, "").await;
     let entries = page["entries"].as_array().unwrap();
@@ -272,14 +251,20 @@ async fn the_failure_limiter_cannot_be_dodged_or_aimed_through_x_forwarded_for()
         let response = guess(&format!("{spoofed}, 198.51.100.7:5678")).send().await;
         assert_error(response.unwrap(), 403, "INVALID_CLIENT_KEY").await;
     }
-    let blocked = guess("8.8.8.8, 198.51.100.7:9999").send().await.unwrap();
-    assert_error(blocked, 429, "RATE_LIMITED").await;
+    guess("8.8.8.8, 198.51.100.7:9999")
+        .sent()
+        .await
+        .assert_error(429, "RATE_LIMITED");
     for header in ["8.8.8.8, [2001:db8::1]:443", "6.6.6.6, unknown"] {
-        let response = guess(header).send().await.unwrap();
-        assert_error(response, 403, "INVALID_CLIENT_KEY").await;
+        guess(header)
+            .sent()
+            .await
+            .assert_error(403, "INVALID_CLIENT_KEY");
     }
-    let victim = guess("6.6.6.6").send().await.unwrap();
-    assert_error(victim, 403, "INVALID_CLIENT_KEY").await;
+    guess("6.6.6.6")
+        .sent()
+        .await
+        .assert_error(403, "INVALID_CLIENT_KEY");
 }
 
 /// The database's clock runs an hour ahead of the application server's (simulated with a
@@ -313,13 +298,7 @@ async fn as_of_without_an_instant_means_now_by_the_database_clock() {
     )
     .await;
 
-    let answer = ok_result(
-        app.admin(&app.app, Method::GET, "/admin/clients/u1/mute")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let answer = app.admin_get("/admin/clients/u1/mute").await.assert_ok();
     assert_eq!(answer["mute"], json!(["r2", "r1"]), "{answer}");
     let ahead = answer["asOfMS"].as_i64().unwrap() - chrono::Utc::now().timestamp_millis();
     assert!(
@@ -403,13 +382,11 @@ async fn every_json_body_must_be_an_object() {
     ];
     for (method, path, array) in endpoints {
         for body in [array, json!("text"), json!(7), json!(null)] {
-            let response = app
-                .admin(&app.app, method.clone(), path)
+            app.admin(&app.app, method.clone(), path)
                 .json(&body)
-                .send()
+                .sent()
                 .await
-                .unwrap();
-            assert_error(response, 400, "INVALID_PARAMETERS").await;
+                .assert_error(400, "INVALID_PARAMETERS");
         }
     }
     let created = app
@@ -436,7 +413,7 @@ async fn absent_keeps_null_clears_for_every_optional_field() {
         let request = app
             .admin(&app.app, Method::POST, "/admin/clients")
             .json(&body);
-        async move { ok_result(request.send().await.unwrap()).await }
+        async move { request.sent().await.assert_ok() }
     };
 
     let kept = upsert(json!({ "_id": "u1" })).await;
@@ -467,7 +444,7 @@ async fn absent_keeps_null_clears_for_every_optional_field() {
 
     let room = |body: Value| {
         let request = app.admin(&app.app, Method::POST, "/rooms").json(&body);
-        async move { ok_result(request.send().await.unwrap()).await }
+        async move { request.sent().await.assert_ok() }
     };
     room(json!({ "_id": "r1", "name": "Lobby", "roomType": "group", "members": ["u1"] })).await;
     let kept = room(json!({ "_id": "r1" })).await;

@@ -8,7 +8,10 @@ use chatprefs::startup::Application;
 use reqwest::{Method, RequestBuilder};
 use serde_json::json;
 
-use crate::helpers::{assert_error, ok_result, server_url, test_settings, TestApp, TestDatabase};
+use crate::helpers::{
+    assert_error, chatprefs_command, ok_result, run_blocking, server_url, test_settings, Sent,
+    TestApp, TestDatabase,
+};
 use crate::process::{create_app, issue_token};
 
 fn limited(burst: u32, window_secs: u64) -> impl FnOnce(&mut chatprefs::config::ServeSettings) {
@@ -45,12 +48,10 @@ async fn failed_authentications_from_one_address_are_429_with_retry_after() {
     };
 
     for _ in 0..3 {
-        assert_error(
-            wrong_key(&app).send().await.unwrap(),
-            403,
-            "INVALID_API_KEY",
-        )
-        .await;
+        wrong_key(&app)
+            .sent()
+            .await
+            .assert_error(403, "INVALID_API_KEY");
     }
     let refused = wrong_key(&app).send().await.unwrap();
     assert_eq!(refused.headers()["retry-after"], "20", "60 s / 3 failures");
@@ -58,10 +59,10 @@ async fn failed_authentications_from_one_address_are_429_with_retry_after() {
 
     // While blocked, the address learns nothing, even with valid credentials…
     let valid = me_from(&app, &token, "198.51.100.1");
-    assert_error(valid.send().await.unwrap(), 429, "RATE_LIMITED").await;
+    valid.sent().await.assert_error(429, "RATE_LIMITED");
     // …and other addresses are not affected.
     let other = me_from(&app, &token, "198.51.100.2");
-    ok_result(other.send().await.unwrap()).await;
+    other.sent().await.assert_ok();
 }
 
 #[tokio::test]
@@ -70,16 +71,20 @@ async fn a_presented_key_that_keeps_failing_is_429_from_any_address() {
     let token = app.user("u1").await;
     let stale = |address: &str| me_from(&app, "revoked-or-stale-token", address);
     for i in 1..=3 {
-        let response = stale(&format!("203.0.113.{i}")).send().await.unwrap();
-        assert_error(response, 401, "INVALID_TOKEN").await;
+        stale(&format!("203.0.113.{i}"))
+            .sent()
+            .await
+            .assert_error(401, "INVALID_TOKEN");
     }
 
-    let response = stale("203.0.113.9").send().await.unwrap();
-    assert_error(response, 429, "RATE_LIMITED").await;
+    stale("203.0.113.9")
+        .sent()
+        .await
+        .assert_error(429, "RATE_LIMITED");
     // The app's client key came with every failure but was not the wrong credential: the
     // app's users are not locked out, from that very address either.
     let valid = me_from(&app, &token, "203.0.113.9");
-    ok_result(valid.send().await.unwrap()).await;
+    valid.sent().await.assert_ok();
 }
 
 #[tokio::test]
@@ -89,7 +94,7 @@ async fn successful_traffic_is_never_throttled_whatever_its_volume() {
     let token = app.user("u1").await;
     // One failure: below the burst, but it makes the limiter track this address.
     let wrong = me_from(&app, "wrong", "192.0.2.7");
-    assert_error(wrong.send().await.unwrap(), 401, "INVALID_TOKEN").await;
+    wrong.sent().await.assert_error(401, "INVALID_TOKEN");
 
     for i in 0..100 {
         let (method, path) = match i % 3 {
@@ -98,13 +103,13 @@ async fn successful_traffic_is_never_throttled_whatever_its_volume() {
             _ => (Method::GET, "/me"),
         };
         let request = from(app.client(&app.app, &token, method, path), "192.0.2.7");
-        ok_result(request.send().await.unwrap()).await;
+        request.sent().await.assert_ok();
         let platform = from(
             app.admin(&app.app, Method::POST, "/rooms")
                 .json(&json!({ "_id": "r1" })),
             "192.0.2.7",
         );
-        ok_result(platform.send().await.unwrap()).await;
+        platform.sent().await.assert_ok();
     }
 }
 
@@ -112,14 +117,14 @@ async fn successful_traffic_is_never_throttled_whatever_its_volume() {
 async fn a_blocked_address_gets_another_try_after_retry_after() {
     let app = TestApp::spawn_with(limited(1, 1)).await;
     let wrong = || from(app.request(Method::GET, "/me"), "192.0.2.8");
-    assert_error(wrong().send().await.unwrap(), 403, "INVALID_CLIENT_KEY").await;
+    wrong().sent().await.assert_error(403, "INVALID_CLIENT_KEY");
     let refused = wrong().send().await.unwrap();
     assert_eq!(refused.headers()["retry-after"], "1");
     assert_error(refused, 429, "RATE_LIMITED").await;
 
     tokio::time::sleep(Duration::from_millis(1100)).await;
 
-    assert_error(wrong().send().await.unwrap(), 403, "INVALID_CLIENT_KEY").await;
+    wrong().sent().await.assert_error(403, "INVALID_CLIENT_KEY");
 }
 
 /// A role in the shared cluster, dropped after the database that holds its grants.
@@ -166,13 +171,9 @@ async fn the_runtime_role_serves_but_cannot_rewrite_the_log() {
         name: role.clone(),
         db: Some(db),
     };
-    let migrated = std::process::Command::new(env!("CARGO_BIN_EXE_chatprefs"))
-        .args(["migrate", "--runtime-role", &role])
-        .env("DATABASE_URL", &owner_url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(migrated.status.success(), "{migrated:?}");
+    let mut migrate = chatprefs_command(["migrate", "--runtime-role", &role]);
+    migrate.env("DATABASE_URL", &owner_url);
+    run_blocking(migrate).await.assert_success();
     let keys = create_app(&owner_url, "least");
 
     // The service, connected as the role: it does not try to migrate, and it works.
@@ -188,16 +189,14 @@ async fn the_runtime_role_serves_but_cannot_rewrite_the_log() {
     };
     let token = issue_token(&base, &keys.api_key, "u1").await;
     let room = platform(Method::POST, "/rooms").json(&json!({ "_id": "r1" }));
-    ok_result(room.send().await.unwrap()).await;
+    room.sent().await.assert_ok();
     for method in [Method::POST, Method::DELETE, Method::POST] {
-        let response = http
-            .request(method, format!("{base}/me/mute/r1"))
+        http.request(method, format!("{base}/me/mute/r1"))
             .header("IM-CLIENT-KEY", &keys.client_key)
             .header("IM-Authorization", &token)
-            .send()
+            .sent()
             .await
-            .unwrap();
-        ok_result(response).await;
+            .assert_ok();
     }
     let checked = platform(Method::POST, "/admin/rooms/r1/mutes/check")
         .json(&json!({ "clients": ["u1"] }))
@@ -206,13 +205,9 @@ async fn the_runtime_role_serves_but_cannot_rewrite_the_log() {
         .unwrap();
     assert_eq!(ok_result(checked).await["muted"], json!(["u1"]));
     // Client sign-in, once the owner has allowed it, creates users and issues tokens.
-    let allowed = std::process::Command::new(env!("CARGO_BIN_EXE_chatprefs"))
-        .args(["app", "client-sign-in", "least", "on"])
-        .env("DATABASE_URL", &owner_url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(allowed.status.success(), "{allowed:?}");
+    let mut allow = chatprefs_command(["app", "client-sign-in", "least", "on"]);
+    allow.env("DATABASE_URL", &owner_url);
+    run_blocking(allow).await.assert_success();
     let signed_in = http
         .post(format!("{base}/auths/sign/v2"))
         .header("IM-CLIENT-KEY", &keys.client_key)
@@ -221,7 +216,7 @@ async fn the_runtime_role_serves_but_cannot_rewrite_the_log() {
         .await
         .unwrap();
     assert!(ok_result(signed_in).await["token"].is_string());
-    ok_result(http.get(format!("{base}/readyz")).send().await.unwrap()).await;
+    http.get(format!("{base}/readyz")).sent().await.assert_ok();
     let revoked = platform(Method::DELETE, "/admin/clients/u1/token")
         .send()
         .await;
@@ -273,11 +268,17 @@ async fn a_bearer_scheme_in_any_case_authenticates_and_is_never_counted_as_a_fai
                 .header("IM-CLIENT-KEY", &app.app.client_key)
                 .header("Authorization", format!("{scheme} {token}"))
         };
-        let me = ok_result(request(Method::GET, "/me").send().await.unwrap()).await;
+        let me = request(Method::GET, "/me").sent().await.assert_ok();
         assert_eq!(me["_id"], "u1");
-        let muted = ok_result(request(Method::POST, "/me/mute/r1").send().await.unwrap()).await;
+        let muted = request(Method::POST, "/me/mute/r1")
+            .sent()
+            .await
+            .assert_ok();
         assert_eq!(muted["mute"], json!(["r1"]), "round {round}");
-        let unmuted = ok_result(request(Method::DELETE, "/me/mute/r1").send().await.unwrap()).await;
+        let unmuted = request(Method::DELETE, "/me/mute/r1")
+            .sent()
+            .await
+            .assert_ok();
         assert_eq!(unmuted["mute"], json!([]));
     }
     // Twelve requests against a burst of two: none was held against the caller.

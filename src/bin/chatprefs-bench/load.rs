@@ -1,4 +1,4 @@
-//! `chatprefs bench`: a load generator for a running chatprefs, like pgbench for this API.
+//! The load itself: set up users and rooms, drive the requests, tally the answers.
 //!
 //! Each connection is one keep-alive HTTP/1.1 connection with one request in flight, so
 //! `--connections` is the concurrency the server sees.
