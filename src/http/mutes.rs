@@ -17,7 +17,7 @@ use super::{
     path::{path_param, PathId, PathParam},
     request::RequestContext,
 };
-use crate::domain::{Actor, ActorKind, AppId, ClientId, RoomId};
+use crate::domain::{Actor, ActorKind, AppId, ClientId, Command, RoomId};
 use crate::service::{Service, Subject};
 
 /// Who acts on which user: the signed-in user on themselves, or, on a route that names a
@@ -82,16 +82,13 @@ pub async fn mute(
     request: RequestContext,
     service: web::Data<Service>,
 ) -> Result<HttpResponse, ApiError> {
-    let metadata = request.metadata(acting.actor);
-    let (client, mutes) = service
-        .mute(&acting.app, acting.subject, room.0, &metadata)
-        .await?;
-    Ok(envelope::ok(User::new(
-        &acting.app,
-        client,
-        mutes,
-        &request,
-    )))
+    act(
+        acting,
+        Command::MuteRoom { room: room.0 },
+        request,
+        &service,
+    )
+    .await
 }
 
 /// Unmutes the room for the signed-in user (idempotent).
@@ -110,9 +107,25 @@ pub async fn unmute(
     request: RequestContext,
     service: web::Data<Service>,
 ) -> Result<HttpResponse, ApiError> {
+    act(
+        acting,
+        Command::UnmuteRoom { room: room.0 },
+        request,
+        &service,
+    )
+    .await
+}
+
+/// Runs the command as `acting` says and answers the user afterwards.
+async fn act(
+    acting: Acting,
+    command: Command,
+    request: RequestContext,
+    service: &Service,
+) -> Result<HttpResponse, ApiError> {
     let metadata = request.metadata(acting.actor);
     let (client, mutes) = service
-        .unmute(&acting.app, acting.subject, room.0, &metadata)
+        .run(&acting.app, acting.subject, command, &metadata)
         .await?;
     Ok(envelope::ok(User::new(
         &acting.app,

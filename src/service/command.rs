@@ -53,7 +53,9 @@ pub(super) async fn handle(
             }
             return Ok(loaded.state);
         }
-        match stream::append::<RoomMutes>(unit, app, client, loaded.version, &events, metadata).await {
+        match stream::append::<RoomMutes>(unit, app, client, loaded.version, &events, metadata)
+            .await
+        {
             Ok(_) => {
                 events
                     .iter()

@@ -86,31 +86,9 @@ impl Service {
         Ok(room_mutes::muted_rooms(&conn, app, client).await?)
     }
 
-    /// Mutes `room` for the subject (idempotent); answers the user and their muted rooms.
-    pub async fn mute(
-        &self,
-        app: &AppId,
-        subject: Subject,
-        room: RoomId,
-        metadata: &EventMetadata,
-    ) -> Result<(ClientRecord, MuteState), ServiceError> {
-        self.run(app, subject, Command::MuteRoom { room }, metadata)
-            .await
-    }
-
-    /// Unmutes `room` for the subject (idempotent); answers the user and their muted rooms.
-    pub async fn unmute(
-        &self,
-        app: &AppId,
-        subject: Subject,
-        room: RoomId,
-        metadata: &EventMetadata,
-    ) -> Result<(ClientRecord, MuteState), ServiceError> {
-        self.run(app, subject, Command::UnmuteRoom { room }, metadata)
-            .await
-    }
-
-    async fn run(
+    /// Runs a mute or unmute for the subject (idempotent); answers the user and their
+    /// muted rooms afterwards.
+    pub async fn run(
         &self,
         app: &AppId,
         subject: Subject,
