@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Two release builds of the service side by side in one sitting: each on a fresh database of
+# its own, driven by the same load generator, runs alternating (before, after, before, …) so
+# that drift in the machine's load falls on both. Prints one JSON line per run.
+#   usage: docs/perf/before-after.sh BEFORE_BINARY AFTER_BINARY BENCH_BINARY [BENCH_ARGS…]
+#   env:   ROUNDS (3) SECONDS_PER_RUN (20) CONNECTIONS (16) USERS (1000) ROOMS (200)
+# BENCH_BINARY is `chatprefs-bench` (or a binary with a `bench` subcommand: set
+# BENCH_SUBCOMMAND=bench).
+set -euo pipefail
+before=$1 after=$2 bench_bin=$3; shift 3
+rounds=${ROUNDS:-3}; secs=${SECONDS_PER_RUN:-20}; conns=${CONNECTIONS:-16}
+users=${USERS:-1000}; rooms=${ROOMS:-200}
+export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
+out=$(mktemp -d); pids=()
+cleanup() {
+    kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true
+    for side in before after; do
+        psql -qAt -d postgres -c "DROP DATABASE IF EXISTS chatprefs_ab_$side WITH (FORCE)" >/dev/null
+    done
+    rm -rf "$out"
+}
+trap cleanup EXIT
+port=8391
+for side in before after; do
+    bin=${!side}
+    url="postgres://$PGUSER@$PGHOST:$PGPORT/chatprefs_ab_$side"
+    psql -qAt -d postgres -c "DROP DATABASE IF EXISTS chatprefs_ab_$side WITH (FORCE)" >/dev/null
+    DATABASE_URL=$url RUST_LOG=warn "$bin" migrate >/dev/null
+    DATABASE_URL=$url RUST_LOG=warn "$bin" app create bench --json >"$out/$side.json"
+    DATABASE_URL=$url RUST_LOG=warn "$bin" serve --bind "127.0.0.1:$port" >"$out/$side.log" 2>&1 &
+    pids+=($!)
+    echo "$port" >"$out/$side.port"; port=$((port + 1))
+done
+sleep 2
+run() {
+    local side=$1; shift
+    "$bench_bin" ${BENCH_SUBCOMMAND:-} --url "http://127.0.0.1:$(cat "$out/$side.port")" \
+        --client-key "$(jq -r .clientKey "$out/$side.json")" --api-key "$(jq -r .apiKey "$out/$side.json")" \
+        --users "$users" --rooms "$rooms" --json "$@"
+}
+for side in before after; do run "$side" --connections "$conns" --duration 5s "$@" >/dev/null; done
+for round in $(seq "$rounds"); do
+    for side in before after; do
+        printf '{"round":%d,"side":"%s","load":"%s","result":%s}\n' "$round" "$side" \
+            "$(cut -d' ' -f1 /proc/loadavg)" "$(run "$side" --connections "$conns" --duration "${secs}s" "$@" | tail -n 1)"
+    done
+done
