@@ -1,6 +1,7 @@
 //! chatprefs: IMKIT-compatible notification preferences on an append-only event log.
 
 pub mod audit;
+pub mod auth_cache;
 pub mod bench;
 pub mod cli;
 pub mod commands;

@@ -14,6 +14,7 @@ use tracing_actix_web::TracingLogger;
 
 use tokio::sync::watch;
 
+use crate::auth_cache::AuthCache;
 use crate::config::ServeSettings;
 use crate::feed::live::{LiveContext, LiveStreams};
 use crate::feed::watcher::LogWatcher;
@@ -43,11 +44,12 @@ impl Application {
         let workers = settings.workers.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         });
-        let pools = WorkerPools::new(&settings.database_url, &settings.pool, workers)?;
+        let deadline = settings.request_deadline;
+        let pools = WorkerPools::new(&settings.database_url, &settings.pool, workers, deadline)?;
         let replicas = settings
             .read_database_url
             .as_deref()
-            .map(|url| WorkerPools::new(url, &settings.pool, workers))
+            .map(|url| WorkerPools::new(url, &settings.pool, workers, deadline))
             .transpose()?;
         // Setup work outside the workers (the demo, tests) gets a small pool of its own.
         let admin = PoolSettings {
@@ -130,6 +132,13 @@ fn run(
     watcher: LogWatcher,
     stopping: watch::Receiver<bool>,
 ) -> std::io::Result<Server> {
+    let auth_cache = AuthCache::new(&settings.auth_cache);
+    if let Some(cache) = &auth_cache {
+        let listening =
+            Arc::clone(cache).listen(settings.database_url.clone(), settings.pool.clone());
+        tokio::spawn(listening);
+    }
+    let auth_cache = auth_cache.map(web::Data::from);
     let trusted = TrustedProxies(settings.trusted_proxies.clone());
     let origins = CorsOrigins(settings.cors_origins.clone());
     let limits = settings.limits.clone();
@@ -154,6 +163,7 @@ fn run(
             shutdown: stopping.clone(),
         };
         App::new()
+            .wrap(from_fn(http::settle_auth_changes))
             .wrap(from_fn(http::limit_headers))
             .wrap(from_fn(http::cors))
             .wrap(ErrorHandlers::new().default_handler(http::envelope_plain_errors))
@@ -176,6 +186,9 @@ fn run(
                 }
                 if let Some(sign_ins) = &sign_ins {
                     cfg.app_data(sign_ins.clone());
+                }
+                if let Some(auth_cache) = &auth_cache {
+                    cfg.app_data(auth_cache.clone());
                 }
                 http::configure(cfg, limits.max_body_bytes)
             })

@@ -1,6 +1,7 @@
 //! Everything that speaks SQL. Callers get domain types and [`StoreError`], never rows.
 
 pub mod audit;
+pub mod auth_events;
 pub mod batches;
 pub mod directory;
 pub mod event_log;

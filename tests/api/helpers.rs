@@ -61,6 +61,8 @@ pub fn test_settings(database_url: String) -> ServeSettings {
         live_streams: LiveLimits::default(),
         feed_poll_interval: Duration::from_millis(100),
         feed_max_wait: Duration::from_secs(30),
+        auth_cache: chatprefs::config::AuthCacheSettings::default(),
+        request_deadline: None,
     }
 }
 

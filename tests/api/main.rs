@@ -3,6 +3,7 @@
 
 mod admin;
 mod audit;
+mod auth_cache;
 mod bench;
 mod cli;
 mod cluster;
