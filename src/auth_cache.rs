@@ -4,7 +4,9 @@
 //! A change made on any instance (a token revoked or expired by hand, a profile updated, an
 //! app's keys replaced) must stop being served from every cache within one second. The
 //! database announces each such change (`migrations/V6__auth_notify.sql`) to a connection
-//! per process that listens for it ([`AuthListener`]); the announced entries are dropped.
+//! per process that listens for it ([`AuthListener`]); an entry looked up before a notice
+//! that concerns it is void from then on (found so at its next hit, so that a notice costs
+//! O(1) however large the cache).
 //! A notice is lost when the listener is: so the listener vouches for the cache with a
 //! heartbeat every [`HEARTBEAT`], and the cache serves and keeps nothing once [`LEASE`] has
 //! passed since the last heartbeat that was answered (every notice committed before it was
@@ -16,8 +18,9 @@
 //! never cached: an unknown credential always costs its round trip and counts against the
 //! failed-authentication limiter as before.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use quick_cache::sync::Cache;
@@ -45,15 +48,36 @@ struct ClientEntry {
     app: AppId,
     client: ClientRecord,
     until: Instant,
+    /// The generation when its lookup began: a change announced later voids it.
+    since: u64,
 }
 
 #[derive(Clone)]
 struct PlatformEntry {
     app: AppId,
     until: Instant,
+    since: u64,
 }
 
-/// Taken before a lookup; what the lookup found is kept only if nothing was announced since.
+/// What a notice concerned: an app, or one user of it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Concern {
+    app: String,
+    client: Option<String>,
+}
+
+/// The generation of the last notice for each concern, so that a notice costs O(1) however
+/// many entries it voids: they are found void when next looked up. Entries older than
+/// `floor` are void whatever they concern (set when the map is emptied to stay bounded, and
+/// when notices may have been missed).
+#[derive(Default)]
+struct Changes {
+    /// Generation and time of the notice: one older than the TTL voids nothing still kept.
+    last: HashMap<Concern, (u64, Instant)>,
+    floor: u64,
+}
+
+/// Taken before a lookup: what it finds is void if a notice concerning it comes after.
 pub struct Ticket {
     generation: u64,
     at: Instant,
@@ -66,8 +90,10 @@ pub struct AuthCache {
     started: Instant,
     /// Nanoseconds after `started` until which the listener vouches for the cache.
     vouched_until: AtomicU64,
-    /// Bumped by every notice and every flush, before the entries go.
+    /// Bumped by every notice and every flush, before `changes` records it.
     generation: AtomicU64,
+    changes: RwLock<Changes>,
+    capacity: usize,
     listener: Mutex<Option<Arc<AuthListener>>>,
 }
 
@@ -85,6 +111,8 @@ impl AuthCache {
             started: Instant::now(),
             vouched_until: AtomicU64::new(0),
             generation: AtomicU64::new(0),
+            changes: RwLock::new(Changes::default()),
+            capacity: settings.capacity,
             listener: Mutex::new(None),
         }))
     }
@@ -112,7 +140,8 @@ impl AuthCache {
             return None;
         }
         let entry = self.clients.get(key)?;
-        if Instant::now() >= entry.until {
+        let client = Some(entry.client.client_id.as_str());
+        if Instant::now() >= entry.until || self.void(entry.since, entry.app.as_str(), client) {
             self.clients.remove(key);
             return None;
         }
@@ -133,8 +162,9 @@ impl AuthCache {
             app: app.clone(),
             client: client.clone(),
             until: ticket.at + expires_in.min(self.ttl),
+            since: ticket.generation,
         };
-        self.keep(&ticket, &self.clients, key, entry);
+        self.keep(&self.clients, key, entry);
     }
 
     pub fn platform(&self, api_key_sha256: &KeyHash) -> Option<AppId> {
@@ -142,7 +172,7 @@ impl AuthCache {
             return None;
         }
         let entry = self.platforms.get(api_key_sha256)?;
-        if Instant::now() >= entry.until {
+        if Instant::now() >= entry.until || self.void(entry.since, entry.app.as_str(), None) {
             self.platforms.remove(api_key_sha256);
             return None;
         }
@@ -153,25 +183,41 @@ impl AuthCache {
         let entry = PlatformEntry {
             app: app.clone(),
             until: ticket.at + self.ttl,
+            since: ticket.generation,
         };
-        self.keep(&ticket, &self.platforms, api_key_sha256, entry);
+        self.keep(&self.platforms, api_key_sha256, entry);
     }
 
-    /// Inserts unless a notice or flush came since the ticket. One that comes while inserting
-    /// either bumped the generation before the second look (the entry goes again) or drops
-    /// entries after the insert (the entry goes with them).
-    fn keep<V: Clone>(&self, ticket: &Ticket, cache: &Cache<KeyHash, V>, key: KeyHash, value: V) {
-        if !self.current(ticket) {
-            return;
-        }
-        cache.insert(key, value);
-        if !self.current(ticket) {
-            cache.remove(&key);
+    /// Inserts while the listener vouches; a notice that came since the ticket voids the
+    /// entry when it is looked up.
+    fn keep<V: Clone>(&self, cache: &Cache<KeyHash, V>, key: KeyHash, value: V) {
+        if self.vouched() {
+            cache.insert(key, value);
         }
     }
 
-    fn current(&self, ticket: &Ticket) -> bool {
-        self.vouched() && self.generation.load(Ordering::SeqCst) == ticket.generation
+    /// Whether a lookup begun at generation `since` for `app` (and `client`) predates a
+    /// notice that concerns it.
+    fn void(&self, since: u64, app: &str, client: Option<&str>) -> bool {
+        let Ok(changes) = self.changes.read() else {
+            return true;
+        };
+        if since < changes.floor {
+            return true;
+        }
+        if changes.last.is_empty() {
+            return false;
+        }
+        let after = |concern: &Concern| changes.last.get(concern).is_some_and(|&(g, _)| g > since);
+        let mut concern = Concern {
+            app: app.to_owned(),
+            client: None,
+        };
+        if after(&concern) {
+            return true;
+        }
+        concern.client = client.map(str::to_owned);
+        client.is_some() && after(&concern)
     }
 
     fn nanos(&self, at: Instant) -> u64 {
@@ -195,19 +241,31 @@ impl AuthCache {
     }
 
     fn forget(&self, change: &AuthChange) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        match (&change.app, &change.client) {
-            (None, _) => {
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let Ok(mut changes) = self.changes.write() else {
+            return;
+        };
+        let now = Instant::now();
+        if changes.last.len() >= self.capacity {
+            changes
+                .last
+                .retain(|_, (_, at)| now.saturating_duration_since(*at) < self.ttl);
+        }
+        match &change.app {
+            Some(app) if changes.last.len() < self.capacity => {
+                let concern = Concern {
+                    app: app.clone(),
+                    client: change.client.clone(),
+                };
+                changes.last.insert(concern, (generation, now));
+            }
+            _ => {
+                changes.last.clear();
+                changes.floor = generation;
+                drop(changes);
                 self.clients.clear();
                 self.platforms.clear();
             }
-            (Some(app), None) => {
-                self.clients.retain(|_, e| e.app.as_str() != app);
-                self.platforms.retain(|_, e| e.app.as_str() != app);
-            }
-            (Some(app), Some(client)) => self
-                .clients
-                .retain(|_, e| e.app.as_str() != app || e.client.client_id.as_str() != client),
         }
     }
 
@@ -334,19 +392,50 @@ mod tests {
     }
 
     #[test]
-    fn a_lookup_that_began_before_a_notice_is_not_kept() {
+    fn a_lookup_that_began_before_a_notice_concerning_it_is_void() {
         let cache = cache();
         let key = AuthCache::client_key("ck", &[1; 32]);
+        let keep = |ticket| {
+            cache.keep_client(
+                ticket,
+                key,
+                &app("a"),
+                &record("u1"),
+                Duration::from_secs(60),
+            )
+        };
         let ticket = cache.ticket();
         cache.forget(&change("other", None));
+        cache.forget(&change("a", Some("u2")));
+        keep(ticket);
+        assert!(cache.client(&key).is_some(), "the notices concern others");
+        let ticket = cache.ticket();
+        cache.forget(&change("a", Some("u1")));
+        keep(ticket);
+        assert!(cache.client(&key).is_none());
+    }
+
+    #[test]
+    fn more_notices_than_the_capacity_void_everything_older() {
+        let settings = AuthCacheSettings {
+            capacity: 2,
+            ..AuthCacheSettings::default()
+        };
+        let cache = AuthCache::new(&settings).unwrap();
+        cache.vouch(Instant::now());
+        let key = AuthCache::client_key("ck", &[1; 32]);
         cache.keep_client(
-            ticket,
+            cache.ticket(),
             key,
             &app("a"),
             &record("u1"),
             Duration::from_secs(60),
         );
+        for user in ["u2", "u3", "u4"] {
+            cache.forget(&change("a", Some(user)));
+        }
         assert!(cache.client(&key).is_none());
+        assert!(cache.changes.read().unwrap().last.len() <= 2);
     }
 
     #[test]
