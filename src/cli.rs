@@ -219,6 +219,23 @@ pub struct ServeArgs {
     /// keep it below the idle timeout of any proxy in front of the service.
     #[arg(long, env = "CHATPREFS_FEED_MAX_WAIT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=30))]
     pub feed_max_wait_secs: u64,
+
+    /// Seconds a successful authentication (client key and token, or API key) is remembered
+    /// by this process, so that most requests skip the lookup; 0 turns the cache off. A
+    /// revocation, expiry or key change reaches every instance's cache within one second
+    /// (it listens for them on a connection of its own; see docs/reliability.md).
+    #[arg(long, env = "CHATPREFS_AUTH_CACHE_TTL_SECS", default_value_t = 60)]
+    pub auth_cache_ttl_secs: u64,
+
+    /// Most credentials the authentication cache remembers, per kind (tokens, API keys).
+    #[arg(long, env = "CHATPREFS_AUTH_CACHE_CAPACITY", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub auth_cache_capacity: u64,
+
+    /// Milliseconds a request may wait for a database connection before it is answered 503
+    /// `SERVICE_UNAVAILABLE` with `Retry-After` instead of queueing behind the others; 0
+    /// (the default): the pool timeout alone bounds the wait.
+    #[arg(long, env = "CHATPREFS_REQUEST_DEADLINE_MS", default_value_t = 0)]
+    pub request_deadline_ms: u64,
 }
 
 #[derive(Debug, Args)]

@@ -30,6 +30,10 @@ pub struct ServeSettings {
     pub feed_poll_interval: Duration,
     /// Longest a change-feed request waits (its `wait` is cut to this).
     pub feed_max_wait: Duration,
+    pub auth_cache: AuthCacheSettings,
+    /// Longest a request waits for a database connection before it is answered 503 (the
+    /// pool's timeout when shorter); `None`: the pool's timeout alone.
+    pub request_deadline: Option<Duration>,
 }
 
 /// What one client may make the server hold: bytes, time and connections.
@@ -72,6 +76,24 @@ impl Default for AuthFailureLimit {
         AuthFailureLimit {
             burst: 20,
             window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Successful authentications remembered per process (see `auth_cache`).
+#[derive(Debug, Clone)]
+pub struct AuthCacheSettings {
+    /// Longest an entry is served without a fresh lookup; zero turns the cache off.
+    pub ttl: Duration,
+    /// Most credentials remembered (per kind: client tokens, API keys).
+    pub capacity: usize,
+}
+
+impl Default for AuthCacheSettings {
+    fn default() -> Self {
+        AuthCacheSettings {
+            ttl: Duration::from_secs(60),
+            capacity: 100_000,
         }
     }
 }

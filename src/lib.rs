@@ -2,6 +2,7 @@
 
 pub mod api_types;
 pub mod audit;
+pub mod auth_cache;
 pub mod cli;
 pub mod config;
 pub mod domain;

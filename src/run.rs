@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::audit::{self, AuditParams};
 use crate::cli::{AppCommand, AuditArgs, Cli, Command, ServeArgs, Switch, TailArgs};
-use crate::config::{AuthFailureLimit, HttpLimits, ServeSettings};
+use crate::config::{AuthCacheSettings, AuthFailureLimit, HttpLimits, ServeSettings};
 use crate::domain::{AppId, ClientId};
 use crate::feed::live::LiveLimits;
 use crate::feed::{self, FeedCursor};
@@ -256,6 +256,12 @@ async fn serve(
         },
         feed_poll_interval: Duration::from_millis(args.feed_poll_ms),
         feed_max_wait: Duration::from_secs(args.feed_max_wait_secs),
+        auth_cache: AuthCacheSettings {
+            ttl: Duration::from_secs(args.auth_cache_ttl_secs),
+            capacity: usize::try_from(args.auth_cache_capacity).unwrap_or(usize::MAX),
+        },
+        request_deadline: (args.request_deadline_ms > 0)
+            .then(|| Duration::from_millis(args.request_deadline_ms)),
     };
     tracing::info!(database = %store::describe(&settings.database_url), "connecting");
     let app = Application::build(&settings).await?;

@@ -14,6 +14,7 @@ use tracing_actix_web::TracingLogger;
 
 use tokio::sync::watch;
 
+use crate::auth_cache::AuthCache;
 use crate::config::ServeSettings;
 use crate::feed::live::{LiveContext, LiveStreams};
 use crate::feed::watcher::LogWatcher;
@@ -26,6 +27,7 @@ pub struct Application {
     port: u16,
     server: Server,
     pool: Pool,
+    auth_cache: Option<Arc<AuthCache>>,
     /// Tells live streams to end, so that a stopping server is not held open by them.
     shutdown: watch::Sender<bool>,
 }
@@ -44,11 +46,12 @@ impl Application {
         let workers = settings.workers.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         });
-        let pools = WorkerPools::new(&settings.database_url, &settings.pool, workers)?;
+        let deadline = settings.request_deadline;
+        let pools = WorkerPools::new(&settings.database_url, &settings.pool, workers, deadline)?;
         let replicas = settings
             .read_database_url
             .as_deref()
-            .map(|url| WorkerPools::new(url, &settings.pool, workers))
+            .map(|url| WorkerPools::new(url, &settings.pool, workers, deadline))
             .transpose()?;
         // Setup work outside the workers (the demo, tests) gets a small pool of its own.
         let admin = PoolSettings {
@@ -68,13 +71,29 @@ impl Application {
         )?;
         let watcher = LogWatcher::spawn(watcher_pool, settings.feed_poll_interval);
         let (shutdown, stopping) = watch::channel(false);
+        let auth_cache = AuthCache::new(&settings.auth_cache);
+        if let Some(cache) = &auth_cache {
+            let listening =
+                Arc::clone(cache).listen(settings.database_url.clone(), settings.pool.clone());
+            tokio::spawn(listening);
+        }
         let server = run(
-            listener, pools, replicas, workers, settings, watcher, stopping,
+            listener,
+            Databases {
+                primary: pools,
+                replicas,
+            },
+            workers,
+            settings,
+            watcher,
+            auth_cache.clone(),
+            stopping,
         )?;
         Ok(Self {
             port,
             server,
             pool,
+            auth_cache,
             shutdown,
         })
     }
@@ -85,6 +104,11 @@ impl Application {
 
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// The authentication cache, if on: tests settle it after changing credentials by hand.
+    pub fn auth_cache(&self) -> Option<Arc<AuthCache>> {
+        self.auth_cache.clone()
     }
 
     /// Serves until SIGINT/SIGTERM, then ends live streams and drains in-flight requests.
@@ -122,15 +146,26 @@ async fn stop_signal() {
     }
 }
 
+/// The primary's pools and, with `--read-database-url`, the replica's: one pool per worker.
+struct Databases {
+    primary: WorkerPools,
+    replicas: Option<WorkerPools>,
+}
+
 fn run(
     listener: TcpListener,
-    pools: WorkerPools,
-    replicas: Option<WorkerPools>,
+    databases: Databases,
     workers: usize,
     settings: &ServeSettings,
     watcher: LogWatcher,
+    auth_cache: Option<Arc<AuthCache>>,
     stopping: watch::Receiver<bool>,
 ) -> std::io::Result<Server> {
+    let Databases {
+        primary: pools,
+        replicas,
+    } = databases;
+    let auth_cache = auth_cache.map(web::Data::from);
     let trusted = TrustedProxies(settings.trusted_proxies.clone());
     let origins = CorsOrigins(settings.cors_origins.clone());
     let limits = settings.limits.clone();
@@ -156,6 +191,7 @@ fn run(
             shutdown: stopping.clone(),
         };
         App::new()
+            .wrap(from_fn(http::settle_auth_changes))
             .wrap(from_fn(http::limit_headers))
             .wrap(from_fn(http::cors))
             .wrap(ErrorHandlers::new().default_handler(http::envelope_plain_errors))
@@ -178,6 +214,9 @@ fn run(
                 }
                 if let Some(sign_ins) = &sign_ins {
                     cfg.app_data(sign_ins.clone());
+                }
+                if let Some(auth_cache) = &auth_cache {
+                    cfg.app_data(auth_cache.clone());
                 }
                 http::configure(cfg, limits.max_body_bytes)
             })

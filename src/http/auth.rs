@@ -5,11 +5,18 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::time::Instant;
 
-use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use actix_web::{
+    body::MessageBody,
+    dev::{Payload, ServiceRequest, ServiceResponse},
+    http::Method,
+    middleware::Next,
+    web, FromRequest, HttpRequest,
+};
 use deadpool_postgres::Object;
 
 use super::errors::ApiError;
 use super::request::client_address;
+use crate::auth_cache::AuthCache;
 use crate::domain::AppId;
 use crate::ratelimit::{FailureLimiter, KeyHash};
 use crate::secrets::sha256;
@@ -63,6 +70,39 @@ fn pool(req: &HttpRequest) -> Result<Pool, ApiError> {
     req.app_data::<web::Data<Pool>>()
         .map(|p| p.get_ref().clone())
         .ok_or_else(|| ApiError::Internal("database pool is not configured".into()))
+}
+
+fn auth_cache(req: &HttpRequest) -> Option<web::Data<AuthCache>> {
+    req.app_data::<web::Data<AuthCache>>().cloned()
+}
+
+/// The routes whose requests may change what a credential proves: a user's profile and
+/// last login, or their tokens.
+const CHANGING_AUTH: [&str; 3] = [
+    "/admin/clients",
+    "/admin/clients/{uid}/token",
+    "/auths/sign/v2",
+];
+
+/// After a request that may have changed what credentials prove, waits until this
+/// instance's authentication cache has heard of it, so the caller's next request here sees
+/// the change at once (other instances see it within a second).
+pub async fn settle_auth_changes(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let cache = (req.method() != Method::GET)
+        .then(|| auth_cache(req.request()))
+        .flatten()
+        .filter(|_| {
+            req.match_pattern()
+                .is_some_and(|p| CHANGING_AUTH.contains(&p.as_str()))
+        });
+    let response = next.call(req).await?;
+    if let Some(cache) = cache {
+        cache.settle().await;
+    }
+    Ok(response)
 }
 
 fn record_caller(app: &AppId, client: Option<&str>) {
@@ -151,6 +191,7 @@ impl FromRequest for AuthenticatedClient {
         let (client_key, token) = client_credentials(req);
         let pool = pool(req);
         let attempt = Attempt::new(req);
+        let cache = auth_cache(req);
         Box::pin(async move {
             let Some(client_key) = client_key else {
                 attempt.admit(&[])?;
@@ -163,6 +204,17 @@ impl FromRequest for AuthenticatedClient {
                 .chain(token.is_some().then_some(token_hash))
                 .collect();
             attempt.admit(&presented)?;
+            let cached = cache.map(|cache| {
+                let key = AuthCache::client_key(&client_key, &token_hash);
+                (cache, key)
+            });
+            if let Some((cache, key)) = &cached {
+                if let Some((app, client)) = cache.client(key) {
+                    record_caller(&app, Some(client.client_id.as_str()));
+                    return Ok(AuthenticatedClient { app, client });
+                }
+            }
+            let ticket = cached.as_ref().map(|(cache, _)| cache.ticket());
             let conn = pool?.get().await.map_err(StoreError::from)?;
             match directory::authenticate_client(&conn, &client_key, &token_hash).await? {
                 ClientAuth::UnknownClientKey => {
@@ -173,7 +225,10 @@ impl FromRequest for AuthenticatedClient {
                     let tokens: &[KeyHash] = if token.is_some() { &[token_hash] } else { &[] };
                     attempt.failed(tokens, Err(ApiError::InvalidToken))
                 }
-                ClientAuth::Authenticated(app, client) => {
+                ClientAuth::Authenticated(app, client, left) => {
+                    if let (Some((cache, key)), Some(ticket)) = (cached, ticket) {
+                        cache.keep_client(ticket, key, &app, &client, left);
+                    }
                     record_caller(&app, Some(client.client_id.as_str()));
                     Ok(AuthenticatedClient { app, client })
                 }
@@ -226,7 +281,17 @@ impl FromRequest for PlatformApp {
         let api_key = header(req, API_KEY).map(str::to_owned);
         let pool = pool(req);
         let attempt = Attempt::new(req);
+        let cache = auth_cache(req);
         Box::pin(async move {
+            let cached = cache.zip(api_key.as_deref().map(sha256));
+            if let Some((cache, key_hash)) = &cached {
+                attempt.admit(&[*key_hash])?;
+                if let Some(app) = cache.platform(key_hash) {
+                    record_caller(&app, None);
+                    return Ok(PlatformApp { app });
+                }
+            }
+            let ticket = cached.as_ref().map(|(cache, _)| cache.ticket());
             let lookup = async |conn: &Object, key: &str| {
                 let app = directory::app_by_api_key(conn, &sha256(key)).await?;
                 Ok(app.map(|app| (app, ())))
@@ -234,6 +299,9 @@ impl FromRequest for PlatformApp {
             let (app, ()) = attempt
                 .one_key(pool, api_key, ApiError::InvalidApiKey, lookup)
                 .await?;
+            if let (Some((cache, key_hash)), Some(ticket)) = (cached, ticket) {
+                cache.keep_platform(ticket, key_hash, &app);
+            }
             Ok(PlatformApp { app })
         })
     }

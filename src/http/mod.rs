@@ -20,6 +20,7 @@ mod request;
 mod signin;
 mod tracing_span;
 
+pub use auth::settle_auth_changes;
 pub use cors::{cors, CorsOrigins};
 pub use errors::ApiError;
 pub use feed::FeedMaxWait;

@@ -1,5 +1,7 @@
 //! Apps, their users ("clients"), tokens and rooms: the directory the commands check against.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 
 use super::{execute, query_opt, GenericClient, StoreError};
@@ -47,7 +49,8 @@ pub enum ClientAuth {
     UnknownClientKey,
     /// The key is valid but the token is unknown, expired, revoked or of another app.
     InvalidToken(AppId),
-    Authenticated(AppId, ClientRecord),
+    /// With the time the token has left, by the database's clock.
+    Authenticated(AppId, ClientRecord, Duration),
 }
 
 /// Through which door a token was issued; stored with it so support can tell them apart.
@@ -191,7 +194,7 @@ pub async fn authenticate_client<C: GenericClient>(
     token_sha256: &[u8],
 ) -> Result<ClientAuth, StoreError> {
     let sql = format!(
-        "SELECT a.app_id, {CLIENT_COLUMNS}
+        "SELECT a.app_id, {CLIENT_COLUMNS}, extract(epoch FROM t.expires_at - now())::float8
          FROM apps a
          LEFT JOIN tokens t ON t.token_sha256 = $2 AND t.app_id = a.app_id
                            AND t.revoked_at IS NULL AND t.expires_at > now()
@@ -205,7 +208,12 @@ pub async fn authenticate_client<C: GenericClient>(
     if row.get::<_, Option<String>>(1).is_none() {
         return Ok(ClientAuth::InvalidToken(app));
     }
-    Ok(ClientAuth::Authenticated(app, client_from_row(&row, 1)?))
+    let left = Duration::try_from_secs_f64(row.get::<_, f64>(7)).unwrap_or_default();
+    Ok(ClientAuth::Authenticated(
+        app,
+        client_from_row(&row, 1)?,
+        left,
+    ))
 }
 
 #[tracing::instrument(level = "debug", skip(db))]

@@ -2,6 +2,7 @@
 //! Callers get domain types and [`StoreError`], never rows.
 
 pub mod audit;
+pub mod auth_events;
 pub mod batches;
 pub mod directory;
 pub mod log_reader;

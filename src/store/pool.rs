@@ -31,7 +31,7 @@ const TCP_USER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The connection settings of a pool: the URL's, with this service's defaults where the URL
 /// is silent.
-fn client_config(database_url: &str, settings: &PoolSettings) -> anyhow::Result<Config> {
+pub(super) fn client_config(database_url: &str, settings: &PoolSettings) -> anyhow::Result<Config> {
     let mut config: Config = database_url.parse()?;
     // Per host tried: with several hosts, a dead one costs at most this before the next.
     config.connect_timeout(settings.timeout);
@@ -81,7 +81,19 @@ fn describe_config(config: &Config) -> String {
 }
 
 pub fn connect_pool(database_url: &str, settings: &PoolSettings) -> anyhow::Result<Pool> {
+    connect_pool_queueing(database_url, settings, None)
+}
+
+/// [`connect_pool`] whose requests queue for a free connection at most `queue_deadline`
+/// (when shorter than the pool timeout), while connecting keeps the whole timeout: a
+/// server found slow to connect to is not the overload the deadline sheds.
+fn connect_pool_queueing(
+    database_url: &str,
+    settings: &PoolSettings,
+    queue_deadline: Option<Duration>,
+) -> anyhow::Result<Pool> {
     let config = client_config(database_url, settings)?;
+    let wait = queue_deadline.map_or(settings.timeout, |d| d.min(settings.timeout));
     let manager = Manager::from_config(
         config,
         NoTls,
@@ -91,7 +103,7 @@ pub fn connect_pool(database_url: &str, settings: &PoolSettings) -> anyhow::Resu
     );
     Ok(Pool::builder(manager)
         .max_size(settings.max_size)
-        .wait_timeout(Some(settings.timeout))
+        .wait_timeout(Some(wait))
         .create_timeout(Some(settings.timeout))
         .recycle_timeout(Some(settings.timeout))
         .runtime(Runtime::Tokio1)
@@ -110,10 +122,12 @@ pub struct WorkerPools {
 
 impl WorkerPools {
     /// Splits `settings.max_size` connections evenly over `workers` pools (at least one each).
+    /// Requests wait at most `queue_deadline` for a connection, when given.
     pub fn new(
         database_url: &str,
         settings: &PoolSettings,
         workers: usize,
+        queue_deadline: Option<Duration>,
     ) -> anyhow::Result<Self> {
         let workers = workers.max(1);
         let each = PoolSettings {
@@ -121,7 +135,7 @@ impl WorkerPools {
             ..settings.clone()
         };
         let pools = (0..workers)
-            .map(|_| connect_pool(database_url, &each))
+            .map(|_| connect_pool_queueing(database_url, &each, queue_deadline))
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(WorkerPools {
             pools: Arc::new(pools),

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use chatprefs::auth_cache::AuthCache;
 use chatprefs::config::{AuthFailureLimit, HttpLimits, ServeSettings};
 use chatprefs::domain::AppId;
 use chatprefs::feed::live::LiveLimits;
@@ -65,6 +66,8 @@ pub fn test_settings(database_url: String) -> ServeSettings {
         live_streams: LiveLimits::default(),
         feed_poll_interval: Duration::from_millis(100),
         feed_max_wait: Duration::from_secs(30),
+        auth_cache: chatprefs::config::AuthCacheSettings::default(),
+        request_deadline: None,
     }
 }
 
@@ -131,6 +134,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub pool: Pool,
     pub app: AppCredentials,
+    auth_cache: Option<Arc<AuthCache>>,
     /// Its `Drop` removes the database when the test ends.
     db: TestDatabase,
 }
@@ -148,6 +152,7 @@ impl TestApp {
         let application = Application::build(&settings).await.expect("server builds");
         let base = format!("http://127.0.0.1:{}", application.port());
         let pool = application.pool().clone();
+        let auth_cache = application.auth_cache();
         tokio::spawn(application.run_until_stopped());
         let app = provision::create_app(&pool, &AppId::parse("app-a").unwrap())
             .await
@@ -157,6 +162,7 @@ impl TestApp {
             http: reqwest::Client::new(),
             pool,
             app,
+            auth_cache,
             db,
         }
     }
@@ -352,9 +358,16 @@ impl TestApp {
     }
 
     /// Runs SQL directly: for looking at the log and for breaking things on purpose.
+    /// Runs SQL as the owner. A credential changed this way reaches the server's
+    /// authentication cache by notice, within a second; this waits until it has, so the
+    /// next request sees the change as it would after a second in production.
     pub async fn sql(&self, sql: &str) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
         let conn = self.pool.get().await.expect("connection");
-        conn.query(sql, &[]).await
+        let rows = conn.query(sql, &[]).await;
+        if let Some(cache) = &self.auth_cache {
+            cache.settle().await;
+        }
+        rows
     }
 
     pub async fn count_events(&self) -> i64 {

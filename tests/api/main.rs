@@ -4,6 +4,7 @@
 mod acting;
 mod admin;
 mod audit;
+mod auth_cache;
 mod bench;
 mod cli;
 mod cluster;
