@@ -338,6 +338,11 @@ mod tests {
         cache
     }
 
+    /// Keeps `user` of `app_id` under `key`, as a lookup that began now would.
+    fn keep(cache: &AuthCache, key: KeyHash, app_id: &str, user: &str, ttl: Duration) {
+        cache.keep_client(cache.ticket(), key, &app(app_id), &record(user), ttl);
+    }
+
     fn record(id: &str) -> ClientRecord {
         ClientRecord {
             client_id: ClientId::parse(id).unwrap(),
@@ -373,21 +378,9 @@ mod tests {
     fn a_token_is_served_until_its_expiry_and_no_longer() {
         let cache = cache();
         let key = AuthCache::client_key("ck", &[1; 32]);
-        cache.keep_client(
-            cache.ticket(),
-            key,
-            &app("a"),
-            &record("u1"),
-            Duration::ZERO,
-        );
+        keep(&cache, key, "a", "u1", Duration::ZERO);
         assert!(cache.client(&key).is_none(), "expired on arrival");
-        cache.keep_client(
-            cache.ticket(),
-            key,
-            &app("a"),
-            &record("u1"),
-            Duration::from_secs(60),
-        );
+        keep(&cache, key, "a", "u1", Duration::from_secs(60));
         assert_eq!(cache.client(&key).unwrap().1, record("u1"));
     }
 
@@ -424,13 +417,7 @@ mod tests {
         let cache = AuthCache::new(&settings).unwrap();
         cache.vouch(Instant::now());
         let key = AuthCache::client_key("ck", &[1; 32]);
-        cache.keep_client(
-            cache.ticket(),
-            key,
-            &app("a"),
-            &record("u1"),
-            Duration::from_secs(60),
-        );
+        keep(&cache, key, "a", "u1", Duration::from_secs(60));
         for user in ["u2", "u3", "u4"] {
             cache.forget(&change("a", Some(user)));
         }
@@ -469,13 +456,7 @@ mod tests {
     fn nothing_is_served_or_kept_once_the_listener_stops_vouching() {
         let cache = cache();
         let key = AuthCache::client_key("ck", &[1; 32]);
-        cache.keep_client(
-            cache.ticket(),
-            key,
-            &app("a"),
-            &record("u1"),
-            Duration::from_secs(60),
-        );
+        keep(&cache, key, "a", "u1", Duration::from_secs(60));
         cache.vouched_until.store(0, Ordering::SeqCst);
         assert!(cache.client(&key).is_none());
         cache.vouch(Instant::now());
@@ -487,13 +468,7 @@ mod tests {
             "a lost listener empties the cache"
         );
         cache.vouched_until.store(0, Ordering::SeqCst);
-        cache.keep_client(
-            cache.ticket(),
-            key,
-            &app("a"),
-            &record("u1"),
-            Duration::from_secs(60),
-        );
+        keep(&cache, key, "a", "u1", Duration::from_secs(60));
         cache.vouch(Instant::now());
         assert!(cache.client(&key).is_none());
     }
