@@ -42,6 +42,6 @@ for side in before after; do run "$side" --connections "$conns" --duration 5s "$
 for round in $(seq "$rounds"); do
     for side in before after; do
         printf '{"round":%d,"side":"%s","load":"%s","result":%s}\n' "$round" "$side" \
-            "$(cut -d' ' -f1 /proc/loadavg)" "$(run "$side" --connections "$conns" --duration "${secs}s" "$@" | tail -n 1)"
+            "$(cut -d' ' -f1 /proc/loadavg)" "$(run "$side" --connections "$conns" --duration "${secs}s" "$@" | jq -c .)"
     done
 done
