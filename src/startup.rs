@@ -198,7 +198,6 @@ fn run(
             .wrap(TracingLogger::<RequestSpan>::new())
             .wrap(from_fn(http::observe_metrics))
             .wrap(from_fn(http::assign_request_id))
-            .app_data(web::Data::new(pool))
             .app_data(web::Data::new(reads))
             .app_data(web::Data::new(service))
             .app_data(web::Data::new(http::FeedMaxWait(feed_max_wait)))

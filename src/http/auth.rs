@@ -5,24 +5,20 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::time::Instant;
 
-use actix_web::{
-    body::MessageBody,
-    dev::{Payload, ServiceRequest, ServiceResponse},
-    http::Method,
-    middleware::Next,
-    web, FromRequest, HttpRequest,
-};
-use deadpool_postgres::Object;
-
 use super::errors::ApiError;
 use super::request::client_address;
 use crate::auth_cache::AuthCache;
 use crate::domain::AppId;
 use crate::ratelimit::{FailureLimiter, KeyHash};
 use crate::secrets::sha256;
-use crate::store::{
-    directory::{self, ClientAuth, ClientRecord},
-    Pool, StoreError,
+use crate::service::{Service, ServiceError};
+use crate::store::directory::{ClientAuth, ClientRecord};
+use actix_web::{
+    body::MessageBody,
+    dev::{Payload, ServiceRequest, ServiceResponse},
+    http::Method,
+    middleware::Next,
+    web, FromRequest, HttpRequest,
 };
 
 /// The documented header first, then the name the IMKIT JavaScript SDK (imkit-js-lib)
@@ -66,10 +62,10 @@ fn client_credentials(req: &HttpRequest) -> (Option<String>, Option<String>) {
     (client_key, token)
 }
 
-fn pool(req: &HttpRequest) -> Result<Pool, ApiError> {
-    req.app_data::<web::Data<Pool>>()
-        .map(|p| p.get_ref().clone())
-        .ok_or_else(|| ApiError::Internal("database pool is not configured".into()))
+fn service(req: &HttpRequest) -> Result<web::Data<Service>, ApiError> {
+    req.app_data::<web::Data<Service>>()
+        .cloned()
+        .ok_or_else(|| ApiError::Internal("the service is not configured".into()))
 }
 
 fn auth_cache(req: &HttpRequest) -> Option<web::Data<AuthCache>> {
@@ -154,10 +150,10 @@ impl Attempt {
     /// address and the key. The app is recorded on the request's span.
     async fn one_key<T>(
         &self,
-        pool: Result<Pool, ApiError>,
+        service: Result<web::Data<Service>, ApiError>,
         key: Option<String>,
         refusal: ApiError,
-        lookup: impl AsyncFnOnce(&Object, &str) -> Result<Option<(AppId, T)>, StoreError>,
+        lookup: impl AsyncFnOnce(&Service, &str) -> Result<Option<(AppId, T)>, ServiceError>,
     ) -> Result<(AppId, T), ApiError> {
         let Some(key) = key else {
             self.admit(&[])?;
@@ -165,8 +161,7 @@ impl Attempt {
         };
         let key_hash = sha256(&key);
         self.admit(&[key_hash])?;
-        let conn = pool?.get().await.map_err(StoreError::from)?;
-        let Some((app, found)) = lookup(&conn, &key).await? else {
+        let Some((app, found)) = lookup(service?.get_ref(), &key).await? else {
             return self.failed(&[key_hash], Err(refusal));
         };
         record_caller(&app, None);
@@ -189,7 +184,7 @@ impl FromRequest for AuthenticatedClient {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let (client_key, token) = client_credentials(req);
-        let pool = pool(req);
+        let service = service(req);
         let attempt = Attempt::new(req);
         let cache = auth_cache(req);
         Box::pin(async move {
@@ -215,8 +210,10 @@ impl FromRequest for AuthenticatedClient {
                 }
             }
             let ticket = cached.as_ref().map(|(cache, _)| cache.ticket());
-            let conn = pool?.get().await.map_err(StoreError::from)?;
-            match directory::authenticate_client(&conn, &client_key, &token_hash).await? {
+            match service?
+                .authenticate_client(&client_key, &token_hash)
+                .await?
+            {
                 ClientAuth::UnknownClientKey => {
                     attempt.failed(key_hash.as_slice(), Err(ApiError::InvalidClientKey))
                 }
@@ -251,13 +248,12 @@ impl FromRequest for SigningApp {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let (client_key, _) = client_credentials(req);
-        let pool = pool(req);
+        let service = service(req);
         let attempt = Attempt::new(req);
         Box::pin(async move {
-            let lookup =
-                async |conn: &Object, key: &str| directory::app_by_client_key(conn, key).await;
+            let lookup = async |service: &Service, key: &str| service.app_by_client_key(key).await;
             let (app, client_sign_in) = attempt
-                .one_key(pool, client_key, ApiError::InvalidClientKey, lookup)
+                .one_key(service, client_key, ApiError::InvalidClientKey, lookup)
                 .await?;
             Ok(SigningApp {
                 app,
@@ -279,7 +275,7 @@ impl FromRequest for PlatformApp {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let api_key = header(req, API_KEY).map(str::to_owned);
-        let pool = pool(req);
+        let service = service(req);
         let attempt = Attempt::new(req);
         let cache = auth_cache(req);
         Box::pin(async move {
@@ -292,12 +288,12 @@ impl FromRequest for PlatformApp {
                 }
             }
             let ticket = cached.as_ref().map(|(cache, _)| cache.ticket());
-            let lookup = async |conn: &Object, key: &str| {
-                let app = directory::app_by_api_key(conn, &sha256(key)).await?;
+            let lookup = async |service: &Service, key: &str| {
+                let app = service.app_by_api_key(&sha256(key)).await?;
                 Ok(app.map(|app| (app, ())))
             };
             let (app, ()) = attempt
-                .one_key(pool, api_key, ApiError::InvalidApiKey, lookup)
+                .one_key(service, api_key, ApiError::InvalidApiKey, lookup)
                 .await?;
             if let (Some((cache, key_hash)), Some(ticket)) = (cached, ticket) {
                 cache.keep_platform(ticket, key_hash, &app);

@@ -16,7 +16,7 @@ use crate::projections::room_mutes;
 use crate::store::{
     self,
     audit::AuditFilter,
-    directory::{self, ClientProfile, ClientRecord, RoomProfile, RoomRecord},
+    directory::{self, ClientAuth, ClientProfile, ClientRecord, RoomProfile, RoomRecord},
     Pool, ReadPool, Retryable, SchemaStatus, StoreError, Unit,
 };
 use tokens::{IssuedToken, TokenGrant};
@@ -78,6 +78,34 @@ impl Service {
 
     async fn unit(&self) -> Result<Unit, StoreError> {
         Ok(Unit::new(self.pool.get().await?))
+    }
+
+    /// The user a client key and token hash prove, in one round trip.
+    pub async fn authenticate_client(
+        &self,
+        client_key: &str,
+        token_sha256: &[u8],
+    ) -> Result<ClientAuth, ServiceError> {
+        let conn = self.pool.get().await.map_err(StoreError::from)?;
+        Ok(directory::authenticate_client(&conn, client_key, token_sha256).await?)
+    }
+
+    /// The app an API key (by its hash) belongs to.
+    pub async fn app_by_api_key(
+        &self,
+        api_key_sha256: &[u8],
+    ) -> Result<Option<AppId>, ServiceError> {
+        let conn = self.pool.get().await.map_err(StoreError::from)?;
+        Ok(directory::app_by_api_key(&conn, api_key_sha256).await?)
+    }
+
+    /// The app of a client key, and whether it lets its users sign themselves in.
+    pub async fn app_by_client_key(
+        &self,
+        client_key: &str,
+    ) -> Result<Option<(AppId, bool)>, ServiceError> {
+        let conn = self.pool.get().await.map_err(StoreError::from)?;
+        Ok(directory::app_by_client_key(&conn, client_key).await?)
     }
 
     /// The user's muted rooms, oldest mute first.
