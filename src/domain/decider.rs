@@ -214,19 +214,34 @@ mod tests {
     #[test]
     fn muting_an_unmuted_room_records_it() {
         given_when_then(&[], mute("a"), t(10), &[muted("a")]);
-        given_when_then(&[], mute_until("a", t(60)), t(10), &[muted_until("a", t(60))]);
+        given_when_then(
+            &[],
+            mute_until("a", t(60)),
+            t(10),
+            &[muted_until("a", t(60))],
+        );
     }
 
     #[test]
     fn muting_a_muted_room_with_the_same_end_records_nothing() {
         given_when_then(&[muted("a")], mute("a"), t(10), &[]);
-        given_when_then(&[muted_until("a", t(60))], mute_until("a", t(60)), t(10), &[]);
+        given_when_then(
+            &[muted_until("a", t(60))],
+            mute_until("a", t(60)),
+            t(10),
+            &[],
+        );
     }
 
     #[test]
     fn muting_a_muted_room_with_another_end_records_the_new_end() {
         let timed = muted_until("a", t(60));
-        given_when_then(&[timed.clone()], mute_until("a", t(90)), t(10), &[muted_until("a", t(90))]);
+        given_when_then(
+            &[timed.clone()],
+            mute_until("a", t(90)),
+            t(10),
+            &[muted_until("a", t(90))],
+        );
         given_when_then(&[timed.clone()], mute("a"), t(10), &[muted("a")]);
         given_when_then(&[muted("a")], mute_until("a", t(60)), t(10), &[timed]);
     }
@@ -236,7 +251,12 @@ mod tests {
         let timed = muted_until("a", t(60));
         given_when_then(&[timed.clone()], mute_until("a", t(60)), t(59), &[]);
         given_when_then(&[timed.clone()], mute("a"), t(60), &[muted("a")]);
-        given_when_then(&[timed], mute_until("a", t(120)), t(61), &[muted_until("a", t(120))]);
+        given_when_then(
+            &[timed],
+            mute_until("a", t(120)),
+            t(61),
+            &[muted_until("a", t(120))],
+        );
     }
 
     #[test]
@@ -275,12 +295,19 @@ mod tests {
                 "{expiry:?}"
             );
         }
-        for expiry in [Expiry::At(now + year), Expiry::For(1), Expiry::For(MAX_MUTE_SECONDS)] {
+        for expiry in [
+            Expiry::At(now + year),
+            Expiry::For(1),
+            Expiry::For(MAX_MUTE_SECONDS),
+        ] {
             let when = Command::MuteRoom {
                 room: room("a"),
                 expiry,
             };
-            assert!(decide(&MuteState::default(), &when, now).is_ok(), "{expiry:?}");
+            assert!(
+                decide(&MuteState::default(), &when, now).is_ok(),
+                "{expiry:?}"
+            );
         }
     }
 
@@ -291,8 +318,18 @@ mod tests {
 
     #[test]
     fn unmuting_a_muted_room_records_it() {
-        given_when_then(&[muted("a"), muted("b")], unmute("a"), t(10), &[unmuted("a")]);
-        given_when_then(&[muted_until("a", t(60))], unmute("a"), t(59), &[unmuted("a")]);
+        given_when_then(
+            &[muted("a"), muted("b")],
+            unmute("a"),
+            t(10),
+            &[unmuted("a")],
+        );
+        given_when_then(
+            &[muted_until("a", t(60))],
+            unmute("a"),
+            t(59),
+            &[unmuted("a")],
+        );
     }
 
     #[test]

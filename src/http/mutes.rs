@@ -104,11 +104,12 @@ fn expiry(body: &[u8]) -> Result<Expiry, ApiError> {
     }
     let Object(body): Object<MuteBody> = serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
-    match (body.until.into_option(), body.duration_seconds.into_option()) {
+    match (
+        body.until.into_option(),
+        body.duration_seconds.into_option(),
+    ) {
         (None, None) => Ok(Expiry::Forever),
-        (Some(_), Some(_)) => Err(ApiError::invalid(
-            "give until or durationSeconds, not both",
-        )),
+        (Some(_), Some(_)) => Err(ApiError::invalid("give until or durationSeconds, not both")),
         (Some(Instant::Millis(ms)), None) => chrono::DateTime::from_timestamp_millis(ms)
             .map(Expiry::At)
             .ok_or_else(|| ApiError::invalid("until is out of range")),
@@ -201,8 +202,18 @@ mod tests {
 
     #[test]
     fn no_body_an_empty_object_or_nulls_mean_forever() {
-        for body in ["", "  \n", "{}", r#"{"until": null}"#, r#"{"durationSeconds": null}"#] {
-            assert_eq!(expiry(body.as_bytes()).unwrap(), Expiry::Forever, "{body:?}");
+        for body in [
+            "",
+            "  \n",
+            "{}",
+            r#"{"until": null}"#,
+            r#"{"durationSeconds": null}"#,
+        ] {
+            assert_eq!(
+                expiry(body.as_bytes()).unwrap(),
+                Expiry::Forever,
+                "{body:?}"
+            );
         }
     }
 
@@ -214,7 +225,11 @@ mod tests {
             r#"{"until": "2026-11-26T19:00:00.250+01:00"}"#,
             r#"{"until": 1795716000250}"#,
         ] {
-            assert_eq!(expiry(body.as_bytes()).unwrap(), Expiry::At(at.into()), "{body}");
+            assert_eq!(
+                expiry(body.as_bytes()).unwrap(),
+                Expiry::At(at.into()),
+                "{body}"
+            );
         }
         assert_eq!(
             expiry(br#"{"durationSeconds": 3600}"#).unwrap(),

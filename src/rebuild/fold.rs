@@ -218,7 +218,9 @@ fn described(position: i64, muted_at: &DateTime<Utc>) -> (i64, String) {
 }
 
 fn described_end(until: &Option<DateTime<Utc>>) -> String {
-    until.as_ref().map_or_else(|| "never".into(), format_instant)
+    until
+        .as_ref()
+        .map_or_else(|| "never".into(), format_instant)
 }
 
 /// The differences between one stream's fold and what the read model holds for it,
@@ -449,7 +451,13 @@ mod tests {
     }
 
     fn found(version: i32, mutes: &[(&str, i64, i64)]) -> Found {
-        found_until(version, &mutes.iter().map(|&(r, p, ms)| (r, p, ms, None)).collect::<Vec<_>>())
+        found_until(
+            version,
+            &mutes
+                .iter()
+                .map(|&(r, p, ms)| (r, p, ms, None))
+                .collect::<Vec<_>>(),
+        )
     }
 
     fn found_until(version: i32, mutes: &[(&str, i64, i64, Option<i64>)]) -> Found {
@@ -564,7 +572,10 @@ mod tests {
             );
         }
         assert_eq!(
-            differences_of(&streams[0], &found_until(1, &[("a", 1, 1000, Some(90_000))])),
+            differences_of(
+                &streams[0],
+                &found_until(1, &[("a", 1, 1000, Some(90_000))])
+            ),
             ["missing app=app client=u room=a:"]
         );
     }

@@ -27,3 +27,4 @@ mod replicas;
 mod review;
 mod sdk_compat;
 mod security;
+mod timed_mutes;

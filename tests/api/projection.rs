@@ -8,9 +8,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chatprefs::domain::{Actor, ActorKind, AppId, ClientId, Event, EventMetadata, RoomId};
-use chrono::{DateTime, Utc};
 use chatprefs::projections::room_mutes::{self, RoomMutes, UserMutes};
 use chatprefs::store::{self, stream, Pool, Unit};
+use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
@@ -21,7 +21,12 @@ const ROOMS: [&str; 6] = ["r0", "r1", "r2", "général", "r 4", "r5"];
 
 /// A mute's possible ends, in milliseconds since the epoch: forever, long past, and two
 /// far ahead (the live SQL stores whatever the event says).
-const ENDS: [Option<i64>; 4] = [None, Some(1_000), Some(4_102_444_800_000), Some(4_102_444_800_250)];
+const ENDS: [Option<i64>; 4] = [
+    None,
+    Some(1_000),
+    Some(4_102_444_800_000),
+    Some(4_102_444_800_250),
+];
 
 /// One event: a mute (with which end) or an unmute, of which room.
 type Generated = (Option<usize>, usize);
