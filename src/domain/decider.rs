@@ -235,24 +235,24 @@ mod tests {
 
     #[test]
     fn muting_a_muted_room_with_another_end_records_the_new_end() {
-        let timed = muted_until("a", t(60));
+        let timed = || muted_until("a", t(60));
         given_when_then(
-            &[timed.clone()],
+            &[timed()],
             mute_until("a", t(90)),
             t(10),
             &[muted_until("a", t(90))],
         );
-        given_when_then(&[timed.clone()], mute("a"), t(10), &[muted("a")]);
-        given_when_then(&[muted("a")], mute_until("a", t(60)), t(10), &[timed]);
+        given_when_then(&[timed()], mute("a"), t(10), &[muted("a")]);
+        given_when_then(&[muted("a")], mute_until("a", t(60)), t(10), &[timed()]);
     }
 
     #[test]
     fn muting_a_room_whose_mute_expired_records_a_new_mute() {
-        let timed = muted_until("a", t(60));
-        given_when_then(&[timed.clone()], mute_until("a", t(60)), t(59), &[]);
-        given_when_then(&[timed.clone()], mute("a"), t(60), &[muted("a")]);
+        let timed = || muted_until("a", t(60));
+        given_when_then(&[timed()], mute_until("a", t(60)), t(59), &[]);
+        given_when_then(&[timed()], mute("a"), t(60), &[muted("a")]);
         given_when_then(
-            &[timed],
+            &[timed()],
             mute_until("a", t(120)),
             t(61),
             &[muted_until("a", t(120))],

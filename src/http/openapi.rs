@@ -55,12 +55,15 @@ pub mod on_behalf {
     use super::params::{RoomPath, UserPath};
     use super::responses::PlatformCommandErrors;
     use crate::http::envelope::{Success, User};
+    use crate::http::mutes::MuteBody;
 
-    /// Mutes the room on the user's behalf (actor recorded as admin).
+    /// Mutes the room on the user's behalf (actor recorded as admin), forever or until the
+    /// body says, as `POST /me/mute/{room}`.
     #[utoipa::path(
         post, path = "/admin/clients/{uid}/mute/{room}", tag = "platform",
         operation_id = "mute",
         params(UserPath, RoomPath),
+        request_body(content = Option<MuteBody>, description = "Optional: how long the mute lasts; none, empty or `{}` mutes forever"),
         responses(
             (status = 200, description = "The user, with the room last in `mute`", body = Success<User>),
             PlatformCommandErrors,
