@@ -156,10 +156,11 @@ pub mod responses {
     }
 
     error_responses! {
-        /// What a mute or unmute through the client API can fail with.
-        ClientCommandErrors = BadRequest, InvalidToken, InvalidClientKey, RoomNotFound, Conflict, RateLimited, Unavailable;
+        /// What a mute or unmute through the client API can fail with (a mute's optional
+        /// body can be too large).
+        ClientCommandErrors = BadRequest, InvalidToken, InvalidClientKey, RoomNotFound, Conflict, RateLimited, PayloadTooLarge, Unavailable;
         /// What a mute or unmute on a user's behalf can fail with.
-        PlatformCommandErrors = BadRequest, InvalidApiKey, ClientOrRoomNotFound, Conflict, RateLimited, Unavailable;
+        PlatformCommandErrors = BadRequest, InvalidApiKey, ClientOrRoomNotFound, Conflict, RateLimited, PayloadTooLarge, Unavailable;
         /// What creating or updating a user or a room through the platform API can fail with.
         PlatformUpsertErrors = BadRequest, InvalidApiKey, RateLimited, PayloadTooLarge, Unavailable;
         /// What a client sign-in can fail with.

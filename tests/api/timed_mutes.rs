@@ -91,6 +91,9 @@ async fn a_two_second_mute_is_in_force_at_once_and_ends_on_its_own() {
     let entry = &app.admin_get("/admin/audit?client=u1").await.assert_ok()["entries"][0];
     assert_eq!(entry["untilMS"], until, "{entry}");
     assert!(entry["until"].is_string(), "{entry}");
+    let feed = app.admin_get("/admin/events").await.assert_ok();
+    assert_eq!(feed["entries"][1]["untilMS"], until, "{feed}");
+    assert_eq!(feed["entries"][0]["untilMS"], Value::Null, "{feed}");
     assert_no_drift(&app).await;
 
     tokio::time::sleep(Duration::from_millis(2300)).await;
