@@ -81,7 +81,7 @@ pub struct MuteBody {
     /// epoch; in the future and at most a year ahead (by the database's clock), kept to the
     /// millisecond.
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "2026-11-26T18:00:00Z")]
+    #[schema(schema_with = instant_schema)]
     until: Field<Instant>,
     /// How long the mute lasts from now, 1 to 31536000 (a year).
     #[serde(default)]
@@ -95,6 +95,30 @@ pub struct MuteBody {
 enum Instant {
     Millis(i64),
     Text(String),
+}
+
+/// `until`'s schema: an RFC 3339 string or a number of milliseconds, or `null`.
+fn instant_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+                .examples(["2026-11-26T18:00:00Z"]),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64))),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .description(Some(
+            "When the mute ends: RFC 3339 or milliseconds since the epoch; in the future and at \
+             most a year ahead (by the database's clock), kept to the millisecond.",
+        ))
+        .build()
+        .into()
 }
 
 /// The mute's expiry from the body as sent (`body` may be empty).
