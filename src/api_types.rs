@@ -41,10 +41,27 @@ pub struct AuditEntry {
     pub recorded_at: DateTime<Utc>,
     #[serde(rename = "recordedAtMS")]
     pub recorded_at_ms: i64,
+    /// A timed mute's end, RFC 3339, UTC; `null` for a mute forever and for other events.
+    #[serde(serialize_with = "rfc3339_utc_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub until: Option<DateTime<Utc>>,
+    /// The same end in milliseconds since the epoch.
+    #[serde(rename = "untilMS")]
+    pub until_ms: Option<i64>,
 }
 
 fn rfc3339_utc<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&format_instant(at))
+}
+
+fn rfc3339_utc_opt<S: Serializer>(
+    at: &Option<DateTime<Utc>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(at) => rfc3339_utc(at, serializer),
+        None => serializer.serialize_none(),
+    }
 }
 
 impl From<log::AuditEntry> for AuditEntry {
@@ -66,6 +83,8 @@ impl From<log::AuditEntry> for AuditEntry {
             user_agent: entry.user_agent,
             recorded_at_ms: entry.recorded_at.timestamp_millis(),
             recorded_at: entry.recorded_at,
+            until_ms: entry.until.map(|until| until.timestamp_millis()),
+            until: entry.until,
         }
     }
 }

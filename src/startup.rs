@@ -20,7 +20,7 @@ use crate::feed::live::{LiveContext, LiveStreams};
 use crate::feed::watcher::LogWatcher;
 use crate::http::{self, CorsOrigins, MaxHeaderBytes, RequestSpan, SignInLimiter, TrustedProxies};
 use crate::ratelimit::FailureLimiter;
-use crate::service::Service;
+use crate::service::{sweep, Service};
 use crate::store::{self, Pool, PoolSettings, ReadPool, ReplicaHealth, WorkerPools};
 
 pub struct Application {
@@ -70,6 +70,14 @@ impl Application {
             },
         )?;
         let watcher = LogWatcher::spawn(watcher_pool, settings.feed_poll_interval);
+        let sweeper_pool = store::connect_pool(
+            &settings.database_url,
+            &PoolSettings {
+                max_size: 1,
+                ..settings.pool.clone()
+            },
+        )?;
+        sweep::spawn(sweeper_pool, sweep::INTERVAL);
         let (shutdown, stopping) = watch::channel(false);
         let auth_cache = AuthCache::new(&settings.auth_cache);
         if let Some(cache) = &auth_cache {

@@ -177,7 +177,8 @@ pub struct AsOf {
 }
 
 /// The user's muted rooms as they were at `at` (now by the database's clock when `None`):
-/// the stream up to then, folded with the live projection's `evolve`.
+/// the stream up to then, folded with the live projection's `evolve`, keeping the mutes
+/// whose end is after `at`.
 #[tracing::instrument(skip(pool))]
 pub async fn muted_as_of(
     pool: &Pool,
@@ -194,12 +195,21 @@ pub async fn muted_as_of(
         None => store::database_now(&conn).await?,
     };
     let events = log::stream_until(&conn, app, client, at).await?;
-    let state = events.iter().fold(MuteState::default(), evolve);
+    let state = events
+        .iter()
+        .fold(MuteState::default(), |state, (event, recorded_at)| {
+            evolve(state, event, *recorded_at)
+        });
     Ok(AsOf {
         client: client.clone(),
         app: app.clone(),
         at,
-        mute: state.into_muted(),
+        mute: state
+            .active_at(at)
+            .into_mutes()
+            .into_iter()
+            .map(|m| m.room)
+            .collect(),
     })
 }
 

@@ -13,7 +13,7 @@ pub enum Format {
     Csv,
 }
 
-const CSV_HEADER: [&str; 14] = [
+const CSV_HEADER: [&str; 16] = [
     "position",
     "eventId",
     "type",
@@ -28,13 +28,15 @@ const CSV_HEADER: [&str; 14] = [
     "userAgent",
     "recordedAt",
     "recordedAtMS",
+    "until",
+    "untilMS",
 ];
 
 fn or_empty(value: &Option<String>) -> &str {
     value.as_deref().unwrap_or("")
 }
 
-fn csv_record(entry: &AuditEntry) -> [String; 14] {
+fn csv_record(entry: &AuditEntry) -> [String; 16] {
     [
         entry.position.to_string(),
         entry.event_id.to_string(),
@@ -50,22 +52,28 @@ fn csv_record(entry: &AuditEntry) -> [String; 14] {
         or_empty(&entry.user_agent).to_owned(),
         format_instant(&entry.recorded_at),
         entry.recorded_at.timestamp_millis().to_string(),
+        entry.until.as_ref().map(format_instant).unwrap_or_default(),
+        entry
+            .until
+            .map(|until| until.timestamp_millis().to_string())
+            .unwrap_or_default(),
     ]
 }
 
-const TABLE_HEADER: [&str; 9] = [
+const TABLE_HEADER: [&str; 10] = [
     "POSITION",
     "RECORDED AT (UTC)",
     "TYPE",
     "CLIENT",
     "ROOM",
+    "UNTIL (UTC)",
     "ACTOR",
     "FROM",
     "REQUEST ID",
     "USER AGENT",
 ];
 
-fn table_record(entry: &AuditEntry) -> [String; 9] {
+fn table_record(entry: &AuditEntry) -> [String; 10] {
     let from = match (&entry.address, entry.port) {
         (Some(address), Some(port)) if address.contains(':') => format!("[{address}]:{port}"),
         (Some(address), Some(port)) => format!("{address}:{port}"),
@@ -78,6 +86,10 @@ fn table_record(entry: &AuditEntry) -> [String; 9] {
         entry.event_type.clone(),
         entry.client.clone(),
         entry.room.clone().unwrap_or_else(|| "-".into()),
+        entry
+            .until
+            .as_ref()
+            .map_or_else(|| "-".into(), format_instant),
         format!(
             "{}:{}",
             or_empty(&entry.actor.kind),

@@ -1,3 +1,4 @@
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::RoomId;
@@ -9,14 +10,19 @@ pub const STREAM_TYPE_USER_PREFERENCES: &str = "user_preferences";
 /// payload is the `data` column, so renaming either is a schema change of the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    RoomMuted { room: RoomId },
-    RoomUnmuted { room: RoomId },
+    /// Muted until `until`, or forever when `None`.
+    RoomMuted {
+        room: RoomId,
+        until: Option<DateTime<Utc>>,
+    },
+    RoomUnmuted {
+        room: RoomId,
+    },
 }
 
 impl Event {
     pub const ROOM_MUTED: &'static str = "RoomMuted";
     pub const ROOM_UNMUTED: &'static str = "RoomUnmuted";
-    pub const SCHEMA_VERSION: i16 = 1;
 
     pub fn event_type(&self) -> &'static str {
         match self {
@@ -25,34 +31,75 @@ impl Event {
         }
     }
 
+    /// The version of the payload this build writes, per event type: a type's version
+    /// moves only when its own payload changes. `RoomMuted` is always written as 2 (with
+    /// `until`, `null` for forever), so one type has one current shape whatever its value;
+    /// 1 is its payload before `until` existed.
+    pub fn schema_version(&self) -> i16 {
+        match self {
+            Event::RoomMuted { .. } => 2,
+            Event::RoomUnmuted { .. } => 1,
+        }
+    }
+
     pub fn room(&self) -> &RoomId {
         match self {
-            Event::RoomMuted { room } | Event::RoomUnmuted { room } => room,
+            Event::RoomMuted { room, .. } | Event::RoomUnmuted { room } => room,
         }
     }
 
     pub fn data(&self) -> EventData<'_> {
         EventData {
             room: self.room().as_str(),
+            until: match self {
+                Event::RoomMuted { until, .. } => Some(until.as_ref().map(format_until)),
+                Event::RoomUnmuted { .. } => None,
+            },
         }
     }
 
-    /// Reads an event back from its stored columns; `None` for a type or payload this
-    /// version does not know, which readers report rather than silently skip.
-    pub fn from_stored(event_type: &str, data: &serde_json::Value) -> Option<Event> {
+    /// Reads an event back from its stored columns; `None` for a type, version or payload
+    /// this version does not know, which readers report rather than silently skip.
+    ///
+    /// Upcasting lives here and only here: a version 1 `RoomMuted` (before timed mutes)
+    /// reads as muted forever.
+    pub fn from_stored(
+        event_type: &str,
+        schema_version: i16,
+        data: &serde_json::Value,
+    ) -> Option<Event> {
         let room = RoomId::parse(data.get("room")?.as_str()?).ok()?;
-        match event_type {
-            Self::ROOM_MUTED => Some(Event::RoomMuted { room }),
-            Self::ROOM_UNMUTED => Some(Event::RoomUnmuted { room }),
+        match (event_type, schema_version) {
+            (Self::ROOM_MUTED, 1) => Some(Event::RoomMuted { room, until: None }),
+            (Self::ROOM_MUTED, 2) => {
+                let until = match data.get("until")? {
+                    serde_json::Value::Null => None,
+                    value => Some(
+                        DateTime::parse_from_rfc3339(value.as_str()?)
+                            .ok()?
+                            .with_timezone(&Utc),
+                    ),
+                };
+                Some(Event::RoomMuted { room, until })
+            }
+            (Self::ROOM_UNMUTED, 1) => Some(Event::RoomUnmuted { room }),
             _ => None,
         }
     }
 }
 
-/// The stored payload of both event types (the `data` column).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// RFC 3339 in UTC with milliseconds, the precision the API takes an end in.
+fn format_until(until: &DateTime<Utc>) -> String {
+    until.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The stored payload (the `data` column): the room, and for `RoomMuted` its end (`null`
+/// for forever).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EventData<'a> {
     pub room: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<Option<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,16 +132,30 @@ pub struct EventMetadata {
 mod tests {
     use super::*;
 
+    fn at(rfc3339: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(rfc3339)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
     #[test]
     fn stored_form_round_trips() {
         let room = RoomId::parse("général").unwrap();
         for event in [
-            Event::RoomMuted { room: room.clone() },
+            Event::RoomMuted {
+                room: room.clone(),
+                until: None,
+            },
+            Event::RoomMuted {
+                room: room.clone(),
+                until: Some(at("2026-11-26T17:00:00.250Z")),
+            },
             Event::RoomUnmuted { room },
         ] {
             assert_eq!(
                 Event::from_stored(
                     event.event_type(),
+                    event.schema_version(),
                     &serde_json::to_value(event.data()).unwrap()
                 ),
                 Some(event)
@@ -102,12 +163,96 @@ mod tests {
         }
     }
 
+    /// Rows as every schema version stored them, read by this build.
+    #[test]
+    fn stored_rows_of_every_version_are_read() {
+        let room = RoomId::parse("r").unwrap();
+        let cases = [
+            (
+                "RoomMuted",
+                1,
+                serde_json::json!({ "room": "r" }),
+                Event::RoomMuted {
+                    room: room.clone(),
+                    until: None,
+                },
+            ),
+            (
+                "RoomMuted",
+                2,
+                serde_json::json!({ "room": "r", "until": null }),
+                Event::RoomMuted {
+                    room: room.clone(),
+                    until: None,
+                },
+            ),
+            (
+                "RoomMuted",
+                2,
+                serde_json::json!({ "room": "r", "until": "2026-11-26T18:00:00.000+01:00" }),
+                Event::RoomMuted {
+                    room: room.clone(),
+                    until: Some(at("2026-11-26T17:00:00Z")),
+                },
+            ),
+            (
+                "RoomUnmuted",
+                1,
+                serde_json::json!({ "room": "r" }),
+                Event::RoomUnmuted { room },
+            ),
+        ];
+        for (event_type, version, data, event) in cases {
+            assert_eq!(
+                Event::from_stored(event_type, version, &data),
+                Some(event),
+                "{event_type} v{version} {data}"
+            );
+        }
+    }
+
+    #[test]
+    fn written_payloads_have_their_versions_shape() {
+        let room = RoomId::parse("r").unwrap();
+        let forever = Event::RoomMuted {
+            room: room.clone(),
+            until: None,
+        };
+        assert_eq!(forever.schema_version(), 2);
+        assert_eq!(
+            serde_json::to_value(forever.data()).unwrap(),
+            serde_json::json!({ "room": "r", "until": null })
+        );
+        let timed = Event::RoomMuted {
+            room: room.clone(),
+            until: Some(at("2026-11-26T17:00:00.250Z")),
+        };
+        assert_eq!(
+            serde_json::to_value(timed.data()).unwrap(),
+            serde_json::json!({ "room": "r", "until": "2026-11-26T17:00:00.250Z" })
+        );
+        let unmuted = Event::RoomUnmuted { room };
+        assert_eq!(unmuted.schema_version(), 1);
+        assert_eq!(
+            serde_json::to_value(unmuted.data()).unwrap(),
+            serde_json::json!({ "room": "r" })
+        );
+    }
+
     #[test]
     fn unknown_stored_events_are_not_guessed() {
         let data = serde_json::json!({ "room": "r" });
-        assert_eq!(Event::from_stored("RoomArchived", &data), None);
+        assert_eq!(Event::from_stored("RoomArchived", 1, &data), None);
+        assert_eq!(Event::from_stored("RoomMuted", 3, &data), None);
+        assert_eq!(Event::from_stored("RoomUnmuted", 2, &data), None);
+        // A version 2 mute says how long it lasts, even when it is forever.
+        assert_eq!(Event::from_stored("RoomMuted", 2, &data), None);
+        for until in [serde_json::json!(5), serde_json::json!("tomorrow")] {
+            let data = serde_json::json!({ "room": "r", "until": until });
+            assert_eq!(Event::from_stored("RoomMuted", 2, &data), None);
+        }
         assert_eq!(
-            Event::from_stored("RoomMuted", &serde_json::json!({})),
+            Event::from_stored("RoomMuted", 1, &serde_json::json!({})),
             None
         );
     }

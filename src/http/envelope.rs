@@ -50,10 +50,23 @@ pub struct User {
     pub avatar_url: Option<String>,
     pub address: Option<Address>,
     pub user_agent: Option<String>,
+    /// The muted rooms (mutes in force), oldest mute first: IMKIT's field.
     pub mute: Vec<String>,
+    /// The same mutes in the same order, with since when and until when.
+    pub mute_details: Vec<MuteDetail>,
     #[serde(rename = "lastLoginTimeMS")]
     pub last_login_time_ms: Option<i64>,
     pub notification_enabled: bool,
+}
+
+/// One mute in force.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MuteDetail {
+    pub room: String,
+    /// When it was muted (this mute, with this end), milliseconds since the epoch.
+    pub since: i64,
+    /// When it ends, milliseconds since the epoch; `null`: never.
+    pub until: Option<i64>,
 }
 
 impl User {
@@ -79,9 +92,18 @@ impl User {
             }),
             user_agent: request.user_agent.clone(),
             mute: mutes
-                .into_muted()
+                .mutes()
+                .iter()
+                .map(|m| m.room.as_str().to_owned())
+                .collect(),
+            mute_details: mutes
+                .into_mutes()
                 .into_iter()
-                .map(|r| r.into_inner())
+                .map(|m| MuteDetail {
+                    since: m.since.timestamp_millis(),
+                    until: m.until.map(|u| u.timestamp_millis()),
+                    room: m.room.into_inner(),
+                })
                 .collect(),
             last_login_time_ms: client.last_login_ms,
             notification_enabled: client.notification_enabled,

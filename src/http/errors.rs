@@ -188,6 +188,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::RoomNotFound => ApiError::RoomNotFound,
             ServiceError::ClientNotFound => ApiError::ClientNotFound,
             ServiceError::Conflict => ApiError::Conflict,
+            ServiceError::Refused(refused) => ApiError::invalid(refused),
             ServiceError::Store(store) => store.into(),
         }
     }

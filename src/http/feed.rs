@@ -112,6 +112,10 @@ pub struct LiveEvent {
     recorded_at: String,
     #[serde(rename = "recordedAtMS")]
     recorded_at_ms: i64,
+    /// A timed mute's end, milliseconds since the epoch; `null` for a mute forever and for
+    /// an unmute.
+    #[serde(rename = "untilMS")]
+    until_ms: Option<i64>,
 }
 
 /// Server-Sent Events frame for one item; the stream version is the event id, so a client
@@ -127,6 +131,7 @@ fn frame(item: LiveItem) -> Bytes {
                 version,
                 recorded_at: format_instant(&entry.recorded_at),
                 recorded_at_ms: entry.recorded_at.timestamp_millis(),
+                until_ms: entry.until.map(|until| until.timestamp_millis()),
             };
             let data = serde_json::to_string(&event).expect("a live event serialises");
             Bytes::from(format!(

@@ -1,14 +1,18 @@
 //! Muting and unmuting a room: one handler each for the user acting for themselves
 //! (`/me/mute/{room}`, client API) and an app's backend acting for a user
-//! (`/admin/clients/{uid}/mute/{room}`, platform API, actor recorded as admin).
+//! (`/admin/clients/{uid}/mute/{room}`, platform API, actor recorded as admin). A mute may
+//! say how long it lasts in an optional body.
 
 use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::{
     auth::{AuthenticatedClient, PlatformApp},
+    body::{Field, Object},
     envelope,
     envelope::{Success, User},
     errors::ApiError,
@@ -17,7 +21,8 @@ use super::{
     path::{path_param, PathId, PathParam},
     request::RequestContext,
 };
-use crate::domain::{Actor, ActorKind, AppId, ClientId, Command, RoomId};
+use crate::audit::parse_instant;
+use crate::domain::{Actor, ActorKind, AppId, ClientId, Command, Expiry, RoomId};
 use crate::service::{Service, Subject};
 
 /// Who acts on which user: the signed-in user on themselves, or, on a route that names a
@@ -66,10 +71,85 @@ impl FromRequest for Acting {
     }
 }
 
-/// Mutes the room for the signed-in user (idempotent).
+/// How long a mute lasts: `until` or `durationSeconds`, not both. No body, an empty body,
+/// `{}` or `null` values: forever. Unknown fields are refused, so that a misspelt field
+/// cannot silently mean forever.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MuteBody {
+    /// When the mute ends: RFC 3339 (`2026-11-26T18:00:00Z`) or milliseconds since the
+    /// epoch; in the future and at most a year ahead (by the database's clock), kept to the
+    /// millisecond.
+    #[serde(default)]
+    #[schema(schema_with = instant_schema)]
+    until: Field<Instant>,
+    /// How long the mute lasts from now, 1 to 31536000 (a year).
+    #[serde(default)]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 31536000)]
+    duration_seconds: Field<i64>,
+}
+
+/// An instant as JSON may carry it: milliseconds since the epoch, or a string.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Instant {
+    Millis(i64),
+    Text(String),
+}
+
+/// `until`'s schema: an RFC 3339 string or a number of milliseconds, or `null`.
+fn instant_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+                .examples(["2026-11-26T18:00:00Z"]),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64))),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .description(Some(
+            "When the mute ends: RFC 3339 or milliseconds since the epoch; in the future and at \
+             most a year ahead (by the database's clock), kept to the millisecond.",
+        ))
+        .build()
+        .into()
+}
+
+/// The mute's expiry from the body as sent (`body` may be empty).
+fn expiry(body: &[u8]) -> Result<Expiry, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Expiry::Forever);
+    }
+    let Object(body): Object<MuteBody> = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
+    match (
+        body.until.into_option(),
+        body.duration_seconds.into_option(),
+    ) {
+        (None, None) => Ok(Expiry::Forever),
+        (Some(_), Some(_)) => Err(ApiError::invalid("give until or durationSeconds, not both")),
+        (Some(Instant::Millis(ms)), None) => chrono::DateTime::from_timestamp_millis(ms)
+            .map(Expiry::At)
+            .ok_or_else(|| ApiError::invalid("until is out of range")),
+        (Some(Instant::Text(text)), None) => parse_instant("until", &text)
+            .map(Expiry::At)
+            .map_err(ApiError::invalid),
+        (None, Some(seconds)) => Ok(Expiry::For(seconds)),
+    }
+}
+
+/// Mutes the room for the signed-in user, forever or until the body says (idempotent: the
+/// same end again changes nothing; another end replaces the mute).
 #[utoipa::path(
     post, path = "/me/mute/{room}", tag = "client",
     params(RoomPath),
+    request_body(content = Option<MuteBody>, description = "Optional: how long the mute lasts; none, empty or `{}` mutes forever"),
     responses(
         (status = 200, description = "The user, with the room last in `mute`", body = Success<User>),
         ClientCommandErrors,
@@ -80,11 +160,16 @@ pub async fn mute(
     acting: Acting,
     room: PathId<RoomId>,
     request: RequestContext,
+    body: web::Bytes,
     service: web::Data<Service>,
 ) -> Result<HttpResponse, ApiError> {
+    let expiry = expiry(&body)?;
     act(
         acting,
-        Command::MuteRoom { room: room.0 },
+        Command::MuteRoom {
+            room: room.0,
+            expiry,
+        },
         request,
         &service,
     )
@@ -133,4 +218,68 @@ async fn act(
         mutes,
         &request,
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_body_an_empty_object_or_nulls_mean_forever() {
+        for body in [
+            "",
+            "  \n",
+            "{}",
+            r#"{"until": null}"#,
+            r#"{"durationSeconds": null}"#,
+        ] {
+            assert_eq!(
+                expiry(body.as_bytes()).unwrap(),
+                Expiry::Forever,
+                "{body:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_end_is_an_instant_or_a_duration() {
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-26T18:00:00.250Z").unwrap();
+        for body in [
+            r#"{"until": "2026-11-26T18:00:00.250Z"}"#,
+            r#"{"until": "2026-11-26T19:00:00.250+01:00"}"#,
+            r#"{"until": 1795716000250}"#,
+        ] {
+            assert_eq!(
+                expiry(body.as_bytes()).unwrap(),
+                Expiry::At(at.into()),
+                "{body}"
+            );
+        }
+        assert_eq!(
+            expiry(br#"{"durationSeconds": 3600}"#).unwrap(),
+            Expiry::For(3600)
+        );
+    }
+
+    #[test]
+    fn other_bodies_are_refused() {
+        for body in [
+            r#"{"until": 1795716000250, "durationSeconds": 60}"#,
+            r#"{"until": "tomorrow"}"#,
+            r#"{"until": true}"#,
+            r#"{"until": 1.5}"#,
+            r#"{"durationSeconds": "60"}"#,
+            r#"{"durationSeconds": 99999999999999999999}"#,
+            r#"{"duration": 60}"#,
+            r#"[]"#,
+            "null",
+            "{",
+        ] {
+            let err = expiry(body.as_bytes()).unwrap_err();
+            assert!(
+                matches!(err, ApiError::InvalidParameters(_)),
+                "{body}: {err:?}"
+            );
+        }
+    }
 }

@@ -55,12 +55,15 @@ pub mod on_behalf {
     use super::params::{RoomPath, UserPath};
     use super::responses::PlatformCommandErrors;
     use crate::http::envelope::{Success, User};
+    use crate::http::mutes::MuteBody;
 
-    /// Mutes the room on the user's behalf (actor recorded as admin).
+    /// Mutes the room on the user's behalf (actor recorded as admin), forever or until the
+    /// body says, as `POST /me/mute/{room}`.
     #[utoipa::path(
         post, path = "/admin/clients/{uid}/mute/{room}", tag = "platform",
         operation_id = "mute",
         params(UserPath, RoomPath),
+        request_body(content = Option<MuteBody>, description = "Optional: how long the mute lasts; none, empty or `{}` mutes forever"),
         responses(
             (status = 200, description = "The user, with the room last in `mute`", body = Success<User>),
             PlatformCommandErrors,
@@ -153,10 +156,11 @@ pub mod responses {
     }
 
     error_responses! {
-        /// What a mute or unmute through the client API can fail with.
-        ClientCommandErrors = BadRequest, InvalidToken, InvalidClientKey, RoomNotFound, Conflict, RateLimited, Unavailable;
+        /// What a mute or unmute through the client API can fail with (a mute's optional
+        /// body can be too large).
+        ClientCommandErrors = BadRequest, InvalidToken, InvalidClientKey, RoomNotFound, Conflict, RateLimited, PayloadTooLarge, Unavailable;
         /// What a mute or unmute on a user's behalf can fail with.
-        PlatformCommandErrors = BadRequest, InvalidApiKey, ClientOrRoomNotFound, Conflict, RateLimited, Unavailable;
+        PlatformCommandErrors = BadRequest, InvalidApiKey, ClientOrRoomNotFound, Conflict, RateLimited, PayloadTooLarge, Unavailable;
         /// What creating or updating a user or a room through the platform API can fail with.
         PlatformUpsertErrors = BadRequest, InvalidApiKey, RateLimited, PayloadTooLarge, Unavailable;
         /// What a client sign-in can fail with.

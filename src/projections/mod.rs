@@ -24,11 +24,11 @@ pub trait InlineProjection {
     /// What a command decides on, as this model holds it.
     type State;
 
-    /// The statement that loads a stream: [`crate::store::stream::load_statement`] around an
-    /// SQL expression for this model's state of the stream (`$1` app, `$3` stream id).
+    /// The statement that loads a stream: [`crate::store::stream::load_statement`] around
+    /// SQL expressions for this model's state of the stream (`$1` app, `$3` stream id).
     const LOAD: &'static str;
 
-    /// Decodes the state from column `column` of a [`Self::LOAD`] row.
+    /// Decodes the state from the columns from `column` on of a [`Self::LOAD`] row.
     fn state(row: &Row, column: usize) -> Result<Self::State, StoreError>;
 
     /// One append statement per kind of step: [`crate::store::stream::append_statement`]

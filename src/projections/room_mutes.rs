@@ -16,7 +16,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Row;
 
 use super::{InlineProjection, Step};
-use crate::domain::{AppId, ClientId, Event, MuteState, RoomId};
+use crate::domain::{AppId, ClientId, Event, MuteState, RoomId, RoomMute};
 use crate::store::batches::Batches;
 use crate::store::shadow::ShadowRow;
 use crate::store::stream::{append_statement, load_statement};
@@ -33,6 +33,8 @@ pub struct Mute {
     pub muted_at: DateTime<Utc>,
     /// That event's log position: orders a user's mutes, oldest first.
     pub position: i64,
+    /// When the mute ends; `None`: never.
+    pub until: Option<DateTime<Utc>>,
 }
 
 /// A `room_mutes` row as stored, ids unchecked: verify reports a row it cannot read as a
@@ -44,6 +46,15 @@ pub struct MuteRow {
     pub room: String,
     pub muted_at: DateTime<Utc>,
     pub position: i64,
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl MuteRow {
+    /// Whether the row still mutes at `now`: rows past their end are left out of every
+    /// comparison (the sweep deletes them whenever it gets to them).
+    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
+        self.until.is_none_or(|until| until > now)
+    }
 }
 
 /// One user's rows as the log says they must be: the fold of their stream, the Rust twin of
@@ -61,20 +72,19 @@ impl UserMutes {
         UserMutes { mutes }
     }
 
-    /// Applies one event recorded at `position` and `recorded_at`, as the live step does:
-    /// a mute adds the room unless it is muted already (then it keeps its row and its
-    /// place: the decider never appends such an event, but the fold and the SQL must agree
-    /// on any log); an unmute removes it if it is there.
+    /// Applies one event recorded at `position` and `recorded_at`, as the live step does
+    /// and as the decider's `evolve` folds it: a mute replaces any row of the room (muted
+    /// since this event, until its end, last in order); an unmute removes it if it is there.
     pub fn apply(&mut self, event: &Event, position: i64, recorded_at: DateTime<Utc>) {
         match event {
-            Event::RoomMuted { room } => {
-                if self.get(room.as_str()).is_none() {
-                    self.mutes.push(Mute {
-                        room: room.clone(),
-                        muted_at: recorded_at,
-                        position,
-                    });
-                }
+            Event::RoomMuted { room, until } => {
+                self.mutes.retain(|m| &m.room != room);
+                self.mutes.push(Mute {
+                    room: room.clone(),
+                    muted_at: recorded_at,
+                    position,
+                    until: *until,
+                });
             }
             Event::RoomUnmuted { room } => self.mutes.retain(|m| &m.room != room),
         }
@@ -102,6 +112,7 @@ impl UserMutes {
                 room: m.room.as_str(),
                 muted_at: m.muted_at,
                 position: m.position,
+                until: m.until,
             })
             .collect();
         records.sort_unstable_by_key(|r| r.room);
@@ -112,12 +123,13 @@ impl UserMutes {
 /// `room_mutes` as the append statement keeps it.
 pub struct RoomMutes;
 
-/// `RoomMuted` adds the row. A room muted already keeps its row and its place, as
-/// [`UserMutes::apply`] folds it. `$10` is the room.
+/// `RoomMuted` adds the row, or replaces the room's row (its time, place and end), as
+/// [`UserMutes::apply`] folds it. `$10` is the room, `$11` its end (NULL: forever).
 const APPEND_MUTED: &str = append_statement!(
-    "INSERT INTO room_mutes (app_id, client_id, room_id, muted_at, position)
-     SELECT $1, $3, $10, recorded_at, position FROM appended
-     ON CONFLICT (app_id, client_id, room_id) DO NOTHING"
+    "INSERT INTO room_mutes (app_id, client_id, room_id, muted_at, position, until)
+     SELECT $1, $3, $10, recorded_at, position, $11 FROM appended
+     ON CONFLICT (app_id, client_id, room_id) DO UPDATE
+     SET muted_at = excluded.muted_at, position = excluded.position, until = excluded.until"
 );
 
 /// `RoomUnmuted` removes the row. `$10` is the room.
@@ -130,25 +142,32 @@ const APPEND_UNMUTED: &str = append_statement!(
 impl InlineProjection for RoomMutes {
     type State = MuteState;
 
+    /// Expired rows included: the decider tells them apart with the load's clock.
     const LOAD: &'static str = load_statement!(
         "ARRAY(SELECT room_id FROM room_mutes
+               WHERE app_id = $1 AND client_id = $3 ORDER BY position),
+         ARRAY(SELECT muted_at FROM room_mutes
+               WHERE app_id = $1 AND client_id = $3 ORDER BY position),
+         ARRAY(SELECT until FROM room_mutes
                WHERE app_id = $1 AND client_id = $3 ORDER BY position)"
     );
 
     fn state(row: &Row, column: usize) -> Result<MuteState, StoreError> {
-        state_from_ids(row.get(column))
+        state_from_columns(row.get(column), row.get(column + 1), row.get(column + 2))
     }
 
     const APPEND: &'static [&'static str] = &[APPEND_MUTED, APPEND_UNMUTED];
 
     fn step(event: &Event) -> Step<'_> {
-        let statement = match event {
-            Event::RoomMuted { .. } => 0,
-            Event::RoomUnmuted { .. } => 1,
-        };
-        Step {
-            statement,
-            params: vec![Box::new(event.room().as_str())],
+        match event {
+            Event::RoomMuted { room, until } => Step {
+                statement: 0,
+                params: vec![Box::new(room.as_str()), Box::new(*until)],
+            },
+            Event::RoomUnmuted { room } => Step {
+                statement: 1,
+                params: vec![Box::new(room.as_str())],
+            },
         }
     }
 }
@@ -157,20 +176,42 @@ fn corrupt(err: impl ToString) -> StoreError {
     StoreError::Corrupt(err.to_string())
 }
 
-/// The state from stored room ids, in the order given (mute order).
-fn state_from_ids(ids: Vec<String>) -> Result<MuteState, StoreError> {
-    let muted = ids
+/// The state from stored rooms, times and ends, in the order given (mute order).
+fn state_from_columns(
+    rooms: Vec<String>,
+    since: Vec<DateTime<Utc>>,
+    until: Vec<Option<DateTime<Utc>>>,
+) -> Result<MuteState, StoreError> {
+    let mutes = rooms
         .into_iter()
-        .map(RoomId::parse)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(corrupt)?;
-    Ok(MuteState::from_muted(muted))
+        .zip(since)
+        .zip(until)
+        .map(|((room, since), until)| {
+            Ok(RoomMute {
+                room: RoomId::parse(room).map_err(corrupt)?,
+                since,
+                until,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(MuteState::from_mutes(mutes))
 }
 
-const MUTED_ROOMS: &str =
-    "SELECT room_id FROM room_mutes WHERE app_id = $1 AND client_id = $2 ORDER BY position";
+/// A mute in force by the database's clock. The same condition on every read, so the
+/// reads agree on when a mute ended.
+macro_rules! in_force {
+    ($alias:literal) => {
+        concat!("(", $alias, "until IS NULL OR ", $alias, "until > now())")
+    };
+}
 
-/// A user's muted rooms, oldest mute first.
+const MUTED_ROOMS: &str = concat!(
+    "SELECT room_id, muted_at, until FROM room_mutes WHERE app_id = $1 AND client_id = $2 AND ",
+    in_force!(""),
+    " ORDER BY position"
+);
+
+/// A user's mutes in force, oldest mute first.
 #[tracing::instrument(level = "debug", skip(db))]
 pub async fn muted_rooms<C: GenericClient>(
     db: &C,
@@ -178,16 +219,21 @@ pub async fn muted_rooms<C: GenericClient>(
     client: &ClientId,
 ) -> Result<MuteState, StoreError> {
     let rows = query(db, MUTED_ROOMS, &[&app.as_str(), &client.as_str()]).await?;
-    state_from_ids(rows.iter().map(|row| row.get(0)).collect())
+    state_from_columns(
+        rows.iter().map(|row| row.get(0)).collect(),
+        rows.iter().map(|row| row.get(1)).collect(),
+        rows.iter().map(|row| row.get(2)).collect(),
+    )
 }
 
 fn client_id(raw: String) -> Result<ClientId, StoreError> {
     ClientId::parse(raw).map_err(corrupt)
 }
 
-/// Which of `clients` muted `room`, sorted by id, each once; `None` when the room is not in
-/// the app. One statement: the room lookup and the muters' lookup travel together. Served
-/// by the index `room_mutes_room_client_idx (app_id, room_id, client_id)`.
+/// Which of `clients` muted `room` (mutes in force), sorted by id, each once; `None` when
+/// the room is not in the app. One statement: the room lookup and the muters' lookup travel
+/// together. Served by the index `room_mutes_room_client_idx (app_id, room_id, client_id)
+/// INCLUDE (until)`, index only.
 ///
 /// The ids are joined as a set (`unnest`) rather than tested with `client_id = ANY($3)`:
 /// once PostgreSQL switches the prepared statement to its generic plan, `= ANY` of a
@@ -203,11 +249,16 @@ pub async fn muted_among<C: GenericClient>(
     let ids: Vec<&str> = clients.iter().map(ClientId::as_str).collect();
     let row = query_opt(
         db,
-        "SELECT ARRAY(SELECT m.client_id
-                      FROM unnest($3::text[]) AS wanted(client_id)
-                      JOIN room_mutes m ON m.app_id = $1 AND m.room_id = $2
-                                       AND m.client_id = wanted.client_id)
-         FROM rooms r WHERE r.app_id = $1 AND r.room_id = $2",
+        concat!(
+            "SELECT ARRAY(SELECT m.client_id
+                          FROM unnest($3::text[]) AS wanted(client_id)
+                          JOIN room_mutes m ON m.app_id = $1 AND m.room_id = $2
+                                           AND m.client_id = wanted.client_id
+                          WHERE ",
+            in_force!("m."),
+            ")
+             FROM rooms r WHERE r.app_id = $1 AND r.room_id = $2"
+        ),
         &[&app.as_str(), &room.as_str(), &ids],
     )
     .await?;
@@ -231,8 +282,8 @@ pub struct Muter {
     pub muted_at: DateTime<Utc>,
 }
 
-/// Up to `limit` muters of `room` with ids after `after` (keyset paging, id order); `None`
-/// when the room is not in the app.
+/// Up to `limit` muters of `room` (mutes in force) with ids after `after` (keyset paging,
+/// id order); `None` when the room is not in the app.
 #[tracing::instrument(skip(db))]
 pub async fn muters_page<C: GenericClient>(
     db: &C,
@@ -248,15 +299,18 @@ pub async fn muters_page<C: GenericClient>(
     // muted (one row of NULLs).
     let rows = query(
         db,
-        "SELECT m.client_id, m.muted_at
-         FROM rooms r
-         LEFT JOIN LATERAL (
-             SELECT client_id, muted_at FROM room_mutes
-             WHERE app_id = r.app_id AND room_id = r.room_id AND client_id > $3
-             ORDER BY client_id LIMIT $4
-         ) m ON true
-         WHERE r.app_id = $1 AND r.room_id = $2
-         ORDER BY m.client_id",
+        concat!(
+            "SELECT m.client_id, m.muted_at
+             FROM rooms r
+             LEFT JOIN LATERAL (
+                 SELECT client_id, muted_at FROM room_mutes
+                 WHERE app_id = r.app_id AND room_id = r.room_id AND client_id > $3 AND ",
+            in_force!(""),
+            " ORDER BY client_id LIMIT $4
+             ) m ON true
+             WHERE r.app_id = $1 AND r.room_id = $2
+             ORDER BY m.client_id"
+        ),
         &[&app.as_str(), &room.as_str(), &after, &limit],
     )
     .await?;
@@ -278,7 +332,7 @@ pub async fn muters_page<C: GenericClient>(
 }
 
 /// The columns every scan reads, in [`mute_row`]'s order.
-const COLUMNS: &str = "app_id, client_id, room_id, muted_at, position";
+const COLUMNS: &str = "app_id, client_id, room_id, muted_at, position, until";
 
 fn mute_row(row: &Row) -> Result<MuteRow, StoreError> {
     Ok(MuteRow {
@@ -287,6 +341,7 @@ fn mute_row(row: &Row) -> Result<MuteRow, StoreError> {
         room: row.get(2),
         muted_at: row.get(3),
         position: row.get(4),
+        until: row.get(5),
     })
 }
 
@@ -356,11 +411,33 @@ pub async fn clear_shadow(
     Ok(())
 }
 
-/// How many rooms are muted, by anyone.
+/// How many rows the table holds (expired ones not yet swept included).
 #[tracing::instrument(skip(db))]
 pub async fn count<C: GenericClient>(db: &C) -> Result<usize, StoreError> {
     let row = query_one(db, "SELECT count(*) FROM room_mutes", &[]).await?;
     Ok(row.get::<_, i64>(0).max(0) as usize)
+}
+
+/// Deletes up to `batch` rows whose mute ended by the database's clock, oldest end first;
+/// answers how many. Only the read model: the log keeps every event, and every read leaves
+/// expired rows out already, so this only keeps the table from growing.
+///
+/// The rows are found on `room_mutes_until_idx` and locked, skipping rows another sweep or
+/// a writer holds rather than waiting; a row locked by this statement cannot change before
+/// it ends, so deleting by its `ctid` is a direct lookup (a key join would read every
+/// expired row for each batch). The end is checked again all the same.
+#[tracing::instrument(skip(db))]
+pub async fn sweep_expired<C: GenericClient>(db: &C, batch: i64) -> Result<u64, StoreError> {
+    execute(
+        db,
+        "DELETE FROM room_mutes
+         WHERE ctid = ANY(ARRAY(
+             SELECT ctid FROM room_mutes WHERE until <= now()
+             ORDER BY until LIMIT $1 FOR UPDATE SKIP LOCKED))
+           AND until <= now()",
+        &[&batch],
+    )
+    .await
 }
 
 /// A row to write by COPY.
@@ -370,18 +447,20 @@ pub struct MuteRecord<'a> {
     pub room: &'a str,
     pub muted_at: DateTime<Utc>,
     pub position: i64,
+    pub until: Option<DateTime<Utc>>,
 }
 
 impl ShadowRow for MuteRecord<'_> {
     const TABLE: &'static str = TABLE;
     const COPY: &'static str =
-        "COPY room_mutes_rebuild (app_id, client_id, room_id, muted_at, position)";
+        "COPY room_mutes_rebuild (app_id, client_id, room_id, muted_at, position, until)";
     const TYPES: &'static [Type] = &[
         Type::TEXT,
         Type::TEXT,
         Type::TEXT,
         Type::TIMESTAMPTZ,
         Type::INT8,
+        Type::TIMESTAMPTZ,
     ];
     fn values(&self) -> Vec<&(dyn ToSql + Sync)> {
         vec![
@@ -390,6 +469,7 @@ impl ShadowRow for MuteRecord<'_> {
             &self.room,
             &self.muted_at,
             &self.position,
+            &self.until,
         ]
     }
 }
@@ -419,21 +499,37 @@ mod tests {
     }
 
     #[test]
-    fn a_room_keeps_the_row_of_the_mute_that_muted_it() {
-        let muted = |id| Event::RoomMuted { room: room(id) };
+    fn a_room_has_the_row_of_its_latest_mute() {
+        let muted = |id| Event::RoomMuted {
+            room: room(id),
+            until: None,
+        };
         let unmuted = |id| Event::RoomUnmuted { room: room(id) };
         assert_eq!(
             fold(&[muted("a"), muted("b"), muted("a"), unmuted("b"), muted("b")]),
-            [("a".into(), 1), ("b".into(), 5)]
+            [("a".into(), 3), ("b".into(), 5)]
         );
         assert_eq!(fold(&[unmuted("a"), muted("a")]), [("a".into(), 2)]);
+        let mut mutes = UserMutes::default();
+        mutes.apply(&muted("a"), 1, at(1000));
+        let timed = Event::RoomMuted {
+            room: room("a"),
+            until: Some(at(9000)),
+        };
+        mutes.apply(&timed, 2, at(2000));
+        assert_eq!(mutes.get("a").unwrap().until, Some(at(9000)));
+        assert_eq!(mutes.get("a").unwrap().muted_at, at(2000));
     }
 
     #[test]
     fn records_are_in_key_order() {
         let mut mutes = UserMutes::default();
         for (position, id) in (1..).zip(["b", "c", "a"]) {
-            mutes.apply(&Event::RoomMuted { room: room(id) }, position, at(0));
+            let event = Event::RoomMuted {
+                room: room(id),
+                until: None,
+            };
+            mutes.apply(&event, position, at(0));
         }
         let rooms: Vec<&str> = mutes.records("app", "u").iter().map(|r| r.room).collect();
         assert_eq!(rooms, ["a", "b", "c"]);

@@ -31,6 +31,7 @@ impl StreamFold {
                     room: RoomId::parse(row.room).map_err(|err| UnreadableRow(err.to_string()))?,
                     muted_at: row.muted_at,
                     position: row.position,
+                    until: row.until,
                 })
             })
             .collect::<Result<Vec<_>, UnreadableRow>>()?;
@@ -43,12 +44,11 @@ impl StreamFold {
     /// Folds one stored event of this stream. An event this version cannot decode stops
     /// the fold: a read model built by skipping it would be silently wrong.
     pub fn apply(&mut self, stored: &StoredEvent) -> Result<(), UnreadableEvent> {
-        let event = Event::from_stored(&stored.event_type, &stored.data).ok_or_else(|| {
-            UnreadableEvent {
+        let event = Event::from_stored(&stored.event_type, stored.schema_version, &stored.data)
+            .ok_or_else(|| UnreadableEvent {
                 position: stored.key.position,
                 event_type: stored.event_type.clone(),
-            }
-        })?;
+            })?;
         self.mutes
             .apply(&event, stored.key.position, stored.recorded_at);
         self.version = stored.stream_version;
@@ -167,6 +167,13 @@ pub enum Difference {
         found: String,
         expected: String,
     },
+    WrongEnd {
+        app: String,
+        client: String,
+        room: String,
+        found: String,
+        expected: String,
+    },
     WrongVersion {
         app: String,
         client: String,
@@ -194,6 +201,10 @@ impl fmt::Display for Difference {
                 f,
                 "time     app={app} client={client} room={room}: muted_at {found}, the log says {expected}"
             ),
+            Difference::WrongEnd { app, client, room, found, expected } => write!(
+                f,
+                "end      app={app} client={client} room={room}: until {found}, the log says {expected}"
+            ),
             Difference::WrongVersion { app, client, found, expected } => write!(
                 f,
                 "version  app={app} client={client}: stream version {found}, the log says {expected}"
@@ -206,13 +217,24 @@ fn described(position: i64, muted_at: &DateTime<Utc>) -> (i64, String) {
     (position, format_instant(muted_at))
 }
 
+fn described_end(until: &Option<DateTime<Utc>>) -> String {
+    until
+        .as_ref()
+        .map_or_else(|| "never".into(), format_instant)
+}
+
 /// The differences between one stream's fold and what the read model holds for it,
 /// appended to `out` sorted. A stream with no events and a version row of 0 (left by an
 /// idempotent command) is no difference.
+///
+/// Mutes whose end is at or before `now` (the database's clock of the comparing snapshot)
+/// are left out on both sides: every read ignores them already and the sweep deletes them
+/// from the table whenever it gets to them, so whether one is still there is no drift.
 pub fn stream_differences(
     key: &StreamKey,
     expected: &StreamFold,
     found: &Found,
+    now: DateTime<Utc>,
     out: &mut Vec<Difference>,
 ) {
     let (app, client) = (&key.0, &key.1);
@@ -225,7 +247,11 @@ pub fn stream_differences(
             expected: expected.version(),
         });
     }
+    let expired = |until: &Option<DateTime<Utc>>| until.is_some_and(|until| until <= now);
     for mute in expected.mutes().mutes() {
+        if expired(&mute.until) {
+            continue;
+        }
         let room = mute.room.as_str().to_owned();
         match found.mutes.get(&room) {
             None => out.push(Difference::Missing {
@@ -234,7 +260,22 @@ pub fn stream_differences(
                 room,
                 expected: described(mute.position, &mute.muted_at),
             }),
+            Some(actual) if !actual.is_active(now) => out.push(Difference::Missing {
+                app: app.clone(),
+                client: client.clone(),
+                room,
+                expected: described(mute.position, &mute.muted_at),
+            }),
             Some(actual) => {
+                if actual.until != mute.until {
+                    out.push(Difference::WrongEnd {
+                        app: app.clone(),
+                        client: client.clone(),
+                        room: room.clone(),
+                        found: described_end(&actual.until),
+                        expected: described_end(&mute.until),
+                    });
+                }
                 if actual.position != mute.position {
                     out.push(Difference::WrongOrder {
                         app: app.clone(),
@@ -257,7 +298,8 @@ pub fn stream_differences(
         }
     }
     for (room, actual) in &found.mutes {
-        if expected.mutes().get(room).is_none() {
+        let expected_mute = expected.mutes().get(room);
+        if actual.is_active(now) && expected_mute.is_none_or(|m| expired(&m.until)) {
             out.push(Difference::Extra {
                 app: app.clone(),
                 client: client.clone(),
@@ -294,8 +336,18 @@ mod tests {
             stream_id: client.into(),
             stream_version: version,
             event_type: event_type.into(),
+            schema_version: 1,
             data: serde_json::json!({ "room": room }),
             recorded_at: at(position * 1000),
+        }
+    }
+
+    /// A version 2 mute ending at `until`.
+    fn stored_until(position: i64, version: i32, room: &str, until: i64) -> StoredEvent {
+        StoredEvent {
+            schema_version: 2,
+            data: serde_json::json!({ "room": room, "until": format_instant(&at(until)) }),
+            ..stored(position, "u", version, "RoomMuted", room)
         }
     }
 
@@ -321,7 +373,7 @@ mod tests {
     }
 
     #[test]
-    fn a_room_keeps_the_row_of_the_mute_that_muted_it() {
+    fn a_room_has_the_row_of_its_latest_mute() {
         let streams = fold(&[
             stored(1, "u", 1, "RoomMuted", "a"),
             stored(2, "u", 2, "RoomMuted", "b"),
@@ -330,7 +382,7 @@ mod tests {
             stored(5, "u", 5, "RoomMuted", "b"),
         ]);
         assert_eq!(streams.len(), 1);
-        assert_eq!(rooms(&streams[0]), [("a".into(), 1), ("b".into(), 5)]);
+        assert_eq!(rooms(&streams[0]), [("a".into(), 3), ("b".into(), 5)]);
         assert_eq!(streams[0].fold.version(), 5);
         assert_eq!(streams[0].fold.muted_rooms(), 2);
     }
@@ -360,7 +412,7 @@ mod tests {
     fn a_resumed_stream_folds_on_as_the_whole_stream_would() {
         let events = [
             stored(1, "u", 1, "RoomMuted", "a"),
-            stored(2, "u", 2, "RoomMuted", "b"),
+            stored_until(2, 2, "b", 60_000),
             stored(3, "u", 3, "RoomUnmuted", "a"),
             stored(4, "u", 4, "RoomMuted", "c"),
             stored(5, "u", 5, "RoomMuted", "a"),
@@ -378,6 +430,7 @@ mod tests {
                 room: m.room.as_str().to_owned(),
                 muted_at: m.muted_at,
                 position: m.position,
+                until: m.until,
             })
             .collect();
         let mut resumed = StreamFold::resume(first.fold.version(), rows).unwrap();
@@ -398,11 +451,21 @@ mod tests {
     }
 
     fn found(version: i32, mutes: &[(&str, i64, i64)]) -> Found {
+        found_until(
+            version,
+            &mutes
+                .iter()
+                .map(|&(r, p, ms)| (r, p, ms, None))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    fn found_until(version: i32, mutes: &[(&str, i64, i64, Option<i64>)]) -> Found {
         Found {
             version,
             mutes: mutes
                 .iter()
-                .map(|(room, position, ms)| {
+                .map(|(room, position, ms, until)| {
                     (
                         (*room).to_owned(),
                         MuteRow {
@@ -411,6 +474,7 @@ mod tests {
                             room: (*room).to_owned(),
                             muted_at: at(*ms),
                             position: *position,
+                            until: until.map(at),
                         },
                     )
                 })
@@ -418,9 +482,10 @@ mod tests {
         }
     }
 
+    /// Compared at 100 s.
     fn differences_of(stream: &FoldedStream, found: &Found) -> Vec<String> {
         let mut out = Vec::new();
-        stream_differences(&stream.key, &stream.fold, found, &mut out);
+        stream_differences(&stream.key, &stream.fold, found, at(100_000), &mut out);
         out.iter()
             .map(|d| {
                 d.to_string()
@@ -471,6 +536,47 @@ mod tests {
                 "missing app=app client=w room=a:",
                 "version app=app client=w: stream"
             ]
+        );
+    }
+
+    #[test]
+    fn expired_mutes_are_no_drift_whether_swept_or_not() {
+        let streams = fold(&[
+            stored_until(1, 1, "gone", 50_000),
+            stored_until(2, 2, "kept", 500_000),
+        ]);
+        let kept = ("kept", 2, 2000, Some(500_000));
+        for found in [
+            found_until(2, &[kept]),
+            found_until(2, &[("gone", 1, 1000, Some(50_000)), kept]),
+        ] {
+            assert_eq!(differences_of(&streams[0], &found), Vec::<String>::new());
+        }
+        // A row the log has expired or removed is only drift while it still mutes.
+        assert_eq!(
+            differences_of(
+                &streams[0],
+                &found_until(2, &[("gone", 1, 1000, Some(900_000)), kept])
+            ),
+            ["extra app=app client=u room=gone:"]
+        );
+    }
+
+    #[test]
+    fn a_wrong_end_is_reported() {
+        let streams = fold(&[stored_until(1, 1, "a", 500_000)]);
+        for until in [None, Some(400_000)] {
+            assert_eq!(
+                differences_of(&streams[0], &found_until(1, &[("a", 1, 1000, until)])),
+                ["end app=app client=u room=a:"]
+            );
+        }
+        assert_eq!(
+            differences_of(
+                &streams[0],
+                &found_until(1, &[("a", 1, 1000, Some(90_000))])
+            ),
+            ["missing app=app client=u room=a:"]
         );
     }
 }

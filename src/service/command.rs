@@ -7,7 +7,7 @@ use std::time::Duration;
 use rand::Rng;
 
 use super::ServiceError;
-use crate::domain::{decide, evolve, AppId, ClientId, Command, EventMetadata, MuteState, RoomId};
+use crate::domain::{decide, evolve, AppId, ClientId, Command, EventMetadata, MuteState};
 use crate::metrics;
 use crate::projections::room_mutes::RoomMutes;
 use crate::store::{stream, StoreError, Unit};
@@ -16,15 +16,9 @@ use crate::store::{stream, StoreError, Unit};
 /// instead of failing each other and a handful of attempts is plenty.
 pub(super) const MAX_ATTEMPTS: u32 = 5;
 
-fn room_of(command: &Command) -> &RoomId {
-    match command {
-        Command::MuteRoom { room } | Command::UnmuteRoom { room } => room,
-    }
-}
-
-/// Runs a command for one user on `unit`'s connection and answers their state afterwards
-/// (which is exactly what the read model now holds, since both were written in the same
-/// statement).
+/// Runs a command for one user on `unit`'s connection and answers their mutes in force
+/// afterwards (exactly what the read model now holds, since both were written in the same
+/// statement, read at the database's clock).
 ///
 /// One database round trip when the command decides nothing (idempotent repeats), two
 /// when it appends; see [`stream`].
@@ -36,7 +30,7 @@ pub(super) async fn handle(
     command: Command,
     metadata: &EventMetadata,
 ) -> Result<MuteState, ServiceError> {
-    let room = room_of(&command);
+    let room = command.room();
     let mut loaded = stream::load::<RoomMutes, _>(unit.client(), app, client, room).await?;
     for attempt in 1..=MAX_ATTEMPTS {
         tracing::Span::current().record("attempts", attempt);
@@ -46,21 +40,36 @@ pub(super) async fn handle(
             }
             return Err(ServiceError::RoomNotFound);
         }
-        let events = decide(&loaded.state, &command);
+        let events = match decide(&loaded.state, &command, loaded.now) {
+            Ok(events) => events,
+            Err(refused) => {
+                if unit.is_open() {
+                    unit.rollback().await?;
+                }
+                return Err(ServiceError::Refused(refused));
+            }
+        };
         if events.is_empty() {
             if unit.is_open() {
                 unit.commit().await?;
             }
-            return Ok(loaded.state);
+            return Ok(loaded.state.active_at(loaded.now));
         }
         match stream::append::<RoomMutes>(unit, app, client, loaded.version, &events, metadata)
             .await
         {
-            Ok(_) => {
+            Ok(recorded) => {
                 events
                     .iter()
                     .for_each(|e| metrics::event_appended(e.event_type()));
-                return Ok(events.iter().fold(loaded.state, evolve));
+                let now = recorded.last().map_or(loaded.now, |r| r.recorded_at);
+                let state = events
+                    .iter()
+                    .zip(&recorded)
+                    .fold(loaded.state, |state, (event, recorded)| {
+                        evolve(state, event, recorded.recorded_at)
+                    });
+                return Ok(state.active_at(now));
             }
             Err(StoreError::Conflict) => {
                 metrics::conflict_retried();

@@ -3,6 +3,7 @@
 //! answers and errors to the wire).
 
 mod command;
+pub mod sweep;
 pub mod tokens;
 
 use std::time::Duration;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::audit::{self, AsOf, AuditError, AuditPage};
-use crate::domain::{AppId, ClientId, Command, EventMetadata, MuteState, RoomId};
+use crate::domain::{AppId, ClientId, Command, DomainError, EventMetadata, MuteState, RoomId};
 use crate::feed::{self, watcher::LogWatcher, FeedCursor, FeedError, FeedPage};
 use crate::projections::room_mutes;
 use crate::store::{
@@ -32,6 +33,9 @@ pub enum ServiceError {
         command::MAX_ATTEMPTS
     )]
     Conflict,
+    /// The domain refused the command (a mute's end out of range).
+    #[error(transparent)]
+    Refused(DomainError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -108,7 +112,7 @@ impl Service {
         Ok(directory::app_by_client_key(&conn, client_key).await?)
     }
 
-    /// The user's muted rooms, oldest mute first.
+    /// The user's mutes in force, oldest mute first.
     pub async fn me(&self, app: &AppId, client: &ClientId) -> Result<MuteState, ServiceError> {
         let conn = self.pool.get().await.map_err(StoreError::from)?;
         Ok(room_mutes::muted_rooms(&conn, app, client).await?)

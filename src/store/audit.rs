@@ -42,6 +42,8 @@ pub struct AuditEntry {
     pub port: Option<i64>,
     pub user_agent: Option<String>,
     pub recorded_at: DateTime<Utc>,
+    /// A mute's end; `None` for a mute forever and for other events.
+    pub until: Option<DateTime<Utc>>,
 }
 
 /// RFC 3339 in UTC with microseconds: exactly what is stored, so a time copied from an
@@ -56,7 +58,8 @@ fn text(value: &serde_json::Value, key: &str) -> Option<String> {
 
 /// The columns [`entry_from_row`] reads, in its order.
 pub(super) const ENTRY_COLUMNS: &str =
-    "position, event_id, event_type, app_id, stream_id, data->>'room' AS room, metadata, recorded_at";
+    "position, event_id, event_type, app_id, stream_id, data->>'room' AS room, metadata, recorded_at,
+     data->>'until' AS until";
 
 /// An entry from the [`ENTRY_COLUMNS`] of `row`, starting at column `first`.
 pub(super) fn entry_from_row(row: &tokio_postgres::Row, first: usize) -> AuditEntry {
@@ -80,6 +83,10 @@ pub(super) fn entry_from_row(row: &tokio_postgres::Row, first: usize) -> AuditEn
         port: metadata.get("port").and_then(serde_json::Value::as_i64),
         user_agent: text(&metadata, "userAgent"),
         recorded_at: row.get(first + 7),
+        until: row
+            .get::<_, Option<&str>>(first + 8)
+            .and_then(|until| DateTime::parse_from_rfc3339(until).ok())
+            .map(|until| until.with_timezone(&Utc)),
     }
 }
 
@@ -154,17 +161,18 @@ pub async fn page<C: GenericClient>(
     Ok(rows.iter().map(|row| entry_from_row(row, 0)).collect())
 }
 
-/// The user's events recorded at or before `at`, in stream order, for an as-of fold.
+/// The user's events recorded at or before `at`, with when each was recorded, in stream
+/// order, for an as-of fold.
 #[tracing::instrument(skip(db))]
 pub async fn stream_until<C: GenericClient>(
     db: &C,
     app: &AppId,
     client: &ClientId,
     at: DateTime<Utc>,
-) -> Result<Vec<Event>, StoreError> {
+) -> Result<Vec<(Event, DateTime<Utc>)>, StoreError> {
     let rows = query(
         db,
-        "SELECT position, event_type, data FROM events
+        "SELECT position, event_type, schema_version, data, recorded_at FROM events
          WHERE app_id = $1 AND stream_type = $2 AND stream_id = $3 AND recorded_at <= $4
          ORDER BY stream_version",
         &[
@@ -177,12 +185,14 @@ pub async fn stream_until<C: GenericClient>(
     .await?;
     rows.iter()
         .map(|row| {
-            Event::from_stored(row.get(1), &row.get(2)).ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "event at position {} is not a known preference event",
-                    row.get::<_, i64>(0)
-                ))
-            })
+            Event::from_stored(row.get(1), row.get(2), &row.get(3))
+                .map(|event| (event, row.get(4)))
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "event at position {} is not a known preference event",
+                        row.get::<_, i64>(0)
+                    ))
+                })
         })
         .collect()
 }

@@ -91,6 +91,7 @@ pub struct StoredEvent {
     pub stream_id: String,
     pub stream_version: i32,
     pub event_type: String,
+    pub schema_version: i16,
     pub data: serde_json::Value,
     pub recorded_at: DateTime<Utc>,
 }
@@ -186,7 +187,7 @@ impl WindowBounds {
 /// The columns [`stored_from_row`] reads.
 const EVENT_COLUMNS: &str =
     "transaction_id::text AS xid, position, app_id, stream_id, stream_version,
-     event_type, data, recorded_at";
+     event_type, data, recorded_at, schema_version";
 
 fn stored_from_row(row: &Row) -> Result<StoredEvent, StoreError> {
     Ok(StoredEvent {
@@ -200,6 +201,7 @@ fn stored_from_row(row: &Row) -> Result<StoredEvent, StoreError> {
         event_type: row.get(5),
         data: row.get(6),
         recorded_at: row.get(7),
+        schema_version: row.get(8),
     })
 }
 

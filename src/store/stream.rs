@@ -33,6 +33,9 @@ use crate::projections::InlineProjection;
 pub struct LoadedStream<S> {
     pub room_exists: bool,
     pub version: i32,
+    /// The database's clock when the statement ran: what a decision is made at, so the
+    /// application servers' clocks do not matter.
+    pub now: DateTime<Utc>,
     pub state: S,
 }
 
@@ -45,8 +48,10 @@ pub struct Recorded {
     pub recorded_at: DateTime<Utc>,
 }
 
-/// The statement that loads a stream, around a read model's state expression: one
-/// statement, so one snapshot, so the version and the state always belong together.
+/// The statement that loads a stream, around a read model's state expressions: one
+/// statement, so one snapshot, so the version and the state always belong together, with
+/// the database's clock (`statement_timestamp()`: the statement's own start, also inside a
+/// retry's transaction, which began before it waited for the lock).
 ///
 /// Parameters: $1 app, $2 stream type, $3 user, $4 room.
 macro_rules! load_statement {
@@ -56,6 +61,7 @@ macro_rules! load_statement {
                 EXISTS (SELECT 1 FROM rooms WHERE app_id = $1 AND room_id = $4),
                 coalesce((SELECT version FROM stream_versions
                           WHERE app_id = $1 AND stream_type = $2 AND stream_id = $3), 0),
+                statement_timestamp(),
                 ",
             $state
         )
@@ -105,7 +111,8 @@ async fn load_prepared<P: InlineProjection, C: GenericClient>(
     Ok(LoadedStream {
         room_exists: row.get(0),
         version: row.get(1),
-        state: P::state(&row, 2)?,
+        now: row.get(2),
+        state: P::state(&row, 3)?,
     })
 }
 
@@ -218,6 +225,7 @@ pub async fn append<P: InlineProjection>(
                 let event_id = Uuid::new_v4();
                 let (app, client) = (app.as_str(), client.as_str());
                 let (event_type, data) = (event.event_type(), Json(event.data()));
+                let schema_version = event.schema_version();
                 let mut params: Vec<&(dyn ToSql + Sync)> = vec![
                     &app,
                     &STREAM_TYPE_USER_PREFERENCES,
@@ -225,7 +233,7 @@ pub async fn append<P: InlineProjection>(
                     &version,
                     &event_id,
                     &event_type,
-                    &Event::SCHEMA_VERSION,
+                    &schema_version,
                     &data,
                     metadata,
                 ];

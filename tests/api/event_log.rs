@@ -63,6 +63,7 @@ async fn every_event_records_who_when_and_from_where() {
 fn mute(room: &str) -> Event {
     Event::RoomMuted {
         room: RoomId::parse(room).unwrap(),
+        until: None,
     }
 }
 

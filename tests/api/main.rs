@@ -28,3 +28,4 @@ mod replicas;
 mod review;
 mod sdk_compat;
 mod security;
+mod timed_mutes;

@@ -1,14 +1,16 @@
 //! `room_mutes`' live SQL and its Rust fold agree. Generated event sequences for several
-//! users — repeated mutes, unmutes of rooms never muted, many rooms, several events in one
-//! append — go through the store's real append statement, which the decider would never
-//! be asked to (it decides no repeated mute); the rows it leaves must be the rows
-//! `UserMutes` folds from the same events: same rooms, `muted_at`, `position` and order.
+//! users — repeated mutes with the same or other ends (forever, past, future), unmutes of
+//! rooms never muted, many rooms, several events in one append — go through the store's
+//! real append statement, which the decider would never be asked to (it decides no repeated
+//! mute with the same end); the rows it leaves must be the rows `UserMutes` folds from the
+//! same events: same rooms, `muted_at`, `position`, `until` and order.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chatprefs::domain::{Actor, ActorKind, AppId, ClientId, Event, EventMetadata, RoomId};
 use chatprefs::projections::room_mutes::{self, RoomMutes, UserMutes};
 use chatprefs::store::{self, stream, Pool, Unit};
+use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
@@ -17,25 +19,40 @@ use crate::helpers::TestApp;
 const USERS: usize = 3;
 const ROOMS: [&str; 6] = ["r0", "r1", "r2", "général", "r 4", "r5"];
 
+/// A mute's possible ends, in milliseconds since the epoch: forever, long past, and two
+/// far ahead (the live SQL stores whatever the event says).
+const ENDS: [Option<i64>; 4] = [
+    None,
+    Some(1_000),
+    Some(4_102_444_800_000),
+    Some(4_102_444_800_250),
+];
+
+/// One event: a mute (with which end) or an unmute, of which room.
+type Generated = (Option<usize>, usize);
+
 /// One append: several events of one user, in one transaction when more than one.
 #[derive(Debug, Clone)]
 struct Append {
     user: usize,
-    events: Vec<(bool, usize)>,
+    events: Vec<Generated>,
 }
 
 fn appends() -> impl Strategy<Value = Vec<Append>> {
-    let event = (any::<bool>(), 0..ROOMS.len());
+    let event = (proptest::option::of(0..ENDS.len()), 0..ROOMS.len());
     let append = (0..USERS, proptest::collection::vec(event, 1..4))
         .prop_map(|(user, events)| Append { user, events });
     proptest::collection::vec(append, 0..30)
 }
 
-fn event((mute, room): (bool, usize)) -> Event {
+fn event((mute, room): Generated) -> Event {
     let room = RoomId::parse(ROOMS[room]).unwrap();
     match mute {
-        true => Event::RoomMuted { room },
-        false => Event::RoomUnmuted { room },
+        Some(end) => Event::RoomMuted {
+            room,
+            until: ENDS[end].and_then(DateTime::<Utc>::from_timestamp_millis),
+        },
+        None => Event::RoomUnmuted { room },
     }
 }
 
@@ -43,8 +60,8 @@ fn user(i: usize) -> ClientId {
     ClientId::parse(format!("u{i}")).unwrap()
 }
 
-/// A user's rows as `(room, muted_at, position)`, oldest mute first.
-type Rows = Vec<(String, String, i64)>;
+/// A user's rows as `(room, muted_at, position, until)`, oldest mute first.
+type Rows = Vec<(String, String, i64, Option<String>)>;
 
 /// Appends `appends` under the app `app` through the live SQL, folds the same events, and
 /// answers both sides' rows per user.
@@ -89,6 +106,7 @@ async fn live_and_folded(pool: &Pool, app: &AppId, appends: &[Append]) -> (Vec<R
                         m.room.as_str().to_owned(),
                         m.muted_at.to_rfc3339(),
                         m.position,
+                        m.until.map(|u| u.to_rfc3339()),
                     )
                 })
                 .collect()
@@ -106,11 +124,16 @@ async fn live_and_folded(pool: &Pool, app: &AppId, appends: &[Append]) -> (Vec<R
             "the table was reset before this case"
         );
         let i: usize = row.client[1..].parse().unwrap();
-        live[i].push((row.room, row.muted_at.to_rfc3339(), row.position));
+        live[i].push((
+            row.room,
+            row.muted_at.to_rfc3339(),
+            row.position,
+            row.until.map(|u| u.to_rfc3339()),
+        ));
     }
     // The read model's order is by position.
     for rows in &mut live {
-        rows.sort_by_key(|(_, _, position)| *position);
+        rows.sort_by_key(|(_, _, position, _)| *position);
     }
     (live, folded)
 }

@@ -1,0 +1,45 @@
+//! Deletes expired mutes from the read model in the background, so that `room_mutes` does
+//! not grow with every timed mute ever made. Nothing depends on it for correctness: every
+//! read leaves expired rows out by the database's clock, and verify ignores them.
+
+use std::time::Duration;
+
+use crate::projections::room_mutes;
+use crate::store::{Pool, StoreError};
+
+/// How often a process sweeps. Several instances may sweep at once: each skips the rows
+/// another holds.
+pub const INTERVAL: Duration = Duration::from_secs(60);
+
+/// Rows deleted per statement: short transactions, short row locks, bounded WAL.
+const BATCH: i64 = 1000;
+
+/// Sweeps `pool` every `interval` on the current runtime, for as long as the runtime lives.
+pub fn spawn(pool: Pool, interval: Duration) {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            match sweep(&pool).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "swept expired mutes"),
+                // The next tick tries again; an expired row left meanwhile is invisible.
+                Err(err) => tracing::warn!(error = %err, "sweeping expired mutes failed"),
+            }
+        }
+    });
+}
+
+/// Deletes every expired row, a batch at a time; answers how many.
+pub async fn sweep(pool: &Pool) -> Result<u64, StoreError> {
+    let conn = pool.get().await?;
+    let mut deleted = 0;
+    loop {
+        let batch = room_mutes::sweep_expired(&conn, BATCH).await?;
+        deleted += batch;
+        if batch < BATCH as u64 {
+            return Ok(deleted);
+        }
+    }
+}
