@@ -14,7 +14,7 @@ deadline=${DEADLINE_MS:-100}; port=${PORT:-8181}
 db=chatprefs_auth_cache
 export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
 out=$(mktemp -d)
-cargo build --release --quiet
+cargo build --release --quiet --features bench
 bin=target/release/chatprefs
 load() { uptime | sed 's/.*load average: //'; }
 
@@ -35,7 +35,7 @@ serve() {
     for _ in $(seq 50); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
 }
 bench() {
-    "$bin" bench --url "http://127.0.0.1:$port" --client-key "$(jq -r .clientKey "$out/app.json")" \
+    "$bin-bench" --url "http://127.0.0.1:$port" --client-key "$(jq -r .clientKey "$out/app.json")" \
         --api-key "$(jq -r .apiKey "$out/app.json")" --users "$users" --rooms "$rooms" --json "$@" || true
 }
 report() {
