@@ -4,6 +4,8 @@
 # that drift in the machine's load falls on both. Prints one JSON line per run.
 #   usage: docs/perf/before-after.sh BEFORE_BINARY AFTER_BINARY BENCH_BINARY [BENCH_ARGS…]
 #   env:   ROUNDS (3) SECONDS_PER_RUN (20) CONNECTIONS (16) USERS (1000) ROOMS (200)
+#          BEFORE_FLAGS, AFTER_FLAGS: extra `serve` flags per side (the same binary twice with
+#          a setting off and on, say)
 # BENCH_BINARY is `chatprefs-bench` (or a binary with a `bench` subcommand: set
 # BENCH_SUBCOMMAND=bench).
 set -euo pipefail
@@ -23,11 +25,13 @@ trap cleanup EXIT
 port=8391
 for side in before after; do
     bin=${!side}
+    flags_var=${side^^}_FLAGS
+    read -r -a flags <<<"${!flags_var:-}"
     url="postgres://$PGUSER@$PGHOST:$PGPORT/chatprefs_ab_$side"
     psql -qAt -d postgres -c "DROP DATABASE IF EXISTS chatprefs_ab_$side WITH (FORCE)" >/dev/null
     DATABASE_URL=$url RUST_LOG=warn "$bin" migrate >/dev/null
     DATABASE_URL=$url RUST_LOG=warn "$bin" app create bench --json >"$out/$side.json"
-    DATABASE_URL=$url RUST_LOG=warn "$bin" serve --bind "127.0.0.1:$port" >"$out/$side.log" 2>&1 &
+    DATABASE_URL=$url RUST_LOG=warn "$bin" serve --bind "127.0.0.1:$port" "${flags[@]}" >"$out/$side.log" 2>&1 &
     pids+=($!)
     echo "$port" >"$out/$side.port"; port=$((port + 1))
 done
