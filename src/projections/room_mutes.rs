@@ -143,13 +143,14 @@ impl InlineProjection for RoomMutes {
     type State = MuteState;
 
     /// Expired rows included: the decider tells them apart with the load's clock.
+    /// One pass over the user's rows gives the three columns (an aggregate without GROUP
+    /// BY always yields one row, NULL arrays when the user has none).
     const LOAD: &'static str = load_statement!(
-        "ARRAY(SELECT room_id FROM room_mutes
-               WHERE app_id = $1 AND client_id = $3 ORDER BY position),
-         ARRAY(SELECT muted_at FROM room_mutes
-               WHERE app_id = $1 AND client_id = $3 ORDER BY position),
-         ARRAY(SELECT until FROM room_mutes
-               WHERE app_id = $1 AND client_id = $3 ORDER BY position)"
+        "coalesce(m.rooms, '{}'), coalesce(m.since, '{}'), coalesce(m.until, '{}')
+         FROM (SELECT array_agg(room_id ORDER BY position) AS rooms,
+                      array_agg(muted_at ORDER BY position) AS since,
+                      array_agg(until ORDER BY position) AS until
+               FROM room_mutes WHERE app_id = $1 AND client_id = $3) m"
     );
 
     fn state(row: &Row, column: usize) -> Result<MuteState, StoreError> {
