@@ -143,14 +143,17 @@ impl InlineProjection for RoomMutes {
     type State = MuteState;
 
     /// Expired rows included: the decider tells them apart with the load's clock.
-    /// One pass over the user's rows gives the three columns (an aggregate without GROUP
-    /// BY always yields one row, NULL arrays when the user has none).
+    /// Each column is a scalar subquery, so `room_mutes` is locked after `stream_versions`
+    /// (the order of the statement's text), the order writers and the rebuild's swap take.
+    /// One scan with `FROM (SELECT array_agg …)` was 8% faster, but its FROM locked
+    /// `room_mutes` first and deadlocked with the swap's `LOCK TABLE`.
     const LOAD: &'static str = load_statement!(
-        "coalesce(m.rooms, '{}'), coalesce(m.since, '{}'), coalesce(m.until, '{}')
-         FROM (SELECT array_agg(room_id ORDER BY position) AS rooms,
-                      array_agg(muted_at ORDER BY position) AS since,
-                      array_agg(until ORDER BY position) AS until
-               FROM room_mutes WHERE app_id = $1 AND client_id = $3) m"
+        "ARRAY(SELECT room_id FROM room_mutes
+               WHERE app_id = $1 AND client_id = $3 ORDER BY position),
+         ARRAY(SELECT muted_at FROM room_mutes
+               WHERE app_id = $1 AND client_id = $3 ORDER BY position),
+         ARRAY(SELECT until FROM room_mutes
+               WHERE app_id = $1 AND client_id = $3 ORDER BY position)"
     );
 
     fn state(row: &Row, column: usize) -> Result<MuteState, StoreError> {
