@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 
 use super::{
     auth::PlatformApp,
-    body::{Field, Object},
+    body::{optional_object, Field, Object},
     envelope,
     envelope::{Success, User},
     errors::ApiError,
@@ -185,13 +185,7 @@ pub async fn revoke_tokens(
     service: web::Data<Service>,
 ) -> Result<HttpResponse, ApiError> {
     // An unreadable body must not widen "revoke this token" into "revoke all tokens".
-    let only = if body.iter().all(u8::is_ascii_whitespace) {
-        None
-    } else {
-        let Object(parsed): Object<RevokeBody> = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
-        Some(secrets::sha256(&parsed.token))
-    };
+    let only = optional_object::<RevokeBody>(&body)?.map(|parsed| secrets::sha256(&parsed.token));
     let PathId(client) = path_param::<ClientId>(&req)?;
     let revoked = service
         .revoke_tokens(&platform.app, &client, only.as_ref().map(|h| h.as_slice()))

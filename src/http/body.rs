@@ -15,6 +15,19 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
     }
 }
 
+/// A body that may be left out: empty (or only whitespace) is `None`; anything else must be
+/// a JSON object of `T`, or the request is 400 (an unreadable body never counts as absent).
+pub fn optional_object<T: for<'de> Deserialize<'de>>(
+    body: &[u8],
+) -> Result<Option<T>, super::ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let Object(parsed) = serde_json::from_slice(body)
+        .map_err(|e| super::ApiError::invalid(format!("invalid JSON body: {e}")))?;
+    Ok(Some(parsed))
+}
+
 /// Asks the format for a map whatever the type asks for, so anything else is an error
 /// with the format's own message and position.
 struct ObjectOnly<D>(D);

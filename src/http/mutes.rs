@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use super::{
     auth::{AuthenticatedClient, PlatformApp},
-    body::{Field, Object},
+    body::{optional_object, Field},
     envelope,
     envelope::{Success, User},
     errors::ApiError,
@@ -123,11 +123,9 @@ fn instant_schema() -> utoipa::openapi::schema::Schema {
 
 /// The mute's expiry from the body as sent (`body` may be empty).
 fn expiry(body: &[u8]) -> Result<Expiry, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    let Some(body) = optional_object::<MuteBody>(body)? else {
         return Ok(Expiry::Forever);
-    }
-    let Object(body): Object<MuteBody> = serde_json::from_slice(body)
-        .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
+    };
     match (
         body.until.into_option(),
         body.duration_seconds.into_option(),
