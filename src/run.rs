@@ -190,7 +190,7 @@ async fn run_tail(database_url: &str, args: TailArgs) -> anyhow::Result<ExitCode
 /// Exit 0: no drift; 1: drift, and nothing else; 2: no verdict (an error).
 async fn run_verify(database_url: &str) -> ExitCode {
     let verified = async {
-        store::migrate(database_url).await?;
+        refuse_newer_schema(store::migrate(database_url).await?, "verify")?;
         let pool = store::connect_pool(database_url, &pool_settings(1, 5000))?;
         anyhow::Ok(rebuild::verify(&pool).await?)
     }
@@ -211,11 +211,31 @@ async fn run_verify(database_url: &str) -> ExitCode {
 }
 
 async fn run_rebuild(database_url: &str) -> anyhow::Result<ExitCode> {
-    store::migrate(database_url).await?;
+    refuse_newer_schema(store::migrate(database_url).await?, "rebuild")?;
     let pool = store::connect_pool(database_url, &pool_settings(3, 5000))?;
     let report = rebuild::rebuild(&pool).await?;
     rebuild::output::print_rebuild(&report);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `serve` and the reads run on a newer release's schema (migrations only expand it), but
+/// rebuild and verify fold the whole log with this binary's events and columns: a release
+/// that does not know a newer event or column would rebuild without it (a timed mute
+/// becomes forever) and verify would call that correct.
+fn refuse_newer_schema(migrated: store::Migrated, command: &str) -> anyhow::Result<()> {
+    match migrated {
+        store::Migrated::Current { .. } => Ok(()),
+        store::Migrated::Newer {
+            binary,
+            database,
+            unknown,
+        } => anyhow::bail!(
+            "the database schema (V{database}) is newer than this binary's (V{binary}): it \
+             has {} that this binary does not know, so its {command} would drop what only the \
+             newer release knows; run {command} with the newest release; nothing was changed",
+            unknown.join(", ")
+        ),
+    }
 }
 
 fn pool_settings(size: usize, timeout_ms: u64) -> PoolSettings {

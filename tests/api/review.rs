@@ -47,9 +47,6 @@ fn runtime_role(db: TestDatabase) -> (Role, String) {
     (Role { name, db: Some(db) }, url)
 }
 
-/// A newer release migrated the database (V99, unknown here): this binary still serves,
-/// migrates nothing, rebuilds and audits, as an older instance must mid-deploy or after a
-/// rollback.
 /// The version of the newest migration this binary carries (`migrations/V<n>__*.sql`).
 fn newest_migration() -> u32 {
     std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
@@ -62,8 +59,12 @@ fn newest_migration() -> u32 {
         .expect("migrations")
 }
 
+/// A newer release migrated the database (V99, unknown here): this binary still serves,
+/// migrates nothing and audits, as an older instance must mid-deploy or after a rollback;
+/// but it refuses to rebuild or verify, which would fold the log without what only the
+/// newer release knows.
 #[tokio::test]
-async fn an_older_binary_runs_on_a_newer_additive_schema() {
+async fn an_older_binary_serves_a_newer_additive_schema_but_will_not_rebuild_it() {
     let db = TestDatabase::new();
     let keys = create_app(&db.url, "shop");
     sql(
@@ -107,11 +108,37 @@ async fn an_older_binary_runs_on_a_newer_additive_schema() {
         .sent()
         .await
         .assert_ok();
+    http.post(format!("{}/rooms", server.base()))
+        .header("IM-API-KEY", &keys.api_key)
+        .json(&json!({ "_id": "r1" }))
+        .sent()
+        .await
+        .assert_ok();
+    http.post(format!("{}/admin/clients/u1/mute/r1", server.base()))
+        .header("IM-API-KEY", &keys.api_key)
+        .sent()
+        .await
+        .assert_ok();
     drop(server);
 
-    db.cli(["rebuild", "--verify"]).await.assert_success();
     db.cli(["audit", "--app", "shop"]).await.assert_success();
-    db.cli(["rebuild"]).await.assert_success();
+    let mutes = "SELECT count(*) FROM room_mutes WHERE room_id = 'r1'";
+    assert_eq!(sql(&db.url, mutes).await[0].get::<_, i64>(0), 1);
+    db.cli(["rebuild"])
+        .await
+        .assert_exit_code(1)
+        .assert_stderr_contains("newer than this binary")
+        .assert_stderr_contains("V99__from_the_future")
+        .assert_stderr_contains("run rebuild with the newest release");
+    db.cli(["rebuild", "--verify"])
+        .await
+        .assert_exit_code(2)
+        .assert_stderr_contains("run verify with the newest release");
+    assert_eq!(
+        sql(&db.url, mutes).await[0].get::<_, i64>(0),
+        1,
+        "a refused rebuild leaves the read model as it was"
+    );
     assert_eq!(history(&db.url).await, before);
 }
 
