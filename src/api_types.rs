@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::audit;
-use crate::domain::RoomId;
+use crate::domain::RoomMute;
 use crate::store::audit::{self as log, format_instant};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -122,6 +122,13 @@ pub struct AsOf {
     pub as_of_ms: i64,
     /// Oldest mute first, as in the user object.
     pub mute: Vec<String>,
+    /// The same mutes in the same order, with since when and until when.
+    pub mute_details: Vec<MuteDetail>,
+    /// `false` while all notifications were paused at that instant (do not disturb).
+    pub notification_enabled: bool,
+    /// When the pause in force then ends, milliseconds since the epoch; `null` when not
+    /// paused or paused until resumed.
+    pub notifications_paused_until: Option<i64>,
 }
 
 impl From<audit::AsOf> for AsOf {
@@ -131,7 +138,37 @@ impl From<audit::AsOf> for AsOf {
             app_id: as_of.app.into_inner(),
             as_of: format_instant(&as_of.at),
             as_of_ms: as_of.at.timestamp_millis(),
-            mute: as_of.mute.into_iter().map(RoomId::into_inner).collect(),
+            mute: as_of
+                .mutes
+                .iter()
+                .map(|m| m.room.as_str().to_owned())
+                .collect(),
+            mute_details: as_of.mutes.into_iter().map(MuteDetail::from).collect(),
+            notification_enabled: as_of.pause.is_none(),
+            notifications_paused_until: as_of
+                .pause
+                .and_then(|p| p.until)
+                .map(|u| u.timestamp_millis()),
+        }
+    }
+}
+
+/// One mute in force: the user object's `muteDetails` entries.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MuteDetail {
+    pub room: String,
+    /// When it was muted (this mute, with this end), milliseconds since the epoch.
+    pub since: i64,
+    /// When it ends, milliseconds since the epoch; `null`: never.
+    pub until: Option<i64>,
+}
+
+impl From<RoomMute> for MuteDetail {
+    fn from(mute: RoomMute) -> Self {
+        MuteDetail {
+            since: mute.since.timestamp_millis(),
+            until: mute.until.map(|u| u.timestamp_millis()),
+            room: mute.room.into_inner(),
         }
     }
 }

@@ -212,7 +212,7 @@ async fn run_verify(database_url: &str) -> ExitCode {
 
 async fn run_rebuild(database_url: &str) -> anyhow::Result<ExitCode> {
     refuse_newer_schema(store::migrate(database_url).await?, "rebuild")?;
-    let pool = store::connect_pool(database_url, &pool_settings(3, 5000))?;
+    let pool = store::connect_pool(database_url, &pool_settings(4, 5000))?;
     let report = rebuild::rebuild(&pool).await?;
     rebuild::output::print_rebuild(&report);
     Ok(ExitCode::SUCCESS)

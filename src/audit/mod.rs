@@ -5,7 +5,7 @@ pub mod output;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{evolve, AppId, ClientId, IdError, MuteState, RoomId};
+use crate::domain::{evolve, AppId, ClientId, IdError, MuteState, Pause, RoomId, RoomMute};
 use crate::store::audit::{self as log, AuditEntry, AuditFilter};
 use crate::store::{self, directory, Pool, Retryable, StoreError};
 
@@ -173,12 +173,14 @@ pub struct AsOf {
     pub app: AppId,
     pub at: DateTime<Utc>,
     /// Oldest mute first, as in the user object.
-    pub mute: Vec<RoomId>,
+    pub mutes: Vec<RoomMute>,
+    /// The pause of all notifications in force then, if any.
+    pub pause: Option<Pause>,
 }
 
 /// The user's muted rooms as they were at `at` (now by the database's clock when `None`):
 /// the stream up to then, folded with the live projection's `evolve`, keeping the mutes
-/// whose end is after `at`.
+/// and the pause whose end is after `at`.
 #[tracing::instrument(skip(pool))]
 pub async fn muted_as_of(
     pool: &Pool,
@@ -200,16 +202,13 @@ pub async fn muted_as_of(
         .fold(MuteState::default(), |state, (event, recorded_at)| {
             evolve(state, event, *recorded_at)
         });
+    let state = state.active_at(at);
     Ok(AsOf {
         client: client.clone(),
         app: app.clone(),
         at,
-        mute: state
-            .active_at(at)
-            .into_mutes()
-            .into_iter()
-            .map(|m| m.room)
-            .collect(),
+        pause: state.pause().copied(),
+        mutes: state.into_mutes(),
     })
 }
 

@@ -201,8 +201,8 @@ pub fn write_as_of(out: &mut impl Write, format: Format, as_of: &AsOf) -> anyhow
         Format::Csv => {
             let mut csv = csv::Writer::from_writer(&mut *out);
             csv.write_record(["room"])?;
-            for room in &as_of.mute {
-                csv.write_record([room.as_str()])?;
+            for mute in &as_of.mutes {
+                csv.write_record([mute.room.as_str()])?;
             }
             csv.flush()?;
         }
@@ -214,12 +214,19 @@ pub fn write_as_of(out: &mut impl Write, format: Format, as_of: &AsOf) -> anyhow
                 as_of.app,
                 format_instant(&as_of.at)
             )?;
-            for room in &as_of.mute {
-                writeln!(out, "  {room}")?;
+            for mute in &as_of.mutes {
+                writeln!(out, "  {}", mute.room)?;
+            }
+            if let Some(pause) = &as_of.pause {
+                let until = pause
+                    .until
+                    .as_ref()
+                    .map_or("resumed".into(), format_instant);
+                writeln!(out, "  (all notifications paused until {until})")?;
             }
         }
     }
-    if as_of.mute.is_empty() {
+    if as_of.mutes.is_empty() {
         eprintln!("no room was muted at that instant");
     }
     Ok(())

@@ -20,17 +20,47 @@ impl RoomMute {
     }
 }
 
-/// A user's preferences as the log says they are: the muted rooms, oldest mute first,
-/// expired ones included until something drops them (their expiry needs no event).
-/// A user has few mutes, so a vector keeps the order cheaply and lookups stay fast.
+/// All notifications paused (do not disturb): since when, and until when (`None`: until
+/// resumed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pause {
+    pub since: DateTime<Utc>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl Pause {
+    /// A pause is in force strictly before its end.
+    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
+        self.until.is_none_or(|until| until > now)
+    }
+}
+
+/// A user's preferences as the log says they are: the muted rooms, oldest mute first, and
+/// whether all notifications are paused, expired ones included until something drops them
+/// (their expiry needs no event). A user has few mutes, so a vector keeps the order cheaply
+/// and lookups stay fast.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MuteState {
     mutes: Vec<RoomMute>,
+    pause: Option<Pause>,
 }
 
 impl MuteState {
     pub fn from_mutes(mutes: Vec<RoomMute>) -> Self {
-        Self { mutes }
+        Self { mutes, pause: None }
+    }
+
+    pub fn with_pause(self, pause: Option<Pause>) -> Self {
+        Self { pause, ..self }
+    }
+
+    /// The pause, in force or expired.
+    pub fn pause(&self) -> Option<&Pause> {
+        self.pause.as_ref()
+    }
+
+    pub fn is_paused(&self, now: DateTime<Utc>) -> bool {
+        self.pause.is_some_and(|p| p.is_active(now))
     }
 
     /// The room's mute, in force or expired.
@@ -46,9 +76,10 @@ impl MuteState {
         &self.mutes
     }
 
-    /// Only the mutes in force at `now`: what every answer shows.
+    /// Only the mutes and the pause in force at `now`: what every answer shows.
     pub fn active_at(mut self, now: DateTime<Utc>) -> Self {
         self.mutes.retain(|m| m.is_active(now));
+        self.pause = self.pause.filter(|p| p.is_active(now));
         self
     }
 
@@ -57,7 +88,7 @@ impl MuteState {
     }
 }
 
-/// How long a mute lasts, as asked.
+/// How long a mute or a pause lasts, as asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expiry {
     Forever,
@@ -70,12 +101,16 @@ pub enum Expiry {
 pub enum Command {
     MuteRoom { room: RoomId, expiry: Expiry },
     UnmuteRoom { room: RoomId },
+    PauseNotifications { expiry: Expiry },
+    ResumeNotifications,
 }
 
 impl Command {
-    pub fn room(&self) -> &RoomId {
+    /// The room the command is about, which must exist; `None` for a pause or resume.
+    pub fn room(&self) -> Option<&RoomId> {
         match self {
-            Command::MuteRoom { room, .. } | Command::UnmuteRoom { room } => room,
+            Command::MuteRoom { room, .. } | Command::UnmuteRoom { room } => Some(room),
+            Command::PauseNotifications { .. } | Command::ResumeNotifications => None,
         }
     }
 }
@@ -83,11 +118,11 @@ impl Command {
 /// Why the domain refuses a command.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DomainError {
-    #[error("a mute must end in the future and within {MAX_MUTE_SECONDS} seconds")]
+    #[error("a mute or pause must end in the future and within {MAX_MUTE_SECONDS} seconds")]
     ExpiryOutOfRange,
 }
 
-/// The end of a mute asked at `now`, to the millisecond (the API's precision, so that
+/// The end of a mute or pause asked at `now`, to the millisecond (the API's precision, so that
 /// asking for the same end again is recognised as the same).
 fn resolve(expiry: Expiry, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, DomainError> {
     let until = match expiry {
@@ -110,7 +145,8 @@ fn resolve(expiry: Expiry, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, 
 /// state). Idempotence lives here: muting a room muted until the same end, or unmuting one
 /// that is not muted (never muted, unmuted, or expired), decides nothing, so retries and
 /// double taps leave no trace. A different end, or a mute whose end has passed, is a new
-/// mute.
+/// mute. Pauses follow the same rules: the same end again decides nothing, resuming when
+/// not paused (never, resumed, or expired) decides nothing.
 pub fn decide(
     state: &MuteState,
     command: &Command,
@@ -131,13 +167,25 @@ pub fn decide(
             vec![Event::RoomUnmuted { room: room.clone() }]
         }
         Command::UnmuteRoom { .. } => Vec::new(),
+        Command::PauseNotifications { expiry } => {
+            let until = resolve(*expiry, now)?;
+            match state.pause() {
+                Some(pause) if pause.is_active(now) && pause.until == until => Vec::new(),
+                _ => vec![Event::NotificationsPaused { until }],
+            }
+        }
+        Command::ResumeNotifications if state.is_paused(now) => {
+            vec![Event::NotificationsResumed]
+        }
+        Command::ResumeNotifications => Vec::new(),
     })
 }
 
 /// Folds one event recorded at `recorded_at` into the state. The live projection, rebuild
 /// and as-of answers all follow this one rule, so they cannot disagree about what the log
 /// means: a mute replaces any earlier mute of the room (it is muted since this event, until
-/// this event's end, and moves last), an unmute removes it.
+/// this event's end, and moves last), an unmute removes it; a pause replaces any earlier
+/// pause (paused since this event, until its end), a resume ends it.
 pub fn evolve(mut state: MuteState, event: &Event, recorded_at: DateTime<Utc>) -> MuteState {
     match event {
         Event::RoomMuted { room, until } => {
@@ -149,6 +197,13 @@ pub fn evolve(mut state: MuteState, event: &Event, recorded_at: DateTime<Utc>) -
             });
         }
         Event::RoomUnmuted { room } => state.mutes.retain(|m| &m.room != room),
+        Event::NotificationsPaused { until } => {
+            state.pause = Some(Pause {
+                since: recorded_at,
+                until: *until,
+            });
+        }
+        Event::NotificationsResumed => state.pause = None,
     }
     state
 }
@@ -343,6 +398,135 @@ mod tests {
     fn unmuting_an_expired_mute_records_nothing() {
         given_when_then(&[muted_until("a", t(60))], unmute("a"), t(60), &[]);
         given_when_then(&[muted_until("a", t(60))], unmute("a"), t(600), &[]);
+    }
+
+    fn paused(until: Option<DateTime<Utc>>) -> Event {
+        Event::NotificationsPaused { until }
+    }
+    fn pause(expiry: Expiry) -> Command {
+        Command::PauseNotifications { expiry }
+    }
+
+    #[test]
+    fn pausing_when_not_paused_records_it() {
+        given_when_then(&[], pause(Expiry::Forever), t(10), &[paused(None)]);
+        given_when_then(
+            &[muted("a")],
+            pause(Expiry::At(t(60))),
+            t(10),
+            &[paused(Some(t(60)))],
+        );
+        given_when_then(
+            &[paused(None), Event::NotificationsResumed],
+            pause(Expiry::Forever),
+            t(10),
+            &[paused(None)],
+        );
+    }
+
+    #[test]
+    fn pausing_again_with_the_same_end_records_nothing() {
+        given_when_then(&[paused(None)], pause(Expiry::Forever), t(10), &[]);
+        given_when_then(&[paused(Some(t(60)))], pause(Expiry::At(t(60))), t(59), &[]);
+    }
+
+    #[test]
+    fn pausing_with_another_end_or_after_the_end_records_the_new_pause() {
+        given_when_then(
+            &[paused(Some(t(60)))],
+            pause(Expiry::At(t(90))),
+            t(10),
+            &[paused(Some(t(90)))],
+        );
+        given_when_then(
+            &[paused(Some(t(60)))],
+            pause(Expiry::Forever),
+            t(10),
+            &[paused(None)],
+        );
+        given_when_then(
+            &[paused(None)],
+            pause(Expiry::For(60)),
+            t(10),
+            &[paused(Some(t(70)))],
+        );
+        given_when_then(
+            &[paused(Some(t(60)))],
+            pause(Expiry::At(t(120))),
+            t(60),
+            &[paused(Some(t(120)))],
+        );
+    }
+
+    #[test]
+    fn a_pause_end_in_the_past_or_beyond_a_year_is_refused() {
+        for expiry in [
+            Expiry::At(t(10)),
+            Expiry::For(0),
+            Expiry::For(MAX_MUTE_SECONDS + 1),
+        ] {
+            assert_eq!(
+                decide(&MuteState::default(), &pause(expiry), t(10)),
+                Err(DomainError::ExpiryOutOfRange),
+                "{expiry:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn resuming_a_pause_in_force_records_it() {
+        let resume = Command::ResumeNotifications;
+        given_when_then(
+            &[paused(None)],
+            resume.clone(),
+            t(10),
+            &[Event::NotificationsResumed],
+        );
+        given_when_then(
+            &[paused(Some(t(60)))],
+            resume,
+            t(59),
+            &[Event::NotificationsResumed],
+        );
+    }
+
+    #[test]
+    fn resuming_when_not_paused_or_after_the_end_records_nothing() {
+        let resume = || Command::ResumeNotifications;
+        given_when_then(&[], resume(), t(10), &[]);
+        given_when_then(&[muted("a")], resume(), t(10), &[]);
+        given_when_then(
+            &[paused(None), Event::NotificationsResumed],
+            resume(),
+            t(10),
+            &[],
+        );
+        given_when_then(&[paused(Some(t(60)))], resume(), t(60), &[]);
+        given_when_then(&[paused(Some(t(60)))], resume(), t(600), &[]);
+    }
+
+    #[test]
+    fn a_pause_leaves_the_mutes_alone_and_ends_at_its_end() {
+        let state = fold(&[muted("a"), paused(Some(t(60))), muted("b")]);
+        assert_eq!(
+            state.pause(),
+            Some(&Pause {
+                since: t(1),
+                until: Some(t(60))
+            })
+        );
+        assert_eq!(state.mutes().len(), 2);
+        assert!(state.is_paused(t(59)));
+        assert!(!state.is_paused(t(60)));
+        assert_eq!(
+            state.clone().active_at(t(59)).pause().map(|p| p.since),
+            Some(t(1))
+        );
+        assert_eq!(state.clone().active_at(t(60)).pause(), None);
+        assert_eq!(state.active_at(t(60)).mutes().len(), 2);
+        let resumed = fold(&[paused(None), muted("a"), Event::NotificationsResumed]);
+        assert_eq!(resumed.pause(), None);
+        assert_eq!(resumed.mutes().len(), 1);
     }
 
     #[test]

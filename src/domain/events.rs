@@ -18,16 +18,26 @@ pub enum Event {
     RoomUnmuted {
         room: RoomId,
     },
+    /// Every notification paused (do not disturb) until `until`, or until resumed when
+    /// `None`. Names no room.
+    NotificationsPaused {
+        until: Option<DateTime<Utc>>,
+    },
+    NotificationsResumed,
 }
 
 impl Event {
     pub const ROOM_MUTED: &'static str = "RoomMuted";
     pub const ROOM_UNMUTED: &'static str = "RoomUnmuted";
+    pub const NOTIFICATIONS_PAUSED: &'static str = "NotificationsPaused";
+    pub const NOTIFICATIONS_RESUMED: &'static str = "NotificationsResumed";
 
     pub fn event_type(&self) -> &'static str {
         match self {
             Event::RoomMuted { .. } => Self::ROOM_MUTED,
             Event::RoomUnmuted { .. } => Self::ROOM_UNMUTED,
+            Event::NotificationsPaused { .. } => Self::NOTIFICATIONS_PAUSED,
+            Event::NotificationsResumed => Self::NOTIFICATIONS_RESUMED,
         }
     }
 
@@ -38,22 +48,29 @@ impl Event {
     pub fn schema_version(&self) -> i16 {
         match self {
             Event::RoomMuted { .. } => 2,
-            Event::RoomUnmuted { .. } => 1,
+            Event::RoomUnmuted { .. }
+            | Event::NotificationsPaused { .. }
+            | Event::NotificationsResumed => 1,
         }
     }
 
-    pub fn room(&self) -> &RoomId {
+    /// The room the event is about; `None` for the events about all of a user's
+    /// notifications.
+    pub fn room(&self) -> Option<&RoomId> {
         match self {
-            Event::RoomMuted { room, .. } | Event::RoomUnmuted { room } => room,
+            Event::RoomMuted { room, .. } | Event::RoomUnmuted { room } => Some(room),
+            Event::NotificationsPaused { .. } | Event::NotificationsResumed => None,
         }
     }
 
     pub fn data(&self) -> EventData<'_> {
         EventData {
-            room: self.room().as_str(),
+            room: self.room().map(RoomId::as_str),
             until: match self {
-                Event::RoomMuted { until, .. } => Some(until.as_ref().map(format_until)),
-                Event::RoomUnmuted { .. } => None,
+                Event::RoomMuted { until, .. } | Event::NotificationsPaused { until } => {
+                    Some(until.as_ref().map(format_until))
+                }
+                Event::RoomUnmuted { .. } | Event::NotificationsResumed => None,
             },
         }
     }
@@ -68,21 +85,27 @@ impl Event {
         schema_version: i16,
         data: &serde_json::Value,
     ) -> Option<Event> {
-        let room = RoomId::parse(data.get("room")?.as_str()?).ok()?;
+        let room = || RoomId::parse(data.get("room")?.as_str()?).ok();
+        let until = || match data.get("until")? {
+            serde_json::Value::Null => Some(None),
+            value => Some(Some(
+                DateTime::parse_from_rfc3339(value.as_str()?)
+                    .ok()?
+                    .with_timezone(&Utc),
+            )),
+        };
         match (event_type, schema_version) {
-            (Self::ROOM_MUTED, 1) => Some(Event::RoomMuted { room, until: None }),
-            (Self::ROOM_MUTED, 2) => {
-                let until = match data.get("until")? {
-                    serde_json::Value::Null => None,
-                    value => Some(
-                        DateTime::parse_from_rfc3339(value.as_str()?)
-                            .ok()?
-                            .with_timezone(&Utc),
-                    ),
-                };
-                Some(Event::RoomMuted { room, until })
-            }
-            (Self::ROOM_UNMUTED, 1) => Some(Event::RoomUnmuted { room }),
+            (Self::ROOM_MUTED, 1) => Some(Event::RoomMuted {
+                room: room()?,
+                until: None,
+            }),
+            (Self::ROOM_MUTED, 2) => Some(Event::RoomMuted {
+                room: room()?,
+                until: until()?,
+            }),
+            (Self::ROOM_UNMUTED, 1) => Some(Event::RoomUnmuted { room: room()? }),
+            (Self::NOTIFICATIONS_PAUSED, 1) => Some(Event::NotificationsPaused { until: until()? }),
+            (Self::NOTIFICATIONS_RESUMED, 1) => Some(Event::NotificationsResumed),
             _ => None,
         }
     }
@@ -93,11 +116,12 @@ fn format_until(until: &DateTime<Utc>) -> String {
     until.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// The stored payload (the `data` column): the room, and for `RoomMuted` its end (`null`
-/// for forever).
+/// The stored payload (the `data` column): the room of a room's event, and for
+/// `RoomMuted` and `NotificationsPaused` the end (`null`: none).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EventData<'a> {
-    pub room: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub room: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub until: Option<Option<String>>,
 }
@@ -151,6 +175,11 @@ mod tests {
                 until: Some(at("2026-11-26T17:00:00.250Z")),
             },
             Event::RoomUnmuted { room },
+            Event::NotificationsPaused { until: None },
+            Event::NotificationsPaused {
+                until: Some(at("2026-11-26T17:00:00.250Z")),
+            },
+            Event::NotificationsResumed,
         ] {
             assert_eq!(
                 Event::from_stored(
@@ -236,6 +265,36 @@ mod tests {
         assert_eq!(
             serde_json::to_value(unmuted.data()).unwrap(),
             serde_json::json!({ "room": "r" })
+        );
+    }
+
+    #[test]
+    fn pause_payloads_name_no_room() {
+        let paused = Event::NotificationsPaused {
+            until: Some(at("2026-11-26T17:00:00.250Z")),
+        };
+        assert_eq!(paused.schema_version(), 1);
+        assert_eq!(paused.room(), None);
+        assert_eq!(
+            serde_json::to_value(paused.data()).unwrap(),
+            serde_json::json!({ "until": "2026-11-26T17:00:00.250Z" })
+        );
+        assert_eq!(
+            serde_json::to_value(Event::NotificationsPaused { until: None }.data()).unwrap(),
+            serde_json::json!({ "until": null })
+        );
+        assert_eq!(
+            serde_json::to_value(Event::NotificationsResumed.data()).unwrap(),
+            serde_json::json!({})
+        );
+        // A pause says how long it lasts, even when until resumed.
+        assert_eq!(
+            Event::from_stored("NotificationsPaused", 1, &serde_json::json!({})),
+            None
+        );
+        assert_eq!(
+            Event::from_stored("NotificationsResumed", 2, &serde_json::json!({})),
+            None
         );
     }
 

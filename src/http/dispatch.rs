@@ -34,11 +34,16 @@ pub struct CheckBody {
 pub struct MutedAmong {
     /// The room asked about.
     room: String,
-    /// Those of the given users who muted the room, sorted by id.
+    /// Those of the given users not to notify about the room, sorted by id: who muted the
+    /// room, and who paused all notifications (do not disturb).
     muted: Vec<String>,
+    /// Those of `muted` who paused all notifications, sorted by id; the others in `muted`
+    /// muted the room.
+    paused: Vec<String>,
 }
 
-/// Which of the given users muted the room (for the push dispatcher: skip these).
+/// Which of the given users muted the room or paused all notifications (for the push
+/// dispatcher: skip these), and which of them paused.
 #[utoipa::path(
     post,
     path = "/admin/rooms/{room}/mutes/check",
@@ -46,7 +51,7 @@ pub struct MutedAmong {
     params(RoomPath),
     request_body = CheckBody,
     responses(
-        (status = 200, description = "The users among those given who muted the room", body = Success<MutedAmong>),
+        (status = 200, description = "The users among those given who muted the room or paused all notifications", body = Success<MutedAmong>),
         BadRequest,
         InvalidApiKey,
         RateLimited,
@@ -75,10 +80,19 @@ pub async fn check(
         .into_iter()
         .map(ClientId::parse)
         .collect::<Result<Vec<_>, _>>()?;
-    let muted = service.muted_among(&platform.app, &room, &clients).await?;
+    let silenced = service.muted_among(&platform.app, &room, &clients).await?;
     Ok(envelope::ok(MutedAmong {
         room: room.into_inner(),
-        muted: muted.into_iter().map(ClientId::into_inner).collect(),
+        muted: silenced
+            .muted
+            .into_iter()
+            .map(ClientId::into_inner)
+            .collect(),
+        paused: silenced
+            .paused
+            .into_iter()
+            .map(ClientId::into_inner)
+            .collect(),
     }))
 }
 

@@ -7,6 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::request::RequestContext;
+use crate::api_types::MuteDetail;
 use crate::domain::{AppId, MuteState};
 use crate::store::directory::ClientRecord;
 
@@ -56,26 +57,23 @@ pub struct User {
     pub mute_details: Vec<MuteDetail>,
     #[serde(rename = "lastLoginTimeMS")]
     pub last_login_time_ms: Option<i64>,
+    /// IMKIT's field: `false` while the user has paused all notifications (do not disturb),
+    /// `true` otherwise (also once a pause's end has passed).
     pub notification_enabled: bool,
-}
-
-/// One mute in force.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MuteDetail {
-    pub room: String,
-    /// When it was muted (this mute, with this end), milliseconds since the epoch.
-    pub since: i64,
-    /// When it ends, milliseconds since the epoch; `null`: never.
-    pub until: Option<i64>,
+    /// When the pause in force ends, milliseconds since the epoch; `null` when not paused or
+    /// paused until resumed (see `notificationEnabled`).
+    pub notifications_paused_until: Option<i64>,
 }
 
 impl User {
+    /// The user with `mutes`: their mutes and pause in force.
     pub fn new(
         app: &AppId,
         client: ClientRecord,
         mutes: MuteState,
         request: &RequestContext,
     ) -> Self {
+        let pause = mutes.pause().copied();
         User {
             id: client.client_id.into_inner(),
             nickname: client.nickname,
@@ -99,14 +97,11 @@ impl User {
             mute_details: mutes
                 .into_mutes()
                 .into_iter()
-                .map(|m| MuteDetail {
-                    since: m.since.timestamp_millis(),
-                    until: m.until.map(|u| u.timestamp_millis()),
-                    room: m.room.into_inner(),
-                })
+                .map(MuteDetail::from)
                 .collect(),
             last_login_time_ms: client.last_login_ms,
-            notification_enabled: client.notification_enabled,
+            notification_enabled: client.notification_enabled && pause.is_none(),
+            notifications_paused_until: pause.and_then(|p| p.until).map(|u| u.timestamp_millis()),
         }
     }
 }

@@ -85,6 +85,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
             .route(web::post().to(mutes::mute))
             .route(web::delete().to(mutes::unmute)),
     )
+    .service(
+        resource("/me/dnd")
+            .route(web::post().to(mutes::pause))
+            .route(web::delete().to(mutes::resume)),
+    )
     .service(resource("/auths/sign/v2").route(web::post().to(signin::sign_in)))
     .service(resource("/admin/clients").route(web::post().to(admin::upsert_client)))
     .service(resource("/admin/clients/{uid}/token").route(web::delete().to(admin::revoke_tokens)))
@@ -92,6 +97,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
         resource(&format!("/admin/clients/{{uid}}/mute/{ROOM_SEGMENT}"))
             .route(web::post().to(mutes::mute))
             .route(web::delete().to(mutes::unmute)),
+    )
+    .service(
+        resource("/admin/clients/{uid}/dnd")
+            .route(web::post().to(mutes::pause))
+            .route(web::delete().to(mutes::resume)),
     )
     .service(resource("/admin/clients/{uid}/mute").route(web::get().to(audit::as_of)))
     .service(resource("/admin/audit").route(web::get().to(audit::list)))

@@ -1,7 +1,8 @@
-//! Muting and unmuting a room: one handler each for the user acting for themselves
-//! (`/me/mute/{room}`, client API) and an app's backend acting for a user
-//! (`/admin/clients/{uid}/mute/{room}`, platform API, actor recorded as admin). A mute may
-//! say how long it lasts in an optional body.
+//! Muting and unmuting a room, pausing and resuming all notifications (do not disturb):
+//! one handler each for the user acting for themselves (`/me/mute/{room}`, `/me/dnd`,
+//! client API) and an app's backend acting for a user (`/admin/clients/{uid}/mute/{room}`,
+//! `/admin/clients/{uid}/dnd`, platform API, actor recorded as admin). A mute or a pause
+//! may say how long it lasts in an optional body.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -197,6 +198,51 @@ pub async fn unmute(
         &service,
     )
     .await
+}
+
+/// Pauses all notifications for the signed-in user (do not disturb), until resumed or until
+/// the body says (idempotent: the same end again changes nothing; another end replaces the
+/// pause).
+#[utoipa::path(
+    post, path = "/me/dnd", tag = "client",
+    request_body(content = Option<MuteBody>, description = "Optional: how long the pause lasts; none, empty or `{}` pauses until resumed"),
+    responses(
+        (status = 200, description = "The user, with `notificationEnabled` false", body = Success<User>),
+        ClientCommandErrors,
+    ),
+    security(("clientKey" = [], "clientToken" = []))
+)]
+pub async fn pause(
+    acting: Acting,
+    request: RequestContext,
+    body: web::Bytes,
+    service: web::Data<Service>,
+) -> Result<HttpResponse, ApiError> {
+    let expiry = expiry(&body)?;
+    act(
+        acting,
+        Command::PauseNotifications { expiry },
+        request,
+        &service,
+    )
+    .await
+}
+
+/// Resumes notifications for the signed-in user (idempotent).
+#[utoipa::path(
+    delete, path = "/me/dnd", tag = "client",
+    responses(
+        (status = 200, description = "The user, with `notificationEnabled` true", body = Success<User>),
+        ClientCommandErrors,
+    ),
+    security(("clientKey" = [], "clientToken" = []))
+)]
+pub async fn resume(
+    acting: Acting,
+    request: RequestContext,
+    service: web::Data<Service>,
+) -> Result<HttpResponse, ApiError> {
+    act(acting, Command::ResumeNotifications, request, &service).await
 }
 
 /// Runs the command as `acting` says and answers the user afterwards.

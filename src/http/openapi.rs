@@ -28,9 +28,9 @@ use super::{
                        Every JSON answer is the IMKIT envelope; every response carries `X-Request-Id`."
     ),
     paths(
-        me::get_me, mutes::mute, mutes::unmute, signin::sign_in, feed::live,
-        admin::upsert_client, admin::revoke_tokens, admin::upsert_room,
-        on_behalf::mute, on_behalf::unmute,
+        me::get_me, mutes::mute, mutes::unmute, mutes::pause, mutes::resume, signin::sign_in,
+        feed::live, admin::upsert_client, admin::revoke_tokens, admin::upsert_room,
+        on_behalf::mute, on_behalf::unmute, on_behalf::pause, on_behalf::resume,
         dispatch::check, dispatch::list,
         audit::list, audit::as_of, feed::events,
         health::healthz, health::readyz, metrics::scrape, serve,
@@ -47,8 +47,8 @@ use super::{
 )]
 struct ApiDoc;
 
-/// The platform API's mute routes. They are served by the client API's handlers
-/// ([`mutes::mute`], [`mutes::unmute`]), which tell the acting admin from the acting user
+/// The platform API's mute and pause routes. They are served by the client API's handlers
+/// ([`mutes::mute`], [`mutes::unmute`], [`mutes::pause`], [`mutes::resume`]), which tell the acting admin from the acting user
 /// by the route; utoipa describes one path per function, so these signatures carry the
 /// second path's description and are never routed to.
 pub mod on_behalf {
@@ -84,6 +84,34 @@ pub mod on_behalf {
         security(("apiKey" = []))
     )]
     pub fn unmute() {}
+
+    /// Pauses all notifications on the user's behalf (actor recorded as admin), until
+    /// resumed or until the body says, as `POST /me/dnd`.
+    #[utoipa::path(
+        post, path = "/admin/clients/{uid}/dnd", tag = "platform",
+        operation_id = "pause",
+        params(UserPath),
+        request_body(content = Option<MuteBody>, description = "Optional: how long the pause lasts; none, empty or `{}` pauses until resumed"),
+        responses(
+            (status = 200, description = "The user, with `notificationEnabled` false", body = Success<User>),
+            PlatformCommandErrors,
+        ),
+        security(("apiKey" = []))
+    )]
+    pub fn pause() {}
+
+    /// Resumes notifications on the user's behalf (actor recorded as admin).
+    #[utoipa::path(
+        delete, path = "/admin/clients/{uid}/dnd", tag = "platform",
+        operation_id = "resume",
+        params(UserPath),
+        responses(
+            (status = 200, description = "The user, with `notificationEnabled` true", body = Success<User>),
+            PlatformCommandErrors,
+        ),
+        security(("apiKey" = []))
+    )]
+    pub fn resume() {}
 }
 
 /// Path parameters as documented; the handlers decode them strictly from the raw path

@@ -2,7 +2,7 @@
 //! behind `GET /me`, every mute's answer and "who muted this room".
 //!
 //! Everything that knows its shape is in this file: the row types, the SQL each event type
-//! applies on the live path ([`RoomMutes`]), the reads, the COPY layout and scans of
+//! applies on the live path ([`APPEND`]), the reads, the COPY layout and scans of
 //! rebuild and verify, and the fold ([`UserMutes`]) that says what a user's rows must be.
 //! A property test (`tests/api/projection.rs`) runs generated event sequences through the
 //! live SQL and through the fold and expects the same rows. Adding a column starts here
@@ -15,11 +15,11 @@ use deadpool_postgres::Transaction;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Row;
 
-use super::{InlineProjection, Step};
+use super::Step;
 use crate::domain::{AppId, ClientId, Event, MuteState, RoomId, RoomMute};
 use crate::store::batches::Batches;
 use crate::store::shadow::ShadowRow;
-use crate::store::stream::{append_statement, load_statement};
+use crate::store::stream::append_statement;
 use crate::store::{execute, query, query_one, query_opt, GenericClient, StoreError};
 
 /// The table, and the name under which a rebuild records how far it read the log.
@@ -58,7 +58,7 @@ impl MuteRow {
 }
 
 /// One user's rows as the log says they must be: the fold of their stream, the Rust twin of
-/// the live steps in [`RoomMutes`]. A user has few mutes, so a vector in mute order keeps
+/// the live steps in [`APPEND`]. A user has few mutes, so a vector in mute order keeps
 /// the fold small and the order free.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserMutes {
@@ -74,7 +74,7 @@ impl UserMutes {
 
     /// Applies one event recorded at `position` and `recorded_at`, as the live step does
     /// and as the decider's `evolve` folds it: a mute replaces any row of the room (muted
-    /// since this event, until its end, last in order); an unmute removes it if it is there.
+    /// since this event, until its end, last in order); an unmute removes it if it is there; pause events leave the rows alone.
     pub fn apply(&mut self, event: &Event, position: i64, recorded_at: DateTime<Utc>) {
         match event {
             Event::RoomMuted { room, until } => {
@@ -87,6 +87,7 @@ impl UserMutes {
                 });
             }
             Event::RoomUnmuted { room } => self.mutes.retain(|m| &m.room != room),
+            Event::NotificationsPaused { .. } | Event::NotificationsResumed => {}
         }
     }
 
@@ -120,9 +121,6 @@ impl UserMutes {
     }
 }
 
-/// `room_mutes` as the append statement keeps it.
-pub struct RoomMutes;
-
 /// `RoomMuted` adds the row, or replaces the room's row (its time, place and end), as
 /// [`UserMutes::apply`] folds it. `$10` is the room, `$11` its end (NULL: forever).
 const APPEND_MUTED: &str = append_statement!(
@@ -139,41 +137,49 @@ const APPEND_UNMUTED: &str = append_statement!(
        AND EXISTS (SELECT 1 FROM appended)"
 );
 
-impl InlineProjection for RoomMutes {
-    type State = MuteState;
+/// The append statements of this model's events, indexed by [`step`]'s `statement`.
+pub const APPEND: [&str; 2] = [APPEND_MUTED, APPEND_UNMUTED];
 
-    /// Expired rows included: the decider tells them apart with the load's clock.
-    /// Each column is a scalar subquery, so `room_mutes` is locked after `stream_versions`
-    /// (the order of the statement's text), the order writers and the rebuild's swap take.
-    /// One scan with `FROM (SELECT array_agg …)` was 8% faster, but its FROM locked
-    /// `room_mutes` first and deadlocked with the swap's `LOCK TABLE`.
-    const LOAD: &'static str = load_statement!(
+/// Which of [`APPEND`] applies `event`, and its parameters from `$10` on; `None` for the
+/// events of other read models.
+pub fn step(event: &Event) -> Option<Step<'_>> {
+    match event {
+        Event::RoomMuted { room, until } => Some(Step {
+            statement: 0,
+            params: vec![Box::new(room.as_str()), Box::new(*until)],
+        }),
+        Event::RoomUnmuted { room } => Some(Step {
+            statement: 1,
+            params: vec![Box::new(room.as_str())],
+        }),
+        Event::NotificationsPaused { .. } | Event::NotificationsResumed => None,
+    }
+}
+
+/// The load statement's columns for this model (`$1` app, `$3` user): the user's mutes in
+/// mute order, expired ones included (the decider tells them apart with the load's clock).
+/// Each column is a scalar subquery, so `room_mutes` is locked after `stream_versions`
+/// (the order of the statement's text), the order writers and the rebuild's swap take.
+/// One scan with `FROM (SELECT array_agg …)` was 8% faster, but its FROM locked
+/// `room_mutes` first and deadlocked with the swap's `LOCK TABLE`.
+macro_rules! load_columns {
+    () => {
         "ARRAY(SELECT room_id FROM room_mutes
                WHERE app_id = $1 AND client_id = $3 ORDER BY position),
          ARRAY(SELECT muted_at FROM room_mutes
                WHERE app_id = $1 AND client_id = $3 ORDER BY position),
          ARRAY(SELECT until FROM room_mutes
                WHERE app_id = $1 AND client_id = $3 ORDER BY position)"
-    );
+    };
+}
+pub(crate) use load_columns;
 
-    fn state(row: &Row, column: usize) -> Result<MuteState, StoreError> {
-        state_from_columns(row.get(column), row.get(column + 1), row.get(column + 2))
-    }
+/// How many columns [`load_columns`] has.
+pub const LOAD_COLUMNS: usize = 3;
 
-    const APPEND: &'static [&'static str] = &[APPEND_MUTED, APPEND_UNMUTED];
-
-    fn step(event: &Event) -> Step<'_> {
-        match event {
-            Event::RoomMuted { room, until } => Step {
-                statement: 0,
-                params: vec![Box::new(room.as_str()), Box::new(*until)],
-            },
-            Event::RoomUnmuted { room } => Step {
-                statement: 1,
-                params: vec![Box::new(room.as_str())],
-            },
-        }
-    }
+/// Decodes the mutes from the [`load_columns`] from `column` on.
+pub fn state(row: &Row, column: usize) -> Result<MuteState, StoreError> {
+    state_from_columns(row.get(column), row.get(column + 1), row.get(column + 2))
 }
 
 fn corrupt(err: impl ToString) -> StoreError {

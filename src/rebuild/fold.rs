@@ -1,5 +1,6 @@
-//! The read model as the log says it should be, folded one stream at a time with
-//! `room_mutes`' own fold, and the differences between that and what the tables hold.
+//! The read models as the log says they should be, folded one stream at a time with
+//! `room_mutes`' and `notification_pauses`' own folds, and the differences between that
+//! and what the tables hold.
 //! No I/O.
 
 use std::collections::HashMap;
@@ -8,6 +9,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{Event, RoomId};
+use crate::projections::notification_pauses::{Paused, UserPause};
 use crate::projections::room_mutes::{Mute, MuteRow, UserMutes};
 use crate::store::audit::format_instant;
 use crate::store::log_reader::StoredEvent;
@@ -16,14 +18,19 @@ use crate::store::log_reader::StoredEvent;
 #[derive(Debug, Default)]
 pub struct StreamFold {
     mutes: UserMutes,
+    pause: UserPause,
     version: i32,
 }
 
 impl StreamFold {
-    /// A stream as the read model holds it at `version`: its rows, in mute order (by
-    /// position). Folding the stream's later events onto it gives what folding the whole
-    /// stream would.
-    pub fn resume(version: i32, rows: Vec<MuteRow>) -> Result<Self, UnreadableRow> {
+    /// A stream as the read models hold it at `version`: its mute rows, in mute order (by
+    /// position), and its pause row. Folding the stream's later events onto it gives what
+    /// folding the whole stream would.
+    pub fn resume(
+        version: i32,
+        rows: Vec<MuteRow>,
+        pause: Option<Paused>,
+    ) -> Result<Self, UnreadableRow> {
         let mutes = rows
             .into_iter()
             .map(|row| {
@@ -37,6 +44,7 @@ impl StreamFold {
             .collect::<Result<Vec<_>, UnreadableRow>>()?;
         Ok(StreamFold {
             mutes: UserMutes::from_mutes(mutes),
+            pause: UserPause::from_row(pause),
             version,
         })
     }
@@ -50,6 +58,8 @@ impl StreamFold {
                 event_type: stored.event_type.clone(),
             })?;
         self.mutes
+            .apply(&event, stored.key.position, stored.recorded_at);
+        self.pause
             .apply(&event, stored.key.position, stored.recorded_at);
         self.version = stored.stream_version;
         Ok(())
@@ -66,6 +76,11 @@ impl StreamFold {
 
     pub fn muted_rooms(&self) -> usize {
         self.mutes.mutes().len()
+    }
+
+    /// The pause row.
+    pub fn pause(&self) -> &UserPause {
+        &self.pause
     }
 }
 
@@ -136,6 +151,7 @@ pub struct Found {
     pub version: i32,
     /// By room.
     pub mutes: HashMap<String, MuteRow>,
+    pub pause: Option<Paused>,
 }
 
 /// A way the read model differs from the fold of the log.
@@ -180,6 +196,22 @@ pub enum Difference {
         found: i32,
         expected: i32,
     },
+    PauseMissing {
+        app: String,
+        client: String,
+        expected: String,
+    },
+    PauseExtra {
+        app: String,
+        client: String,
+        found: String,
+    },
+    PauseWrong {
+        app: String,
+        client: String,
+        found: String,
+        expected: String,
+    },
 }
 
 impl fmt::Display for Difference {
@@ -209,12 +241,33 @@ impl fmt::Display for Difference {
                 f,
                 "version  app={app} client={client}: stream version {found}, the log says {expected}"
             ),
+            Difference::PauseMissing { app, client, expected } => write!(
+                f,
+                "missing  app={app} client={client} pause: the log has notifications paused ({expected})"
+            ),
+            Difference::PauseExtra { app, client, found } => write!(
+                f,
+                "extra    app={app} client={client} pause: paused in the read model ({found}), not in the log"
+            ),
+            Difference::PauseWrong { app, client, found, expected } => write!(
+                f,
+                "pause    app={app} client={client}: {found}, the log says {expected}"
+            ),
         }
     }
 }
 
 fn described(position: i64, muted_at: &DateTime<Utc>) -> (i64, String) {
     (position, format_instant(muted_at))
+}
+
+fn described_pause(pause: &Paused) -> String {
+    format!(
+        "position {}, paused_at {}, until {}",
+        pause.position,
+        format_instant(&pause.paused_at),
+        described_end(&pause.until)
+    )
 }
 
 fn described_end(until: &Option<DateTime<Utc>>) -> String {
@@ -227,8 +280,8 @@ fn described_end(until: &Option<DateTime<Utc>>) -> String {
 /// appended to `out` sorted. A stream with no events and a version row of 0 (left by an
 /// idempotent command) is no difference.
 ///
-/// Mutes whose end is at or before `now` (the database's clock of the comparing snapshot)
-/// are left out on both sides: every read ignores them already and the sweep deletes them
+/// Mutes and pauses whose end is at or before `now` (the database's clock of the comparing
+/// snapshot) are left out on both sides: every read ignores them already and the sweep deletes them
 /// from the table whenever it gets to them, so whether one is still there is no drift.
 pub fn stream_differences(
     key: &StreamKey,
@@ -308,6 +361,28 @@ pub fn stream_differences(
             });
         }
     }
+    let expected_pause = expected.pause().pause().filter(|p| p.is_active(now));
+    let found_pause = found.pause.as_ref().filter(|p| p.is_active(now));
+    match (expected_pause, found_pause) {
+        (None, None) => {}
+        (Some(expected), None) => out.push(Difference::PauseMissing {
+            app: app.clone(),
+            client: client.clone(),
+            expected: described_pause(expected),
+        }),
+        (None, Some(found)) => out.push(Difference::PauseExtra {
+            app: app.clone(),
+            client: client.clone(),
+            found: described_pause(found),
+        }),
+        (Some(expected), Some(found)) if expected != found => out.push(Difference::PauseWrong {
+            app: app.clone(),
+            client: client.clone(),
+            found: described_pause(found),
+            expected: described_pause(expected),
+        }),
+        (Some(_), Some(_)) => {}
+    }
     out[first..].sort();
 }
 
@@ -348,6 +423,15 @@ mod tests {
             schema_version: 2,
             data: serde_json::json!({ "room": room, "until": format_instant(&at(until)) }),
             ..stored(position, "u", version, "RoomMuted", room)
+        }
+    }
+
+    /// A pause ending at `until` (`None`: until resumed).
+    fn stored_pause(position: i64, version: i32, until: Option<i64>) -> StoredEvent {
+        StoredEvent {
+            event_type: "NotificationsPaused".into(),
+            data: serde_json::json!({ "until": until.map(|ms| format_instant(&at(ms))) }),
+            ..stored(position, "u", version, "NotificationsPaused", "-")
         }
     }
 
@@ -414,7 +498,7 @@ mod tests {
             stored(1, "u", 1, "RoomMuted", "a"),
             stored_until(2, 2, "b", 60_000),
             stored(3, "u", 3, "RoomUnmuted", "a"),
-            stored(4, "u", 4, "RoomMuted", "c"),
+            stored_pause(4, 4, Some(900_000)),
             stored(5, "u", 5, "RoomMuted", "a"),
         ];
         let whole = fold(&events).remove(0);
@@ -433,11 +517,17 @@ mod tests {
                 until: m.until,
             })
             .collect();
-        let mut resumed = StreamFold::resume(first.fold.version(), rows).unwrap();
+        let mut resumed = StreamFold::resume(
+            first.fold.version(),
+            rows,
+            first.fold.pause().pause().copied(),
+        )
+        .unwrap();
         for event in &events[2..] {
             resumed.apply(event).unwrap();
         }
         assert_eq!(resumed.mutes(), whole.fold.mutes());
+        assert_eq!(resumed.pause(), whole.fold.pause());
         assert_eq!(resumed.version(), 5);
     }
 
@@ -463,6 +553,7 @@ mod tests {
     fn found_until(version: i32, mutes: &[(&str, i64, i64, Option<i64>)]) -> Found {
         Found {
             version,
+            pause: None,
             mutes: mutes
                 .iter()
                 .map(|(room, position, ms, until)| {
@@ -577,6 +668,47 @@ mod tests {
                 &found_until(1, &[("a", 1, 1000, Some(90_000))])
             ),
             ["missing app=app client=u room=a:"]
+        );
+    }
+
+    fn paused(position: i64, ms: i64, until: Option<i64>) -> Paused {
+        Paused {
+            paused_at: at(ms),
+            position,
+            until: until.map(at),
+        }
+    }
+
+    #[test]
+    fn pause_drift_is_reported_and_expired_pauses_are_none() {
+        let streams = fold(&[stored_pause(1, 1, Some(500_000))]);
+        let with = |pause| Found {
+            version: 1,
+            pause,
+            ..Found::default()
+        };
+        assert_eq!(
+            differences_of(&streams[0], &with(Some(paused(1, 1000, Some(500_000))))),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            differences_of(&streams[0], &with(None)),
+            ["missing app=app client=u pause:"]
+        );
+        assert_eq!(
+            differences_of(&streams[0], &with(Some(paused(1, 1000, None)))),
+            ["pause app=app client=u: position"]
+        );
+        let expired = fold(&[stored_pause(1, 1, Some(50_000))]);
+        for pause in [None, Some(paused(1, 1000, Some(50_000)))] {
+            assert_eq!(
+                differences_of(&expired[0], &with(pause)),
+                Vec::<String>::new()
+            );
+        }
+        assert_eq!(
+            differences_of(&expired[0], &with(Some(paused(1, 1000, None)))),
+            ["extra app=app client=u pause:"]
         );
     }
 }

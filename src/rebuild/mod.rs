@@ -8,7 +8,7 @@
 //! the last window and swap by rename. Windows come from the exact snapshot cursor
 //! ([`log_reader`]), so a transaction left open anywhere on the server holds back nothing
 //! but its own events.
-//! Verify: in one repeatable-read transaction, read the log and both tables user by user
+//! Verify: in one repeatable-read transaction, read the log and the three tables user by user
 //! in the same order and compare each user's fold with their rows; it never runs across a
 //! swap (see [`shadow::lock_swap_shared`]).
 
@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Client, Transaction};
 
+use crate::projections::notification_pauses::{self, PauseRecord};
 use crate::projections::room_mutes::{self, MuteRecord};
 use crate::store::log_reader::{self, LogCursor, UserOrder, Window};
 use crate::store::shadow::{self, ShadowCopy, VersionRecord};
@@ -69,6 +70,8 @@ pub struct RebuildReport {
     pub events: u64,
     pub streams: usize,
     pub muted_rooms: usize,
+    /// Rows of `notification_pauses` (expired ones not yet swept included).
+    pub paused_users: usize,
     pub catch_up_rounds: usize,
     /// How long writers were held off while the last window was folded and tables swapped.
     pub locked: Duration,
@@ -87,6 +90,10 @@ fn mute_records(stream: &FoldedStream) -> Vec<MuteRecord<'_>> {
     stream.fold.mutes().records(&stream.key.0, &stream.key.1)
 }
 
+fn pause_record(stream: &FoldedStream) -> Option<PauseRecord<'_>> {
+    stream.fold.pause().record(&stream.key.0, &stream.key.1)
+}
+
 fn version_record(stream: &FoldedStream) -> VersionRecord<'_> {
     VersionRecord {
         app: &stream.key.0,
@@ -103,13 +110,20 @@ struct Written {
     muted_rooms: usize,
 }
 
+/// The shadow tables' COPYs of the first pass, one connection each.
+struct Copies {
+    mutes: ShadowCopy,
+    pauses: ShadowCopy,
+    versions: ShadowCopy,
+}
+
 /// The first pass: every event committed in the reader's snapshot, user after user, folded
 /// and copied into freshly created shadow tables as each user's stream ends. Answers the
 /// cursor read up to.
 async fn load_shadow(
     reader: &mut Client,
     mutes_to: &mut Client,
-    versions_to: &mut Client,
+    [pauses_to, versions_to]: [&mut Client; 2],
     progress: &mut Progress,
     written: &mut Written,
 ) -> Result<LogCursor, RebuildError> {
@@ -117,25 +131,32 @@ async fn load_shadow(
     let seen = log_reader::cursor_now(&reading).await?;
     let mut events = log_reader::in_stream_order(&reading, UserOrder::Indexed, BATCH_SIZE).await?;
     let mutes_tx = mutes_to.transaction().await?;
+    let pauses_tx = pauses_to.transaction().await?;
     let versions_tx = versions_to.transaction().await?;
     shadow::create_shadow::<MuteRecord>(&mutes_tx).await?;
+    shadow::create_shadow::<PauseRecord>(&pauses_tx).await?;
     shadow::create_shadow::<VersionRecord>(&versions_tx).await?;
-    let mut mutes = ShadowCopy::start::<MuteRecord>(&mutes_tx, true).await?;
-    let mut versions = ShadowCopy::start::<VersionRecord>(&versions_tx, true).await?;
+    let mut copies = Copies {
+        mutes: ShadowCopy::start::<MuteRecord>(&mutes_tx, true).await?,
+        pauses: ShadowCopy::start::<PauseRecord>(&pauses_tx, true).await?,
+        versions: ShadowCopy::start::<VersionRecord>(&versions_tx, true).await?,
+    };
     let mut folder = StreamFolder::default();
     while let Some(event) = events.next().await? {
         if let Some(done) = folder.push(&event)? {
-            write_stream(&mut mutes, &mut versions, written, &done).await?;
+            write_stream(&mut copies, written, &done).await?;
         }
         written.events += 1;
         progress.update(written.events);
     }
     if let Some(done) = folder.finish() {
-        write_stream(&mut mutes, &mut versions, written, &done).await?;
+        write_stream(&mut copies, written, &done).await?;
     }
-    mutes.finish().await?;
-    versions.finish().await?;
+    copies.mutes.finish().await?;
+    copies.pauses.finish().await?;
+    copies.versions.finish().await?;
     mutes_tx.commit().await?;
+    pauses_tx.commit().await?;
     versions_tx.commit().await?;
     drop(events);
     reading.rollback().await?;
@@ -143,15 +164,17 @@ async fn load_shadow(
 }
 
 async fn write_stream(
-    mutes: &mut ShadowCopy,
-    versions: &mut ShadowCopy,
+    copies: &mut Copies,
     written: &mut Written,
     stream: &FoldedStream,
 ) -> Result<(), RebuildError> {
     for record in mute_records(stream) {
-        mutes.write(&record).await?;
+        copies.mutes.write(&record).await?;
     }
-    versions.write(&version_record(stream)).await?;
+    if let Some(record) = pause_record(stream) {
+        copies.pauses.write(&record).await?;
+    }
+    copies.versions.write(&version_record(stream)).await?;
     written.streams += 1;
     written.muted_rooms += stream.fold.muted_rooms();
     Ok(())
@@ -175,6 +198,7 @@ async fn catch_up(
             .unzip();
         let versions = shadow::shadow_versions(tx, &apps, &clients).await?;
         let mut rows = room_mutes::shadow_rows(tx, &apps, &clients).await?;
+        let mut pauses = notification_pauses::shadow_rows(tx, &apps, &clients).await?;
         let stored = {
             let (apps, clients, versions): (Vec<&str>, Vec<&str>, Vec<i32>) = versions
                 .iter()
@@ -186,8 +210,11 @@ async fn catch_up(
         let mut streams = Vec::with_capacity(versions.len());
         for shadow in versions {
             let key = (shadow.app, shadow.client);
-            let mut fold =
-                StreamFold::resume(shadow.version, rows.remove(&key).unwrap_or_default())?;
+            let mut fold = StreamFold::resume(
+                shadow.version,
+                rows.remove(&key).unwrap_or_default(),
+                pauses.remove(&key),
+            )?;
             while let Some(event) = events_of.next_if(|e| e.app_id == key.0 && e.stream_id == key.1)
             {
                 fold.apply(event)?;
@@ -195,8 +222,10 @@ async fn catch_up(
             streams.push(FoldedStream { key, fold });
         }
         room_mutes::clear_shadow(tx, &apps, &clients).await?;
+        notification_pauses::clear_shadow(tx, &apps, &clients).await?;
         shadow::clear_shadow_versions(tx, &apps, &clients).await?;
         shadow::copy_rows(tx, false, streams.iter().flat_map(mute_records)).await?;
+        shadow::copy_rows(tx, false, streams.iter().filter_map(pause_record)).await?;
         shadow::copy_rows(tx, false, streams.iter().map(version_record)).await?;
     }
     Ok(events)
@@ -204,7 +233,7 @@ async fn catch_up(
 
 /// Replays the whole log into shadow tables and swaps them in. Safe while `serve` runs:
 /// writers are held off only for the final catch-up and the swap, and wait rather than fail.
-/// Uses three connections of `pool`.
+/// Uses four connections of `pool`.
 #[tracing::instrument(skip(pool))]
 pub async fn rebuild(pool: &Pool) -> Result<RebuildReport, RebuildError> {
     let mut writer = pool.get().await?;
@@ -214,8 +243,9 @@ pub async fn rebuild(pool: &Pool) -> Result<RebuildReport, RebuildError> {
     let rebuilt = async {
         shadow::drop_retired(&writer).await?;
         let reader = pool.get().await?;
+        let pauses_to = pool.get().await?;
         let versions_to = pool.get().await?;
-        rebuild_locked(reader, &mut writer, versions_to).await
+        rebuild_locked(reader, &mut writer, [pauses_to, versions_to]).await
     }
     .await;
     if rebuilt.is_err() {
@@ -231,7 +261,7 @@ pub async fn rebuild(pool: &Pool) -> Result<RebuildReport, RebuildError> {
 async fn rebuild_locked(
     mut reader: Client,
     writer: &mut Client,
-    mut versions_to: Client,
+    [mut pauses_to, mut versions_to]: [Client; 2],
 ) -> Result<RebuildReport, RebuildError> {
     let started = Instant::now();
     let estimate = log_reader::last_position(&reader).await?.max(0) as u64;
@@ -240,12 +270,12 @@ async fn rebuild_locked(
     let mut seen = load_shadow(
         &mut reader,
         writer,
-        &mut versions_to,
+        [&mut pauses_to, &mut versions_to],
         &mut progress,
         &mut written,
     )
     .await?;
-    drop(versions_to);
+    drop((pauses_to, versions_to));
     tracing::debug!(events = written.events, elapsed = ?started.elapsed(), "loaded the shadow tables");
     let tx = writer.transaction().await?;
     shadow::index_shadow(&tx).await?;
@@ -291,11 +321,13 @@ async fn rebuild_locked(
     progress.finish("replayed the log");
     let streams = shadow::count_streams(&*writer).await?;
     let muted_rooms = room_mutes::count(&*writer).await?;
+    let paused_users = notification_pauses::count(&*writer).await?;
 
     Ok(RebuildReport {
         events: written.events + caught_up,
         streams,
         muted_rooms,
+        paused_users,
         catch_up_rounds,
         locked,
         elapsed: started.elapsed(),
@@ -321,6 +353,7 @@ async fn compare(reader: &mut Client) -> Result<VerifyReport, RebuildError> {
     let reading = store::begin_repeatable_read(reader).await?;
     let mut events = log_reader::in_stream_order(&reading, UserOrder::Bytes, BATCH_SIZE).await?;
     let mut mutes = room_mutes::scan_by_user(&reading, BATCH_SIZE).await?;
+    let mut pauses = notification_pauses::scan_by_user(&reading, BATCH_SIZE).await?;
     let mut versions = shadow::versions_by_user(&reading, BATCH_SIZE).await?;
     // Read once the snapshot is taken, so every row a sweep deleted before it has ended by
     // this clock and is left out of the comparison like any other expired mute.
@@ -328,7 +361,7 @@ async fn compare(reader: &mut Client) -> Result<VerifyReport, RebuildError> {
     let mut differences = Vec::new();
     let mut read = 0u64;
     loop {
-        // The next user any of the three reads has, in the byte order all three share.
+        // The next user any of the four reads has, in the byte order all four share.
         let candidates = [
             events
                 .peek()
@@ -338,6 +371,10 @@ async fn compare(reader: &mut Client) -> Result<VerifyReport, RebuildError> {
                 .peek()
                 .await?
                 .map(|m| (m.app.clone(), m.client.clone())),
+            pauses
+                .peek()
+                .await?
+                .map(|p| (p.app.clone(), p.client.clone())),
             versions
                 .peek()
                 .await?
@@ -364,6 +401,12 @@ async fn compare(reader: &mut Client) -> Result<VerifyReport, RebuildError> {
             let row = mutes.next().await?.expect("peeked");
             found.mutes.insert(row.room.clone(), row);
         }
+        if let Some(row) = pauses.peek().await? {
+            if is_key(&row.app, &row.client) {
+                found.pause = Some(row.pause);
+                pauses.next().await?;
+            }
+        }
         if let Some(row) = versions.peek().await? {
             if is_key(&row.app, &row.client) {
                 found.version = row.version;
@@ -373,7 +416,7 @@ async fn compare(reader: &mut Client) -> Result<VerifyReport, RebuildError> {
         stream_differences(&key, &fold, &found, now, &mut differences);
         progress.update(read);
     }
-    drop((events, mutes, versions));
+    drop((events, mutes, pauses, versions));
     reading.rollback().await?;
     progress.finish("compared the log and the read model");
     Ok(VerifyReport {

@@ -6,12 +6,13 @@ pub fn print_rebuild(report: &RebuildReport) {
     let seconds = report.elapsed.as_secs_f64();
     println!(
         "rebuilt the read model from {} events in {seconds:.2} s ({:.0} events/s): \
-         {} streams, {} muted rooms; {} catch-up round(s), writers held for {} ms; \
+         {} streams, {} muted rooms, {} paused users; {} catch-up round(s), writers held for {} ms; \
          read model reflects the log as of transaction {}",
         report.events,
         report.events as f64 / seconds.max(1e-3),
         report.streams,
         report.muted_rooms,
+        report.paused_users,
         report.catch_up_rounds,
         report.locked.as_millis(),
         report.checkpoint.xmax,

@@ -9,15 +9,15 @@ use rand::Rng;
 use super::ServiceError;
 use crate::domain::{decide, evolve, AppId, ClientId, Command, EventMetadata, MuteState};
 use crate::metrics;
-use crate::projections::room_mutes::RoomMutes;
+use crate::projections::UserPreferences;
 use crate::store::{stream, StoreError, Unit};
 
 /// The first attempt is optimistic; retries take the stream's row lock, so they queue
 /// instead of failing each other and a handful of attempts is plenty.
 pub(super) const MAX_ATTEMPTS: u32 = 5;
 
-/// Runs a command for one user on `unit`'s connection and answers their mutes in force
-/// afterwards (exactly what the read model now holds, since both were written in the same
+/// Runs a command for one user on `unit`'s connection and answers their mutes and pause in
+/// force afterwards (exactly what the read model now holds, since both were written in the same
 /// statement, read at the database's clock).
 ///
 /// One database round trip when the command decides nothing (idempotent repeats), two
@@ -31,10 +31,10 @@ pub(super) async fn handle(
     metadata: &EventMetadata,
 ) -> Result<MuteState, ServiceError> {
     let room = command.room();
-    let mut loaded = stream::load::<RoomMutes, _>(unit.client(), app, client, room).await?;
+    let mut loaded = stream::load::<UserPreferences, _>(unit.client(), app, client, room).await?;
     for attempt in 1..=MAX_ATTEMPTS {
         tracing::Span::current().record("attempts", attempt);
-        if !loaded.room_exists {
+        if room.is_some() && !loaded.room_exists {
             if unit.is_open() {
                 unit.rollback().await?;
             }
@@ -55,8 +55,15 @@ pub(super) async fn handle(
             }
             return Ok(loaded.state.active_at(loaded.now));
         }
-        match stream::append::<RoomMutes>(unit, app, client, loaded.version, &events, metadata)
-            .await
+        match stream::append::<UserPreferences>(
+            unit,
+            app,
+            client,
+            loaded.version,
+            &events,
+            metadata,
+        )
+        .await
         {
             Ok(recorded) => {
                 events
@@ -79,7 +86,7 @@ pub(super) async fn handle(
                 );
                 let jitter = rand::thread_rng().gen_range(0..1u64 << attempt);
                 tokio::time::sleep(Duration::from_millis(jitter)).await;
-                loaded = stream::lock::<RoomMutes>(unit, app, client, room).await?;
+                loaded = stream::lock::<UserPreferences>(unit, app, client, room).await?;
             }
             Err(other) => return Err(other.into()),
         }

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use crate::audit::{self, AsOf, AuditError, AuditPage};
 use crate::domain::{AppId, ClientId, Command, DomainError, EventMetadata, MuteState, RoomId};
 use crate::feed::{self, watcher::LogWatcher, FeedCursor, FeedError, FeedPage};
-use crate::projections::room_mutes;
+use crate::projections::{notification_pauses, room_mutes};
 use crate::store::{
     self,
     audit::AuditFilter,
@@ -21,6 +21,19 @@ use crate::store::{
     Pool, ReadPool, Retryable, SchemaStatus, StoreError, Unit,
 };
 use tokens::{IssuedToken, TokenGrant};
+
+/// A user's mutes and pause in force, both read models pipelined on one connection.
+async fn preferences<C: store::GenericClient>(
+    db: &C,
+    app: &AppId,
+    client: &ClientId,
+) -> Result<MuteState, StoreError> {
+    let (mutes, pause) = futures_util::try_join!(
+        room_mutes::muted_rooms(db, app, client),
+        notification_pauses::pause_in_force(db, app, client),
+    )?;
+    Ok(mutes.with_pause(pause))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -52,6 +65,15 @@ impl Retryable for ServiceError {
 pub enum Subject {
     Known(ClientRecord),
     Named(ClientId),
+}
+
+/// Who of the users asked about is not to be notified about a room.
+#[derive(Debug)]
+pub struct Silenced {
+    /// Everyone not to notify (muted the room, or paused all notifications), sorted by id.
+    pub muted: Vec<ClientId>,
+    /// Those of `muted` who paused all notifications, sorted by id.
+    pub paused: Vec<ClientId>,
 }
 
 /// A user created or updated, with their muted rooms and the token issued, if one was.
@@ -112,10 +134,10 @@ impl Service {
         Ok(directory::app_by_client_key(&conn, client_key).await?)
     }
 
-    /// The user's mutes in force, oldest mute first.
+    /// The user's mutes in force, oldest mute first, and their pause in force.
     pub async fn me(&self, app: &AppId, client: &ClientId) -> Result<MuteState, ServiceError> {
         let conn = self.pool.get().await.map_err(StoreError::from)?;
-        Ok(room_mutes::muted_rooms(&conn, app, client).await?)
+        Ok(preferences(&conn, app, client).await?)
     }
 
     /// Runs a mute or unmute for the subject (idempotent); answers the user and their
@@ -158,7 +180,7 @@ impl Service {
             }
             None => None,
         };
-        let mutes = room_mutes::muted_rooms(&tx, app, id).await?;
+        let mutes = preferences(&tx, app, id).await?;
         tx.commit().await.map_err(StoreError::from)?;
         Ok(UpsertedClient {
             client,
@@ -194,17 +216,24 @@ impl Service {
         Ok(directory::upsert_room(&conn, app, room, profile).await?)
     }
 
-    /// Which of `clients` muted `room`, sorted by id, each once.
+    /// Which of `clients` are not to be notified about `room`, and which of those because
+    /// they paused all notifications. Both reads are pipelined on one connection.
     pub async fn muted_among(
         &self,
         app: &AppId,
         room: &RoomId,
         clients: &[ClientId],
-    ) -> Result<Vec<ClientId>, ServiceError> {
+    ) -> Result<Silenced, ServiceError> {
         let conn = self.pool.get().await.map_err(StoreError::from)?;
-        room_mutes::muted_among(&conn, app, room, clients)
-            .await?
-            .ok_or(ServiceError::RoomNotFound)
+        let (muted, paused) = futures_util::try_join!(
+            room_mutes::muted_among(&conn, app, room, clients),
+            notification_pauses::paused_among(&conn, app, clients),
+        )?;
+        let mut muted = muted.ok_or(ServiceError::RoomNotFound)?;
+        muted.extend(paused.iter().cloned());
+        muted.sort_unstable();
+        muted.dedup();
+        Ok(Silenced { muted, paused })
     }
 
     /// Up to `limit` of the room's muters with ids after `after`, from the read replica

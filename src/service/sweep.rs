@@ -1,10 +1,11 @@
-//! Deletes expired mutes from the read model in the background, so that `room_mutes` does
-//! not grow with every timed mute ever made. Nothing depends on it for correctness: every
+//! Deletes expired mutes and pauses from the read models in the background, so that
+//! `room_mutes` and `notification_pauses` do not grow with every timed mute or pause ever
+//! made. Nothing depends on it for correctness: every
 //! read leaves expired rows out by the database's clock, and verify ignores them.
 
 use std::time::Duration;
 
-use crate::projections::room_mutes;
+use crate::projections::{notification_pauses, room_mutes};
 use crate::store::{Pool, StoreError};
 
 /// How often a process sweeps. Several instances may sweep at once: each skips the rows
@@ -23,20 +24,29 @@ pub fn spawn(pool: Pool, interval: Duration) {
             ticks.tick().await;
             match sweep(&pool).await {
                 Ok(0) => {}
-                Ok(deleted) => tracing::info!(deleted, "swept expired mutes"),
+                Ok(deleted) => tracing::info!(deleted, "swept expired mutes and pauses"),
                 // The next tick tries again; an expired row left meanwhile is invisible.
-                Err(err) => tracing::warn!(error = %err, "sweeping expired mutes failed"),
+                Err(err) => {
+                    tracing::warn!(error = %err, "sweeping expired mutes and pauses failed")
+                }
             }
         }
     });
 }
 
-/// Deletes every expired row, a batch at a time; answers how many.
+/// Deletes every expired row of both read models, a batch at a time; answers how many.
 pub async fn sweep(pool: &Pool) -> Result<u64, StoreError> {
     let conn = pool.get().await?;
     let mut deleted = 0;
     loop {
         let batch = room_mutes::sweep_expired(&conn, BATCH).await?;
+        deleted += batch;
+        if batch < BATCH as u64 {
+            break;
+        }
+    }
+    loop {
+        let batch = notification_pauses::sweep_expired(&conn, BATCH).await?;
         deleted += batch;
         if batch < BATCH as u64 {
             return Ok(deleted);

@@ -15,6 +15,7 @@ const TABLE_PRIVILEGES: &[(&str, &str)] = &[
     ("tokens", "SELECT, INSERT, UPDATE"),
     ("rooms", "SELECT, INSERT, UPDATE"),
     ("room_mutes", "SELECT, INSERT, UPDATE, DELETE"),
+    ("notification_pauses", "SELECT, INSERT, UPDATE, DELETE"),
     ("stream_versions", "SELECT, INSERT, UPDATE"),
     ("projection_checkpoints", "SELECT"),
     ("refinery_schema_history", "SELECT"),

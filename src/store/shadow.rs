@@ -14,7 +14,7 @@ use super::batches::Batches;
 use super::log_reader::LogCursor;
 use super::{execute, query, GenericClient, StoreError};
 use crate::domain::STREAM_TYPE_USER_PREFERENCES;
-use crate::projections::room_mutes;
+use crate::projections::{notification_pauses, room_mutes};
 
 /// Held for a whole rebuild, so two rebuilds cannot race over the shadow tables.
 const REBUILD_LOCK_KEY: i64 = 0x6368_6174_7265_6275; // "chatrebu"
@@ -104,7 +104,11 @@ pub async fn versions_by_user<'t, 'a>(
 }
 
 /// The read-model tables a rebuild replaces, each with a shadow named `<table>_rebuild`.
-const TABLES: [&str; 2] = [room_mutes::TABLE, "stream_versions"];
+const TABLES: [&str; 3] = [
+    room_mutes::TABLE,
+    notification_pauses::TABLE,
+    "stream_versions",
+];
 const SHADOW: &str = "_rebuild";
 /// The live tables a swap replaced, until they are dropped after it.
 const RETIRED: &str = "_retired";
@@ -423,11 +427,14 @@ pub async fn clear_shadow_versions(
 
 /// Waits for every in-flight write to finish and holds new ones off until commit. Writers
 /// lock `stream_versions` before anything else, so taking it first cannot deadlock with
-/// them; requests meanwhile wait (within the pool timeout), they do not fail.
+/// them; requests meanwhile wait (within the pool timeout), they do not fail. The read
+/// models follow in the order the load statement reads them (`UserPreferences::LOAD`).
 #[tracing::instrument(skip(tx))]
 pub async fn lock_live(tx: &Transaction<'_>) -> Result<(), StoreError> {
-    tx.batch_execute("LOCK TABLE stream_versions, room_mutes IN ACCESS EXCLUSIVE MODE")
-        .await?;
+    tx.batch_execute(
+        "LOCK TABLE stream_versions, room_mutes, notification_pauses IN ACCESS EXCLUSIVE MODE",
+    )
+    .await?;
     Ok(())
 }
 

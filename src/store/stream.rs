@@ -53,9 +53,10 @@ pub struct Recorded {
 /// the database's clock (`statement_timestamp()`: the statement's own start, also inside a
 /// retry's transaction, which began before it waited for the lock).
 ///
-/// Parameters: $1 app, $2 stream type, $3 user, $4 room.
+/// Parameters: $1 app, $2 stream type, $3 user, $4 room (NULL for a command about no room,
+/// which then does not exist).
 macro_rules! load_statement {
-    ($state:literal) => {
+    ($($state:expr),+) => {
         concat!(
             "SELECT
                 EXISTS (SELECT 1 FROM rooms WHERE app_id = $1 AND room_id = $4),
@@ -63,7 +64,7 @@ macro_rules! load_statement {
                           WHERE app_id = $1 AND stream_type = $2 AND stream_id = $3), 0),
                 statement_timestamp(),
                 ",
-            $state
+            $($state),+
         )
     };
 }
@@ -78,13 +79,14 @@ const CREATE_STREAM: &str = "INSERT INTO stream_versions (app_id, stream_type, s
 const LOCK_STREAM: &str = "SELECT version FROM stream_versions
      WHERE app_id = $1 AND stream_type = $2 AND stream_id = $3 FOR UPDATE";
 
-/// Loads the user's stream (and whether `room` exists in the app) without locking it.
+/// Loads the user's stream (and whether `room`, if any, exists in the app) without locking
+/// it.
 #[tracing::instrument(level = "debug", skip(db))]
 pub async fn load<P: InlineProjection, C: GenericClient>(
     db: &C,
     app: &AppId,
     client: &ClientId,
-    room: &RoomId,
+    room: Option<&RoomId>,
 ) -> Result<LoadedStream<P::State>, StoreError> {
     let statement = db.prepare_cached(P::LOAD).await?;
     load_prepared::<P, C>(db, &statement, app, client, room).await
@@ -95,7 +97,7 @@ async fn load_prepared<P: InlineProjection, C: GenericClient>(
     statement: &Statement,
     app: &AppId,
     client: &ClientId,
-    room: &RoomId,
+    room: Option<&RoomId>,
 ) -> Result<LoadedStream<P::State>, StoreError> {
     let row = db
         .query_one(
@@ -104,7 +106,7 @@ async fn load_prepared<P: InlineProjection, C: GenericClient>(
                 &app.as_str(),
                 &STREAM_TYPE_USER_PREFERENCES,
                 &client.as_str(),
-                &room.as_str(),
+                &room.map(RoomId::as_str),
             ],
         )
         .await?;
@@ -124,7 +126,7 @@ pub async fn lock<P: InlineProjection>(
     unit: &Unit,
     app: &AppId,
     client: &ClientId,
-    room: &RoomId,
+    room: Option<&RoomId>,
 ) -> Result<LoadedStream<P::State>, StoreError> {
     let db = unit.client();
     let (create, lock, load) = futures_util::try_join!(

@@ -54,7 +54,10 @@ async fn check_answers_which_of_the_given_users_muted_the_room() {
     )
     .await;
 
-    assert_eq!(result, json!({ "room": "r1", "muted": ["u1", "u3"] }));
+    assert_eq!(
+        result,
+        json!({ "room": "r1", "muted": ["u1", "u3"], "paused": [] })
+    );
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ mod cli;
 mod cluster;
 mod concurrency;
 mod dispatch;
+mod dnd;
 mod ecosystem;
 mod errors;
 mod event_log;

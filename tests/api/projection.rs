@@ -1,14 +1,17 @@
-//! `room_mutes`' live SQL and its Rust fold agree. Generated event sequences for several
-//! users — repeated mutes with the same or other ends (forever, past, future), unmutes of
-//! rooms never muted, many rooms, several events in one append — go through the store's
-//! real append statement, which the decider would never be asked to (it decides no repeated
-//! mute with the same end); the rows it leaves must be the rows `UserMutes` folds from the
-//! same events: same rooms, `muted_at`, `position`, `until` and order.
+//! `room_mutes`' and `notification_pauses`' live SQL and their Rust folds agree. Generated
+//! event sequences for several users — repeated mutes and pauses with the same or other
+//! ends (forever, past, future), unmutes of rooms never muted, resumes when not paused,
+//! many rooms, several events in one append — go through the store's real append
+//! statement, which the decider would never be asked to (it decides no repeated mute with
+//! the same end); the rows it leaves must be the rows `UserMutes` and `UserPause` fold from
+//! the same events: same rooms, `muted_at`/`paused_at`, `position`, `until` and order.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chatprefs::domain::{Actor, ActorKind, AppId, ClientId, Event, EventMetadata, RoomId};
-use chatprefs::projections::room_mutes::{self, RoomMutes, UserMutes};
+use chatprefs::projections::notification_pauses::{self, UserPause};
+use chatprefs::projections::room_mutes::{self, UserMutes};
+use chatprefs::projections::UserPreferences;
 use chatprefs::store::{self, stream, Pool, Unit};
 use chrono::{DateTime, Utc};
 use proptest::prelude::*;
@@ -28,8 +31,15 @@ const ENDS: [Option<i64>; 4] = [
     Some(4_102_444_800_250),
 ];
 
-/// One event: a mute (with which end) or an unmute, of which room.
-type Generated = (Option<usize>, usize);
+/// One event: a mute (with which end) or an unmute of which room, or a pause (with which
+/// end) or a resume.
+#[derive(Debug, Clone, Copy)]
+enum Generated {
+    Mute(usize, usize),
+    Unmute(usize),
+    Pause(usize),
+    Resume,
+}
 
 /// One append: several events of one user, in one transaction when more than one.
 #[derive(Debug, Clone)]
@@ -39,20 +49,28 @@ struct Append {
 }
 
 fn appends() -> impl Strategy<Value = Vec<Append>> {
-    let event = (proptest::option::of(0..ENDS.len()), 0..ROOMS.len());
+    let event = prop_oneof![
+        3 => (0..ENDS.len(), 0..ROOMS.len()).prop_map(|(end, room)| Generated::Mute(end, room)),
+        2 => (0..ROOMS.len()).prop_map(Generated::Unmute),
+        2 => (0..ENDS.len()).prop_map(Generated::Pause),
+        1 => Just(Generated::Resume),
+    ];
     let append = (0..USERS, proptest::collection::vec(event, 1..4))
         .prop_map(|(user, events)| Append { user, events });
     proptest::collection::vec(append, 0..30)
 }
 
-fn event((mute, room): Generated) -> Event {
-    let room = RoomId::parse(ROOMS[room]).unwrap();
-    match mute {
-        Some(end) => Event::RoomMuted {
-            room,
-            until: ENDS[end].and_then(DateTime::<Utc>::from_timestamp_millis),
+fn event(generated: Generated) -> Event {
+    let room = |i: usize| RoomId::parse(ROOMS[i]).unwrap();
+    let until = |end: usize| ENDS[end].and_then(DateTime::<Utc>::from_timestamp_millis);
+    match generated {
+        Generated::Mute(end, i) => Event::RoomMuted {
+            room: room(i),
+            until: until(end),
         },
-        None => Event::RoomUnmuted { room },
+        Generated::Unmute(i) => Event::RoomUnmuted { room: room(i) },
+        Generated::Pause(end) => Event::NotificationsPaused { until: until(end) },
+        Generated::Resume => Event::NotificationsResumed,
     }
 }
 
@@ -63,9 +81,15 @@ fn user(i: usize) -> ClientId {
 /// A user's rows as `(room, muted_at, position, until)`, oldest mute first.
 type Rows = Vec<(String, String, i64, Option<String>)>;
 
+/// A user's pause row as `(paused_at, position, until)`.
+type PauseRow = Option<(String, i64, Option<String>)>;
+
+/// Both read models' rows, per user.
+type Models = (Vec<Rows>, Vec<PauseRow>);
+
 /// Appends `appends` under the app `app` through the live SQL, folds the same events, and
 /// answers both sides' rows per user.
-async fn live_and_folded(pool: &Pool, app: &AppId, appends: &[Append]) -> (Vec<Rows>, Vec<Rows>) {
+async fn live_and_folded(pool: &Pool, app: &AppId, appends: &[Append]) -> (Models, Models) {
     let metadata = EventMetadata {
         actor: Actor {
             kind: ActorKind::System,
@@ -77,11 +101,12 @@ async fn live_and_folded(pool: &Pool, app: &AppId, appends: &[Append]) -> (Vec<R
         user_agent: None,
     };
     let mut folds = vec![UserMutes::default(); USERS];
+    let mut pause_folds = [UserPause::default(); USERS];
     let mut versions = [0; USERS];
     for append in appends {
         let events: Vec<Event> = append.events.iter().copied().map(event).collect();
         let unit = Unit::new(pool.get().await.unwrap());
-        let recorded = stream::append::<RoomMutes>(
+        let recorded = stream::append::<UserPreferences>(
             &unit,
             app,
             &user(append.user),
@@ -94,6 +119,7 @@ async fn live_and_folded(pool: &Pool, app: &AppId, appends: &[Append]) -> (Vec<R
         versions[append.user] += events.len() as i32;
         for (event, recorded) in events.iter().zip(recorded) {
             folds[append.user].apply(event, recorded.position, recorded.recorded_at);
+            pause_folds[append.user].apply(event, recorded.position, recorded.recorded_at);
         }
     }
     let folded = folds
@@ -135,7 +161,36 @@ async fn live_and_folded(pool: &Pool, app: &AppId, appends: &[Append]) -> (Vec<R
     for rows in &mut live {
         rows.sort_by_key(|(_, _, position, _)| *position);
     }
-    (live, folded)
+    drop(scan);
+    let pause_row = |paused_at: DateTime<Utc>, position, until: Option<DateTime<Utc>>| {
+        Some((
+            paused_at.to_rfc3339(),
+            position,
+            until.map(|u| u.to_rfc3339()),
+        ))
+    };
+    let folded_pauses = pause_folds
+        .iter()
+        .map(|fold| {
+            fold.pause()
+                .and_then(|p| pause_row(p.paused_at, p.position, p.until))
+        })
+        .collect();
+    let mut live_pauses = vec![None; USERS];
+    let mut scan = notification_pauses::scan_by_user(&reading, 100)
+        .await
+        .unwrap();
+    while let Some(row) = scan.next().await.unwrap() {
+        assert_eq!(
+            row.app,
+            app.as_str(),
+            "the table was reset before this case"
+        );
+        let i: usize = row.client[1..].parse().unwrap();
+        let pause = row.pause;
+        live_pauses[i] = pause_row(pause.paused_at, pause.position, pause.until);
+    }
+    ((live, live_pauses), (folded, folded_pauses))
 }
 
 #[test]
@@ -155,7 +210,7 @@ fn the_live_sql_and_the_fold_give_the_same_rows() {
             let case =
                 AppId::parse(format!("case-{}", cases.fetch_add(1, Ordering::SeqCst))).unwrap();
             let (live, folded) = runtime.block_on(async {
-                app.sql("TRUNCATE room_mutes, stream_versions")
+                app.sql("TRUNCATE room_mutes, notification_pauses, stream_versions")
                     .await
                     .unwrap();
                 live_and_folded(&app.pool, &case, &appends).await

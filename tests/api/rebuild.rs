@@ -78,7 +78,7 @@ async fn rebuild_under_writes_and_a_long_transaction_elsewhere_fails_nothing_and
     let pool = connect_pool(
         app.database_url(),
         &PoolSettings {
-            max_size: 3,
+            max_size: 4,
             timeout: Duration::from_secs(5),
         },
     )
