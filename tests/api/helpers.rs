@@ -318,6 +318,23 @@ impl TestApp {
         stop: Arc<AtomicBool>,
         done: Arc<AtomicUsize>,
     ) -> JoinHandle<Vec<String>> {
+        let paths = rooms
+            .iter()
+            .map(|room| format!("/me/mute/{room}"))
+            .collect();
+        self.spawn_flipper(token, paths, requests, stop, done)
+    }
+
+    /// Like [`Self::spawn_room_flipper`], but posting to and deleting these paths: `/me/dnd`
+    /// alone pauses and resumes, one event per request.
+    pub fn spawn_flipper(
+        &self,
+        token: &str,
+        paths: Vec<String>,
+        requests: usize,
+        stop: Arc<AtomicBool>,
+        done: Arc<AtomicUsize>,
+    ) -> JoinHandle<Vec<String>> {
         let (http, base, key, token) = (
             self.http.clone(),
             self.base.clone(),
@@ -330,14 +347,14 @@ impl TestApp {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
-                let room = rooms[i % rooms.len()];
-                let method = if (i / rooms.len()).is_multiple_of(2) {
+                let path = &paths[i % paths.len()];
+                let method = if (i / paths.len()).is_multiple_of(2) {
                     Method::POST
                 } else {
                     Method::DELETE
                 };
                 let response = http
-                    .request(method, format!("{base}/me/mute/{room}"))
+                    .request(method, format!("{base}{path}"))
                     .header("IM-CLIENT-KEY", &key)
                     .header("IM-Authorization", &token)
                     .send()

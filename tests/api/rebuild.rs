@@ -40,6 +40,32 @@ async fn read_model(app: &TestApp) -> Vec<(String, String, i64)> {
         .collect()
 }
 
+/// Who is paused, as the log says in SQL (their latest pause event is a pause, with its
+/// position) and as `notification_pauses` holds it.
+async fn paused_in_log(app: &TestApp) -> Vec<(String, i64)> {
+    app.sql(
+        "SELECT stream_id, position FROM (
+             SELECT DISTINCT ON (stream_id) stream_id, event_type, position FROM events
+             WHERE event_type IN ('NotificationsPaused', 'NotificationsResumed')
+             ORDER BY stream_id, position DESC) latest
+         WHERE event_type = 'NotificationsPaused' ORDER BY stream_id",
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect()
+}
+
+async fn paused_in_model(app: &TestApp) -> Vec<(String, i64)> {
+    app.sql("SELECT client_id, position FROM notification_pauses ORDER BY client_id")
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
 async fn versions_match_the_log(app: &TestApp) -> bool {
     app.sql(
         "SELECT count(*) = 0 FROM (
@@ -68,12 +94,21 @@ async fn rebuild_under_writes_and_a_long_transaction_elsewhere_fails_nothing_and
     for user in ["w0", "w1", "w2", "w3"] {
         tokens.push(app.user(user).await);
     }
+    // One more writer pauses and resumes, so the swap also meets writers of the pause table.
+    let pauser = app.user("w4").await;
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicUsize::new(0));
-    let writers: Vec<_> = tokens
+    let mut writers: Vec<_> = tokens
         .iter()
         .map(|token| app.spawn_room_flipper(token, &ROOMS, usize::MAX, stop.clone(), done.clone()))
         .collect();
+    writers.push(app.spawn_flipper(
+        &pauser,
+        vec!["/me/dnd".into()],
+        usize::MAX,
+        stop.clone(),
+        done.clone(),
+    ));
 
     let pool = connect_pool(
         app.database_url(),
@@ -141,6 +176,7 @@ async fn rebuild_under_writes_and_a_long_transaction_elsewhere_fails_nothing_and
     assert_eq!(swapped, 5);
     assert_eq!(failures, Vec::<String>::new(), "no request may fail");
     assert_eq!(read_model(&app).await, folded_in_sql(&app).await);
+    assert_eq!(paused_in_model(&app).await, paused_in_log(&app).await);
     assert!(versions_match_the_log(&app).await);
     let verified = rebuild::verify(&pool).await.unwrap();
     assert!(
