@@ -29,6 +29,8 @@ pub struct AuditEntry {
     #[serde(rename = "appID")]
     pub app_id: String,
     pub client: String,
+    /// The room; `null` for events about every room (`NotificationsPaused`,
+    /// `NotificationsResumed`).
     pub room: Option<String>,
     pub actor: AuditActor,
     pub request_id: Option<String>,
@@ -41,7 +43,8 @@ pub struct AuditEntry {
     pub recorded_at: DateTime<Utc>,
     #[serde(rename = "recordedAtMS")]
     pub recorded_at_ms: i64,
-    /// A timed mute's end, RFC 3339, UTC; `null` for a mute forever and for other events.
+    /// A timed mute's or pause's end, RFC 3339, UTC; `null` for a mute forever, a pause
+    /// until resumed, and other events.
     #[serde(serialize_with = "rfc3339_utc_opt")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub until: Option<DateTime<Utc>>,

@@ -6,10 +6,11 @@
 # models (the read is what is measured). Prints p50/p99 over N sequential requests and the load.
 #   usage: docs/perf/check-latency.sh [CHATPREFS_BINARY]     (default target/release/chatprefs)
 #   env:   MUTERS (50000) N (300) PORT (8481) PAUSE_EVERY (10; 0: nobody paused)
+#          DB (chatprefs_check_latency: dropped and recreated)
 set -euo pipefail
 bin=${1:-target/release/chatprefs}; muters=${MUTERS:-50000}; n=${N:-300}; port=${PORT:-8481}
 pause_every=${PAUSE_EVERY:-10}
-db=chatprefs_check_latency
+db=${DB:-chatprefs_check_latency}
 export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
 export DATABASE_URL="postgres://$PGUSER@$PGHOST:$PGPORT/$db"
 out=$(mktemp -d); server=

@@ -100,9 +100,10 @@ pub async fn events(
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LiveEvent {
-    /// `RoomMuted` or `RoomUnmuted`.
+    /// `RoomMuted`, `RoomUnmuted`, `NotificationsPaused` or `NotificationsResumed`.
     #[serde(rename = "type")]
     event_type: String,
+    /// The room; `null` for the pause events, which are about every room.
     room: Option<String>,
     /// Who made the change: `client` (one of the user's devices) or `admin` (the app's
     /// backend).
@@ -112,8 +113,8 @@ pub struct LiveEvent {
     recorded_at: String,
     #[serde(rename = "recordedAtMS")]
     recorded_at_ms: i64,
-    /// A timed mute's end, milliseconds since the epoch; `null` for a mute forever and for
-    /// an unmute.
+    /// A timed mute's or pause's end, milliseconds since the epoch; `null` for a mute
+    /// forever, a pause until resumed, an unmute and a resume.
     #[serde(rename = "untilMS")]
     until_ms: Option<i64>,
 }
@@ -165,7 +166,7 @@ fn last_event_id(req: &HttpRequest) -> Result<Option<i32>, ApiError> {
         ("Last-Event-ID" = Option<i32>, Header, description = "Resume after this stream version (the `id` of the last event received)"),
     ),
     responses(
-        (status = 200, description = "A stream of `RoomMuted` / `RoomUnmuted` events; each `data` is a JSON `LiveEvent`", content_type = "text/event-stream", body = LiveEvent),
+        (status = 200, description = "A stream of `RoomMuted` / `RoomUnmuted` / `NotificationsPaused` / `NotificationsResumed` events; each `data` is a JSON `LiveEvent`", content_type = "text/event-stream", body = LiveEvent),
         BadRequest,
         InvalidToken,
         InvalidClientKey,
