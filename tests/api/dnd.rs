@@ -130,6 +130,12 @@ async fn pausing_is_idempotent_and_resuming_ends_it() {
         .assert_ok();
     assert_eq!(user["notificationsPausedUntil"], end);
     assert_eq!(app.count_events().await, events + 1, "another end");
+    let then = as_of(&app, "u1", None).await;
+    assert_eq!(then["mute"], json!(["r1"]), "{then}");
+    assert_eq!(then["muteDetails"][0]["room"], "r1", "{then}");
+    assert_eq!(then["muteDetails"][0]["until"], Value::Null, "{then}");
+    assert_eq!(then["notificationEnabled"], false, "{then}");
+    assert_eq!(then["notificationsPausedUntil"], end, "{then}");
 
     let user = resume(&app, &u1.token).await.assert_ok();
     assert_eq!(user["notificationEnabled"], true);
