@@ -29,7 +29,7 @@ use super::{
     ),
     paths(
         me::get_me, mutes::mute, mutes::unmute, signin::sign_in, feed::live,
-        admin::upsert_client, admin::revoke_tokens, admin::upsert_room,
+        admin::upsert_client, admin::revoke_tokens, admin::erase_client, admin::upsert_room,
         on_behalf::mute, on_behalf::unmute,
         dispatch::check, dispatch::list,
         audit::list, audit::as_of, feed::events,
