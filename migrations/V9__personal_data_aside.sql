@@ -20,30 +20,32 @@ CREATE TABLE event_personal_data (
 CREATE INDEX event_personal_data_retention_idx ON event_personal_data (recorded_at)
     WHERE removed IS NULL;
 
--- Every writer, including the previous release (which still puts these fields into
--- `metadata`), goes through this: the fields are moved aside before the row exists, in
--- the append's own statement. `position` (identity) and `recorded_at` are already set when
--- a BEFORE trigger runs. No foreign key: the side row and the event commit or fail in one
--- statement, and an FK check per append would cost the write path for nothing.
+-- This release's append sets the fields aside itself, in its single statement
+-- (`src/store/stream.rs`). Any other writer that still puts them into `metadata` (the
+-- previous release mid-deploy or after a rollback, a hand-written INSERT) goes through
+-- this trigger, which moves them aside before the row exists; the WHEN clause keeps it from
+-- running at all for rows without them. `position` (identity) and `recorded_at` are
+-- already set when a BEFORE trigger runs. No foreign key: the side row and the event
+-- commit or fail in one statement, and an FK check per append would cost the write path
+-- for nothing.
 CREATE FUNCTION events_set_personal_data_aside() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF NEW.metadata ?| ARRAY['address', 'port', 'userAgent'] THEN
-        IF coalesce(NEW.metadata->>'address', NEW.metadata->>'port',
-                    NEW.metadata->>'userAgent') IS NOT NULL THEN
-            INSERT INTO event_personal_data (position, recorded_at, address, port, user_agent)
-            VALUES (NEW.position, NEW.recorded_at, NEW.metadata->>'address',
-                    CASE WHEN jsonb_typeof(NEW.metadata->'port') = 'number'
-                         THEN (NEW.metadata->>'port')::integer END,
-                    NEW.metadata->>'userAgent');
-        END IF;
-        NEW.metadata := NEW.metadata - ARRAY['address', 'port', 'userAgent'];
+    IF coalesce(NEW.metadata->>'address', NEW.metadata->>'port',
+                NEW.metadata->>'userAgent') IS NOT NULL THEN
+        INSERT INTO event_personal_data (position, recorded_at, address, port, user_agent)
+        VALUES (NEW.position, NEW.recorded_at, NEW.metadata->>'address',
+                CASE WHEN jsonb_typeof(NEW.metadata->'port') = 'number'
+                     THEN (NEW.metadata->>'port')::integer END,
+                NEW.metadata->>'userAgent');
     END IF;
+    NEW.metadata := NEW.metadata - ARRAY['address', 'port', 'userAgent'];
     RETURN NEW;
 END $$;
 
 CREATE TRIGGER events_personal_data_aside
     BEFORE INSERT ON events
-    FOR EACH ROW EXECUTE FUNCTION events_set_personal_data_aside();
+    FOR EACH ROW WHEN (NEW.metadata ?| ARRAY['address', 'port', 'userAgent'])
+    EXECUTE FUNCTION events_set_personal_data_aside();
 
 -- The one audited exception to "rows are never changed": what was rewritten, by which
 -- migration, when and why.
