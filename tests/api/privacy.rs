@@ -371,3 +371,52 @@ async fn the_migration_moves_existing_personal_data_aside_and_records_the_except
         ]
     );
 }
+
+/// `serve` expires old personal data by itself (its first pass runs at start), with the
+/// default window.
+#[tokio::test]
+async fn serve_expires_old_personal_data_by_itself() {
+    let db = TestDatabase::new();
+    crate::process::create_app(&db.url, "shop");
+    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(
+            "INSERT INTO events (event_id, app_id, stream_type, stream_id, stream_version,
+                                 event_type, data, metadata)
+             VALUES (gen_random_uuid(), 'shop', 'user_preferences', 'u1', 1, 'RoomMuted',
+                     '{\"room\": \"r1\"}',
+                     '{\"actor\": {\"kind\": \"client\", \"id\": \"u1\"}, \"requestId\": \"r\",
+                       \"address\": \"192.0.2.44\", \"port\": 1, \"userAgent\": \"Aged/1\"}');
+             UPDATE event_personal_data SET recorded_at = now() - interval '100 days';",
+        )
+        .await
+        .unwrap();
+    let removed = || async {
+        client
+            .query_one("SELECT removed, address FROM event_personal_data", &[])
+            .await
+            .unwrap()
+    };
+
+    assert_eq!(
+        removed().await.get::<_, Option<&str>>(1),
+        Some("192.0.2.44")
+    );
+    let _expiring = crate::process::Server::start(&db.url, &[]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let row = removed().await;
+        if row.get::<_, Option<&str>>(0) == Some("expired") {
+            assert_eq!(row.get::<_, Option<&str>>(1), None);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve did not expire the 100-day-old personal data"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
