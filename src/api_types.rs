@@ -37,6 +37,9 @@ pub struct AuditEntry {
     pub address: Option<String>,
     pub port: Option<i64>,
     pub user_agent: Option<String>,
+    /// `"erased"` (the user was erased) or `"expired"` (older than the retention window)
+    /// when `address`, `port` and `userAgent` were removed; `null` otherwise.
+    pub personal_data: Option<String>,
     /// RFC 3339, UTC, microseconds.
     #[serde(serialize_with = "rfc3339_utc")]
     #[schema(value_type = String, format = DateTime)]
@@ -84,6 +87,7 @@ impl From<log::AuditEntry> for AuditEntry {
             address: entry.address,
             port: entry.port,
             user_agent: entry.user_agent,
+            personal_data: entry.personal_data,
             recorded_at_ms: entry.recorded_at.timestamp_millis(),
             recorded_at: entry.recorded_at,
             until_ms: entry.until.map(|until| until.timestamp_millis()),

@@ -1,5 +1,5 @@
 //! The command line's definition: `serve`, `migrate`, `app create`, `app client-sign-in`,
-//! `openapi`, `audit`, `tail`, `rebuild`. What each command does is in `run.rs`.
+//! `openapi`, `audit`, `tail`, `rebuild`, `erase`, `prune`. What each command does is in `run.rs`.
 
 use std::net::IpAddr;
 
@@ -53,6 +53,24 @@ pub enum Command {
         /// Waits for a rebuild's swap in progress.
         #[arg(long)]
         verify: bool,
+    },
+    /// Erase a user's personal data (as `POST /admin/clients/{uid}/erase` does): the address,
+    /// port and user agent of their events, their nickname, email and avatar, every token.
+    /// The facts of their events stay; the erasure is recorded as `PersonalDataErased`.
+    Erase {
+        /// The user's app.
+        #[arg(long)]
+        app: String,
+        /// The user's id.
+        #[arg(long)]
+        client: String,
+    },
+    /// Expire the personal data (address, port, user agent) of events older than the
+    /// retention window, in batches, printing progress and a summary; for cron. The facts of
+    /// the events stay.
+    Prune {
+        #[command(flatten)]
+        retention: RetentionArgs,
     },
     /// Print the OpenAPI 3.1 document (as served at /openapi.json); regenerate the committed
     /// copy with `chatprefs openapi > docs/openapi.json`.
@@ -236,6 +254,23 @@ pub struct ServeArgs {
     /// (the default): the pool timeout alone bounds the wait.
     #[arg(long, env = "CHATPREFS_REQUEST_DEADLINE_MS", default_value_t = 0)]
     pub request_deadline_ms: u64,
+
+    // Personal data older than the window is removed every hour by the service, as
+    // `chatprefs prune` does.
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RetentionArgs {
+    /// Days an event's address, port and user agent are kept; then they are removed (the
+    /// audit shows `personalData: "expired"`). 0 keeps them forever.
+    #[arg(
+        long,
+        env = "CHATPREFS_PERSONAL_DATA_RETENTION_DAYS",
+        default_value_t = 90
+    )]
+    pub personal_data_retention_days: u32,
 }
 
 #[derive(Debug, Args)]

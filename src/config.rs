@@ -34,6 +34,8 @@ pub struct ServeSettings {
     /// Longest a request waits for a database connection before it is answered 503 (the
     /// pool's timeout when shorter); `None`: the pool's timeout alone.
     pub request_deadline: Option<Duration>,
+    /// Days personal data is kept before the periodic retention removes it; 0: forever.
+    pub personal_data_retention_days: u32,
 }
 
 /// What one client may make the server hold: bytes, time and connections.

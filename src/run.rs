@@ -7,12 +7,13 @@ use std::time::Duration;
 use crate::audit::{self, AuditParams};
 use crate::cli::{AppCommand, AuditArgs, Cli, Command, ServeArgs, Switch, TailArgs};
 use crate::config::{AuthCacheSettings, AuthFailureLimit, HttpLimits, ServeSettings};
-use crate::domain::{AppId, ClientId};
+use crate::domain::{Actor, ActorKind, AppId, ClientId, EventMetadata};
 use crate::feed::live::LiveLimits;
 use crate::feed::{self, FeedCursor};
 use crate::private_cluster::{self, Fallback};
 use crate::provision::{self, ProvisionError};
 use crate::rebuild;
+use crate::service::{self, ServiceError};
 use crate::startup::Application;
 use crate::store::{self, Pool, PoolSettings};
 
@@ -44,6 +45,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Audit(args) => run_audit(&database_url, args).await,
         Command::Tail(args) => run_tail(&database_url, args).await,
+        Command::Erase { app, client } => run_erase(&database_url, app, client).await,
+        Command::Prune { retention } => {
+            run_prune(&database_url, retention.personal_data_retention_days).await
+        }
         Command::Rebuild { verify: true } => Ok(run_verify(&database_url).await),
         Command::Rebuild { verify: false } => run_rebuild(&database_url).await,
         Command::Openapi => {
@@ -131,6 +136,75 @@ async fn run_audit(database_url: &str, args: AuditArgs) -> anyhow::Result<ExitCo
         let page = audit::page(&pool, &params.into_filter(app)?).await?;
         audit::output::write_page(&mut out, args.format, &page)?;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Erases through the same service function as `POST /admin/clients/{uid}/erase`; the
+/// erasure is recorded as the app's admin, with a request id of its own.
+async fn run_erase(database_url: &str, app: String, client: String) -> anyhow::Result<ExitCode> {
+    let (app, client) = (AppId::parse(app)?, ClientId::parse(client)?);
+    store::migrate(database_url).await?;
+    let pool = store::connect_pool(database_url, &pool_settings(1, 5000))?;
+    let metadata = EventMetadata {
+        actor: Actor {
+            kind: ActorKind::Admin,
+            id: app.as_str().to_owned(),
+        },
+        request_id: format!("cli-{}", uuid::Uuid::new_v4()),
+        address: None,
+        port: None,
+        user_agent: None,
+    };
+    match service::privacy::erase(&pool, &app, &client, &metadata).await {
+        Ok(erased) => {
+            println!(
+                "erased {} of {}: {} events' personal data, profile {}, {} tokens revoked{}",
+                client.as_str(),
+                app.as_str(),
+                erased.events_erased,
+                if erased.profile_cleared {
+                    "cleared"
+                } else {
+                    "already empty"
+                },
+                erased.tokens_revoked,
+                match erased.event_id {
+                    Some(id) => format!("; recorded as PersonalDataErased {id}"),
+                    None => "; nothing was left to erase".to_owned(),
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ServiceError::ClientNotFound) => {
+            eprintln!(
+                "error: app {} has no user {}",
+                app.as_str(),
+                client.as_str()
+            );
+            Ok(ExitCode::from(1))
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+async fn run_prune(database_url: &str, retention_days: u32) -> anyhow::Result<ExitCode> {
+    if retention_days == 0 {
+        println!("personal data retention is 0 days (keep forever): nothing to prune");
+        return Ok(ExitCode::SUCCESS);
+    }
+    store::migrate(database_url).await?;
+    let pool = store::connect_pool(database_url, &pool_settings(1, 5000))?;
+    let started = std::time::Instant::now();
+    let expired = service::privacy::expire(&pool, retention_days, |so_far| {
+        if so_far > 0 {
+            eprintln!("expired {so_far} events' personal data so far");
+        }
+    })
+    .await?;
+    println!(
+        "expired the personal data of {expired} events older than {retention_days} days in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -282,6 +356,7 @@ async fn serve(
         },
         request_deadline: (args.request_deadline_ms > 0)
             .then(|| Duration::from_millis(args.request_deadline_ms)),
+        personal_data_retention_days: args.retention.personal_data_retention_days,
     };
     tracing::info!(database = %store::describe(&settings.database_url), "connecting");
     let app = Application::build(&settings).await?;

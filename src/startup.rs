@@ -20,7 +20,7 @@ use crate::feed::live::{LiveContext, LiveStreams};
 use crate::feed::watcher::LogWatcher;
 use crate::http::{self, CorsOrigins, MaxHeaderBytes, RequestSpan, SignInLimiter, TrustedProxies};
 use crate::ratelimit::FailureLimiter;
-use crate::service::{sweep, Service};
+use crate::service::{privacy, sweep, Service};
 use crate::store::{self, Pool, PoolSettings, ReadPool, ReplicaHealth, WorkerPools};
 
 pub struct Application {
@@ -77,7 +77,12 @@ impl Application {
                 ..settings.pool.clone()
             },
         )?;
-        sweep::spawn(sweeper_pool, sweep::INTERVAL);
+        sweep::spawn(sweeper_pool.clone(), sweep::INTERVAL);
+        privacy::spawn_retention(
+            sweeper_pool,
+            settings.personal_data_retention_days,
+            privacy::RETENTION_INTERVAL,
+        );
         let (shutdown, stopping) = watch::channel(false);
         let auth_cache = AuthCache::new(&settings.auth_cache);
         if let Some(cache) = &auth_cache {

@@ -13,7 +13,7 @@ pub enum Format {
     Csv,
 }
 
-const CSV_HEADER: [&str; 16] = [
+const CSV_HEADER: [&str; 17] = [
     "position",
     "eventId",
     "type",
@@ -30,13 +30,14 @@ const CSV_HEADER: [&str; 16] = [
     "recordedAtMS",
     "until",
     "untilMS",
+    "personalData",
 ];
 
 fn or_empty(value: &Option<String>) -> &str {
     value.as_deref().unwrap_or("")
 }
 
-fn csv_record(entry: &AuditEntry) -> [String; 16] {
+fn csv_record(entry: &AuditEntry) -> [String; 17] {
     [
         entry.position.to_string(),
         entry.event_id.to_string(),
@@ -57,6 +58,7 @@ fn csv_record(entry: &AuditEntry) -> [String; 16] {
             .until
             .map(|until| until.timestamp_millis().to_string())
             .unwrap_or_default(),
+        or_empty(&entry.personal_data).to_owned(),
     ]
 }
 
@@ -78,7 +80,10 @@ fn table_record(entry: &AuditEntry) -> [String; 10] {
         (Some(address), Some(port)) if address.contains(':') => format!("[{address}]:{port}"),
         (Some(address), Some(port)) => format!("{address}:{port}"),
         (Some(address), None) => address.clone(),
-        (None, _) => "-".into(),
+        (None, _) => match &entry.personal_data {
+            Some(removed) => format!("({removed})"),
+            None => "-".into(),
+        },
     };
     [
         entry.position.to_string(),

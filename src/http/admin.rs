@@ -18,7 +18,7 @@ use super::{
     path::{path_param, PathId},
     request::RequestContext,
 };
-use crate::domain::{ClientId, RoomId};
+use crate::domain::{Actor, ActorKind, ClientId, RoomId};
 use crate::secrets;
 use crate::service::{
     tokens::{TokenGrant, DEFAULT_TOKEN_DAYS},
@@ -193,6 +193,64 @@ pub async fn revoke_tokens(
     Ok(envelope::ok(Revoked {
         id: client.into_inner(),
         revoked_tokens: revoked,
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct ErasedClient {
+    #[serde(rename = "_id")]
+    id: String,
+    /// Events whose address, port and user agent were erased by this call.
+    events_erased: u64,
+    /// Whether a nickname, email or avatar was cleared.
+    profile_cleared: bool,
+    tokens_revoked: u64,
+    /// The `PersonalDataErased` event appended; `null` when nothing was left to erase (a
+    /// repeated call).
+    #[schema(value_type = Option<String>, format = "uuid")]
+    event_id: Option<uuid::Uuid>,
+}
+
+/// Erases a user's personal data: the address, port and user agent of their events, their
+/// nickname, email and avatar, and every token; the facts of their events stay. Records a
+/// `PersonalDataErased` event. Idempotent: a repeated call finds nothing and appends
+/// nothing. Any body is ignored.
+#[utoipa::path(
+    post, path = "/admin/clients/{uid}/erase", tag = "platform",
+    params(UserPath),
+    responses(
+        (status = 200, description = "What was erased", body = Success<ErasedClient>),
+        BadRequest,
+        InvalidApiKey,
+        RateLimited,
+        ClientNotFound,
+        Unavailable,
+    ),
+    security(("apiKey" = []))
+)]
+#[tracing::instrument(skip_all)]
+pub async fn erase_client(
+    platform: PlatformApp,
+    req: HttpRequest,
+    request: RequestContext,
+    service: web::Data<Service>,
+) -> Result<HttpResponse, ApiError> {
+    let PathId(client) = path_param::<ClientId>(&req)?;
+    // One API key per app: the app itself is the admin who erased.
+    let metadata = request.metadata(Actor {
+        kind: ActorKind::Admin,
+        id: platform.app.as_str().to_owned(),
+    });
+    let erased = service
+        .erase_client(&platform.app, &client, &metadata)
+        .await?;
+    Ok(envelope::ok(ErasedClient {
+        id: client.into_inner(),
+        events_erased: erased.events_erased,
+        profile_cleared: erased.profile_cleared,
+        tokens_revoked: erased.tokens_revoked,
+        event_id: erased.event_id,
     }))
 }
 

@@ -93,6 +93,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     .service(resource("/auths/sign/v2").route(web::post().to(signin::sign_in)))
     .service(resource("/admin/clients").route(web::post().to(admin::upsert_client)))
     .service(resource("/admin/clients/{uid}/token").route(web::delete().to(admin::revoke_tokens)))
+    .service(resource("/admin/clients/{uid}/erase").route(web::post().to(admin::erase_client)))
     .service(
         resource(&format!("/admin/clients/{{uid}}/mute/{ROOM_SEGMENT}"))
             .route(web::post().to(mutes::mute))

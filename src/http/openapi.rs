@@ -29,8 +29,9 @@ use super::{
     ),
     paths(
         me::get_me, mutes::mute, mutes::unmute, mutes::pause, mutes::resume, signin::sign_in,
-        feed::live, admin::upsert_client, admin::revoke_tokens, admin::upsert_room,
-        on_behalf::mute, on_behalf::unmute, on_behalf::pause, on_behalf::resume,
+        feed::live, admin::upsert_client, admin::revoke_tokens, admin::erase_client,
+        admin::upsert_room, on_behalf::mute, on_behalf::unmute, on_behalf::pause,
+        on_behalf::resume,
         dispatch::check, dispatch::list,
         audit::list, audit::as_of, feed::events,
         health::healthz, health::readyz, metrics::scrape, serve,

@@ -3,6 +3,7 @@
 //! answers and errors to the wire).
 
 mod command;
+pub mod privacy;
 pub mod sweep;
 pub mod tokens;
 
@@ -203,6 +204,17 @@ impl Service {
             return Err(ServiceError::ClientNotFound);
         }
         Ok(directory::revoke_tokens(&conn, app, id, only).await?)
+    }
+
+    /// Erases the user's personal data, clears their profile, revokes their tokens and
+    /// records the erasure (idempotent: see [`privacy::erase`]).
+    pub async fn erase_client(
+        &self,
+        app: &AppId,
+        id: &ClientId,
+        metadata: &EventMetadata,
+    ) -> Result<crate::store::privacy::Erased, ServiceError> {
+        privacy::erase(&self.pool, app, id, metadata).await
     }
 
     #[tracing::instrument(skip(self, profile))]

@@ -41,6 +41,9 @@ pub struct AuditEntry {
     pub address: Option<String>,
     pub port: Option<i64>,
     pub user_agent: Option<String>,
+    /// `erased` or `expired` when the event's personal data was removed; `None` while it
+    /// is kept, or when none was recorded.
+    pub personal_data: Option<String>,
     pub recorded_at: DateTime<Utc>,
     /// A mute's end; `None` for a mute forever and for other events.
     pub until: Option<DateTime<Utc>>,
@@ -56,10 +59,17 @@ fn text(value: &serde_json::Value, key: &str) -> Option<String> {
     value.get(key)?.as_str().map(str::to_owned)
 }
 
-/// The columns [`entry_from_row`] reads, in its order.
+/// The columns [`entry_from_row`] reads, in its order, from `events` (unaliased). The
+/// event's personal data is joined back from its side table (`migrations/V9__*.sql`) as the
+/// fields the metadata once held, with `personalData` saying whether they were removed.
 pub(super) const ENTRY_COLUMNS: &str =
-    "position, event_id, event_type, app_id, stream_id, data->>'room' AS room, metadata, recorded_at,
-     data->>'until' AS until";
+    "position, event_id, event_type, app_id, stream_id, data->>'room' AS room,
+     metadata || coalesce((SELECT jsonb_build_object('address', p.address, 'port', p.port,
+                                                     'userAgent', p.user_agent,
+                                                     'personalData', p.removed)
+                           FROM event_personal_data p WHERE p.position = events.position),
+                          '{}') AS metadata,
+     recorded_at, data->>'until' AS until";
 
 /// An entry from the [`ENTRY_COLUMNS`] of `row`, starting at column `first`.
 pub(super) fn entry_from_row(row: &tokio_postgres::Row, first: usize) -> AuditEntry {
@@ -82,6 +92,7 @@ pub(super) fn entry_from_row(row: &tokio_postgres::Row, first: usize) -> AuditEn
         address: text(&metadata, "address"),
         port: metadata.get("port").and_then(serde_json::Value::as_i64),
         user_agent: text(&metadata, "userAgent"),
+        personal_data: text(&metadata, "personalData"),
         recorded_at: row.get(first + 7),
         until: row
             .get::<_, Option<&str>>(first + 8)

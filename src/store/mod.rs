@@ -7,6 +7,7 @@ pub mod batches;
 pub mod directory;
 pub mod log_reader;
 mod pool;
+pub mod privacy;
 mod replica;
 mod roles;
 pub mod shadow;

@@ -10,6 +10,9 @@ use super::pool::{connect, created_concurrently, MIGRATION_LOCK_KEY};
 /// second line, for roles that do hold UPDATE or DELETE).
 const TABLE_PRIVILEGES: &[(&str, &str)] = &[
     ("events", "SELECT, INSERT"),
+    // Erasure and retention clear rows in place (never DELETE: the audit tells "erased"
+    // and "expired" from "never recorded"); the append trigger inserts as the caller.
+    ("event_personal_data", "SELECT, INSERT, UPDATE"),
     ("apps", "SELECT"),
     ("clients", "SELECT, INSERT, UPDATE"),
     ("tokens", "SELECT, INSERT, UPDATE"),

@@ -158,6 +158,10 @@ pub async fn lock<P: InlineProjection>(
 /// applies the appended event. Every writer of a stream thus locks the version row before
 /// anything else, so optimistic writers and locked retries cannot deadlock.
 ///
+/// The metadata's personal fields (address, port, user agent) go to `event_personal_data`
+/// in `set_aside`, never into the immutable row (docs/privacy.md): still one statement,
+/// and the V9 trigger that does the same for the previous release's appends is not run.
+///
 /// `recorded_at` is read from the clock once the version row is locked, not taken from the
 /// transaction's start (`now()`): a retry begins its transaction before it waits for the
 /// lock, so its start can precede an event that commits ahead of it. Holding the lock, the
@@ -179,13 +183,21 @@ macro_rules! append_statement {
             appended AS (
                 INSERT INTO events (event_id, app_id, stream_type, stream_id, stream_version,
                                     event_type, schema_version, data, metadata, recorded_at)
-                SELECT $5, $1, $2, $3, head.version, $6, $7, $8, $9,
+                SELECT $5, $1, $2, $3, head.version, $6, $7, $8,
+                       $9::jsonb - ARRAY['address', 'port', 'userAgent'],
                        greatest(clock_timestamp(),
                                 (SELECT e.recorded_at FROM events e
                                  WHERE e.app_id = $1 AND e.stream_type = $2 AND e.stream_id = $3
                                    AND e.stream_version = head.version - 1))
                 FROM head
                 RETURNING position, recorded_at),
+            set_aside AS (
+                INSERT INTO event_personal_data (position, recorded_at, address, port, user_agent)
+                SELECT position, recorded_at, $9::jsonb->>'address',
+                       ($9::jsonb->>'port')::integer, $9::jsonb->>'userAgent'
+                FROM appended
+                WHERE coalesce($9::jsonb->>'address', $9::jsonb->>'port',
+                               $9::jsonb->>'userAgent') IS NOT NULL),
             projected AS (",
             $step,
             ")

@@ -36,7 +36,15 @@ async fn every_event_records_who_when_and_from_where() {
     app.mute_as_client_then_unmute_as_admin().await;
 
     let rows = app
-        .sql("SELECT event_type, metadata, stream_id, app_id, data, recorded_at IS NOT NULL FROM events ORDER BY position")
+        .sql(
+            "SELECT event_type,
+                    metadata || (SELECT jsonb_build_object('address', p.address, 'port', p.port,
+                                                           'userAgent', p.user_agent)
+                                 FROM event_personal_data p WHERE p.position = events.position),
+                    stream_id, app_id, data, recorded_at IS NOT NULL,
+                    metadata ?| ARRAY['address', 'port', 'userAgent']
+             FROM events ORDER BY position",
+        )
         .await
         .unwrap();
     assert_eq!(rows.len(), 2);
@@ -57,6 +65,10 @@ async fn every_event_records_who_when_and_from_where() {
         assert_eq!(row.get::<_, String>(3), "app-a");
         assert_eq!(row.get::<_, Value>(4)["room"], "r1");
         assert!(row.get::<_, bool>(5));
+        assert!(
+            !row.get::<_, bool>(6),
+            "personal data is kept beside the log, not in it"
+        );
     }
 }
 

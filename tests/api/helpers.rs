@@ -68,6 +68,7 @@ pub fn test_settings(database_url: String) -> ServeSettings {
         feed_max_wait: Duration::from_secs(30),
         auth_cache: chatprefs::config::AuthCacheSettings::default(),
         request_deadline: None,
+        personal_data_retention_days: 0,
     }
 }
 

@@ -22,6 +22,7 @@ mod helpers;
 mod hostile;
 mod ledger;
 mod me;
+mod privacy;
 mod process;
 mod projection;
 mod rebuild;
