@@ -5,6 +5,7 @@
 
 pub mod notification_pauses;
 pub mod room_mutes;
+pub mod user_rows;
 
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;

@@ -19,7 +19,7 @@ use crate::domain::{AppId, ClientId, Event, Pause};
 use crate::store::batches::Batches;
 use crate::store::shadow::ShadowRow;
 use crate::store::stream::append_statement;
-use crate::store::{execute, query, query_one, query_opt, GenericClient, StoreError};
+use crate::store::{query, query_one, query_opt, GenericClient, StoreError};
 
 /// The table.
 pub const TABLE: &str = "notification_pauses";
@@ -255,46 +255,6 @@ pub async fn shadow_rows(
     rows.iter()
         .map(|row| pause_row(row).map(|row| ((row.app, row.client), row.pause)))
         .collect()
-}
-
-/// Removes these users' rows from the shadow table, so that their new rows can be copied in.
-#[tracing::instrument(skip_all, fields(streams = apps.len()))]
-pub async fn clear_shadow(
-    tx: &Transaction<'_>,
-    apps: &[&str],
-    clients: &[&str],
-) -> Result<(), StoreError> {
-    execute(
-        tx,
-        "DELETE FROM notification_pauses_rebuild
-         WHERE (app_id, client_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
-        &[&apps, &clients],
-    )
-    .await?;
-    Ok(())
-}
-
-/// How many rows the table holds (expired ones not yet swept included).
-#[tracing::instrument(skip(db))]
-pub async fn count<C: GenericClient>(db: &C) -> Result<usize, StoreError> {
-    let row = query_one(db, "SELECT count(*) FROM notification_pauses", &[]).await?;
-    Ok(row.get::<_, i64>(0).max(0) as usize)
-}
-
-/// Deletes up to `batch` rows whose pause ended by the database's clock, as
-/// `room_mutes::sweep_expired` does (and for the same reasons); answers how many.
-#[tracing::instrument(skip(db))]
-pub async fn sweep_expired<C: GenericClient>(db: &C, batch: i64) -> Result<u64, StoreError> {
-    execute(
-        db,
-        "DELETE FROM notification_pauses
-         WHERE ctid = ANY(ARRAY(
-             SELECT ctid FROM notification_pauses WHERE until <= now()
-             ORDER BY until LIMIT $1 FOR UPDATE SKIP LOCKED))
-           AND until <= now()",
-        &[&batch],
-    )
-    .await
 }
 
 /// A row to write by COPY.

@@ -20,7 +20,7 @@ use crate::domain::{AppId, ClientId, Event, MuteState, RoomId, RoomMute};
 use crate::store::batches::Batches;
 use crate::store::shadow::ShadowRow;
 use crate::store::stream::append_statement;
-use crate::store::{execute, query, query_one, query_opt, GenericClient, StoreError};
+use crate::store::{query, query_opt, GenericClient, StoreError};
 
 /// The table, and the name under which a rebuild records how far it read the log.
 pub const TABLE: &str = "room_mutes";
@@ -402,52 +402,6 @@ pub async fn shadow_rows(
             .push(row);
     }
     Ok(users)
-}
-
-/// Removes these users' rows from the shadow table, so that their new rows can be copied in.
-#[tracing::instrument(skip_all, fields(streams = apps.len()))]
-pub async fn clear_shadow(
-    tx: &Transaction<'_>,
-    apps: &[&str],
-    clients: &[&str],
-) -> Result<(), StoreError> {
-    execute(
-        tx,
-        "DELETE FROM room_mutes_rebuild
-         WHERE (app_id, client_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
-        &[&apps, &clients],
-    )
-    .await?;
-    Ok(())
-}
-
-/// How many rows the table holds (expired ones not yet swept included).
-#[tracing::instrument(skip(db))]
-pub async fn count<C: GenericClient>(db: &C) -> Result<usize, StoreError> {
-    let row = query_one(db, "SELECT count(*) FROM room_mutes", &[]).await?;
-    Ok(row.get::<_, i64>(0).max(0) as usize)
-}
-
-/// Deletes up to `batch` rows whose mute ended by the database's clock, oldest end first;
-/// answers how many. Only the read model: the log keeps every event, and every read leaves
-/// expired rows out already, so this only keeps the table from growing.
-///
-/// The rows are found on `room_mutes_until_idx` and locked, skipping rows another sweep or
-/// a writer holds rather than waiting; a row locked by this statement cannot change before
-/// it ends, so deleting by its `ctid` is a direct lookup (a key join would read every
-/// expired row for each batch). The end is checked again all the same.
-#[tracing::instrument(skip(db))]
-pub async fn sweep_expired<C: GenericClient>(db: &C, batch: i64) -> Result<u64, StoreError> {
-    execute(
-        db,
-        "DELETE FROM room_mutes
-         WHERE ctid = ANY(ARRAY(
-             SELECT ctid FROM room_mutes WHERE until <= now()
-             ORDER BY until LIMIT $1 FOR UPDATE SKIP LOCKED))
-           AND until <= now()",
-        &[&batch],
-    )
-    .await
 }
 
 /// A row to write by COPY.

@@ -22,6 +22,7 @@ use deadpool_postgres::{Client, Transaction};
 
 use crate::projections::notification_pauses::{self, PauseRecord};
 use crate::projections::room_mutes::{self, MuteRecord};
+use crate::projections::user_rows;
 use crate::store::log_reader::{self, LogCursor, UserOrder, Window};
 use crate::store::shadow::{self, ShadowCopy, VersionRecord};
 use crate::store::{self, Pool, StoreError};
@@ -221,8 +222,9 @@ async fn catch_up(
             }
             streams.push(FoldedStream { key, fold });
         }
-        room_mutes::clear_shadow(tx, &apps, &clients).await?;
-        notification_pauses::clear_shadow(tx, &apps, &clients).await?;
+        for table in [room_mutes::TABLE, notification_pauses::TABLE] {
+            user_rows::clear_shadow(tx, table, &apps, &clients).await?;
+        }
         shadow::clear_shadow_versions(tx, &apps, &clients).await?;
         shadow::copy_rows(tx, false, streams.iter().flat_map(mute_records)).await?;
         shadow::copy_rows(tx, false, streams.iter().filter_map(pause_record)).await?;
@@ -320,8 +322,8 @@ async fn rebuild_locked(
     shadow::drop_retired(&*writer).await?;
     progress.finish("replayed the log");
     let streams = shadow::count_streams(&*writer).await?;
-    let muted_rooms = room_mutes::count(&*writer).await?;
-    let paused_users = notification_pauses::count(&*writer).await?;
+    let muted_rooms = user_rows::count(&*writer, room_mutes::TABLE).await?;
+    let paused_users = user_rows::count(&*writer, notification_pauses::TABLE).await?;
 
     Ok(RebuildReport {
         events: written.events + caught_up,

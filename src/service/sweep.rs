@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::projections::{notification_pauses, room_mutes};
+use crate::projections::{notification_pauses, room_mutes, user_rows};
 use crate::store::{Pool, StoreError};
 
 /// How often a process sweeps. Several instances may sweep at once: each skips the rows
@@ -38,18 +38,14 @@ pub fn spawn(pool: Pool, interval: Duration) {
 pub async fn sweep(pool: &Pool) -> Result<u64, StoreError> {
     let conn = pool.get().await?;
     let mut deleted = 0;
-    loop {
-        let batch = room_mutes::sweep_expired(&conn, BATCH).await?;
-        deleted += batch;
-        if batch < BATCH as u64 {
-            break;
+    for table in [room_mutes::TABLE, notification_pauses::TABLE] {
+        loop {
+            let batch = user_rows::sweep_expired(&conn, table, BATCH).await?;
+            deleted += batch;
+            if batch < BATCH as u64 {
+                break;
+            }
         }
     }
-    loop {
-        let batch = notification_pauses::sweep_expired(&conn, BATCH).await?;
-        deleted += batch;
-        if batch < BATCH as u64 {
-            return Ok(deleted);
-        }
-    }
+    Ok(deleted)
 }
