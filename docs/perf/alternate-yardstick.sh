@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The service against the one-trip yardstick with both under the same table growth: every
+# run appends to its own database, so throughput falls run after run, and a sitting that
+# runs the yardstick first and the service after compares a young database with an older
+# one. Here they alternate, round by round (yardstick, then the service's default mix and
+# mute-only, per client count), so each round's ratio compares databases of like age.
+# Prints one line per run and a ratio line per round. Run from the repository root.
+#   usage: docs/perf/alternate-yardstick.sh [YARDSTICK_DIR]     (default: ../shared/bench)
+#   env:   ROUNDS (3) SECONDS_PER_RUN (15) USERS (100000) ROOMS (1000)
+#          CONNECTIONS ("16 64") PORT (8183)
+#          SERVICE_BIN (target/release/chatprefs) BENCH_BIN (target/release/chatprefs-bench)
+set -euo pipefail
+yardstick=$(cd "${1:-../shared/bench}" && pwd)
+rounds=${ROUNDS:-3}; secs=${SECONDS_PER_RUN:-15}; users=${USERS:-100000}; rooms=${ROOMS:-1000}
+connections=(${CONNECTIONS:-16 64}); port=${PORT:-8183}
+bin=${SERVICE_BIN:-target/release/chatprefs}; bench_bin=${BENCH_BIN:-target/release/chatprefs-bench}
+ydb=chatprefs_alt_yardstick; sdb=chatprefs_alt_service
+export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
+export PGOPTIONS="-c client_min_messages=warning"
+out=$(mktemp -d); server=
+cleanup() {
+    [ -z "$server" ] || kill "$server" 2>/dev/null || true
+    for db in $ydb $sdb; do psql -qAt -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null; done
+    rm -rf "$out"
+}
+trap cleanup EXIT
+
+# The yardstick's schema and warm-up, kept for the rounds below.
+YARDSTICK_DB=$ydb KEEP_YARDSTICK_DB=1 SECONDS_PER_RUN=1 USERS=$users ROOMS=$rooms \
+    bash "$yardstick/yardstick.sh" "${connections[0]}" >/dev/null
+one_trip() {
+    pgbench -n -M prepared -j 2 -D users="$users" -D rooms="$rooms" \
+        -f "$yardstick/yardstick-mute-one-trip.pgbench" -c "$1" -T "$secs" "$ydb" 2>&1 |
+        sed -n 's/^tps = \([0-9.]*\).*/\1/p'
+}
+
+psql -qAt -d postgres -c "DROP DATABASE IF EXISTS $sdb WITH (FORCE)" >/dev/null
+export DATABASE_URL="postgres://$PGUSER@$PGHOST:$PGPORT/$sdb"
+RUST_LOG=warn "$bin" migrate >/dev/null
+RUST_LOG=warn "$bin" app create bench --json >"$out/app.json"
+RUST_LOG=warn "$bin" serve --bind "127.0.0.1:$port" >"$out/server.log" 2>&1 &
+server=$!
+for _ in $(seq 50); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
+bench() {
+    "$bench_bin" --url "http://127.0.0.1:$port" --client-key "$(jq -r .clientKey "$out/app.json")" \
+        --api-key "$(jq -r .apiKey "$out/app.json")" --users "$users" --rooms "$rooms" --json "$@"
+}
+# Warm up as the yardstick does: cached plans on populated tables, fresh statistics.
+bench --connections 4 --duration 5s >/dev/null
+psql -qAt -d "$sdb" -c "VACUUM ANALYZE" >/dev/null
+
+for round in $(seq "$rounds"); do
+    for c in "${connections[@]}"; do
+        psql -qAt -d "$ydb" -c CHECKPOINT >/dev/null
+        tps=$(one_trip "$c")
+        echo "round=$round yardstick=one-trip connections=$c tps=$tps load=$(cut -d' ' -f1 /proc/loadavg)"
+        for mix in mute=50,unmute=50 mute=100; do
+            psql -qAt -d "$sdb" -c CHECKPOINT >/dev/null
+            bench --connections "$c" --duration "${secs}s" --mix "$mix" >"$out/run.json"
+            jq -r --arg r "$round" --arg c "$c" --arg mix "$mix" --arg tps "$tps" \
+                '"round=\($r) service=\($mix) connections=\($c) rps=\(.requests_per_second|floor) p50_ms=\(.latency.p50_ms) p99_ms=\(.latency.p99_ms) errors=\(.errors|add // 0) vs_one_trip=\((.requests_per_second / ($tps|tonumber)) * 100 | floor / 100)"' \
+                "$out/run.json"
+        done
+    done
+done
