@@ -18,6 +18,7 @@ use crate::store::{
     self,
     audit::AuditFilter,
     directory::{self, ClientAuth, ClientProfile, ClientRecord, RoomProfile, RoomRecord},
+    keys::{self, KeyAuth},
     Pool, ReadPool, Retryable, SchemaStatus, StoreError, Unit,
 };
 use tokens::{IssuedToken, TokenGrant};
@@ -94,13 +95,25 @@ impl Service {
         Ok(directory::authenticate_client(&conn, client_key, token_sha256).await?)
     }
 
-    /// The app an API key (by its hash) belongs to.
-    pub async fn app_by_api_key(
-        &self,
-        api_key_sha256: &[u8],
-    ) -> Result<Option<AppId>, ServiceError> {
+    /// The app and role of an API key (by its hash): the app's original key or a live
+    /// added one.
+    pub async fn key_by_hash(&self, key_sha256: &[u8]) -> Result<Option<KeyAuth>, ServiceError> {
         let conn = self.pool.get().await.map_err(StoreError::from)?;
-        Ok(directory::app_by_api_key(&conn, api_key_sha256).await?)
+        Ok(keys::key_by_hash(&conn, key_sha256).await?)
+    }
+
+    /// A user's profile and mutes in force, for support.
+    pub async fn client_profile(
+        &self,
+        app: &AppId,
+        id: &ClientId,
+    ) -> Result<(ClientRecord, MuteState), ServiceError> {
+        let conn = self.pool.get().await.map_err(StoreError::from)?;
+        let client = directory::find_client(&conn, app, id)
+            .await?
+            .ok_or(ServiceError::ClientNotFound)?;
+        let mutes = room_mutes::muted_rooms(&conn, app, id).await?;
+        Ok((client, mutes))
     }
 
     /// The app of a client key, and whether it lets its users sign themselves in.

@@ -11,6 +11,8 @@ use super::pool::{connect, created_concurrently, MIGRATION_LOCK_KEY};
 const TABLE_PRIVILEGES: &[(&str, &str)] = &[
     ("events", "SELECT, INSERT"),
     ("apps", "SELECT"),
+    ("app_keys", "SELECT, UPDATE (last_used_at)"),
+    ("console_sessions", "SELECT, INSERT, DELETE"),
     ("clients", "SELECT, INSERT, UPDATE"),
     ("tokens", "SELECT, INSERT, UPDATE"),
     ("rooms", "SELECT, INSERT, UPDATE"),

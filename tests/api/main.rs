@@ -19,6 +19,7 @@ mod feed;
 mod first_run;
 mod helpers;
 mod hostile;
+mod keys;
 mod ledger;
 mod me;
 mod process;
