@@ -4,6 +4,7 @@ mod admin;
 mod audit;
 mod auth;
 mod body;
+pub mod console;
 mod cors;
 mod dispatch;
 mod envelope;
@@ -56,5 +57,6 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
             .error_handler(|err, _| ApiError::invalid(format!("invalid query: {err}")).into()),
     )
     .configure(routes::configure_routes)
+    .configure(console::configure)
     .default_service(web::to(not_found));
 }

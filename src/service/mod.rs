@@ -18,7 +18,7 @@ use crate::store::{
     self,
     audit::AuditFilter,
     directory::{self, ClientAuth, ClientProfile, ClientRecord, RoomProfile, RoomRecord},
-    keys::{self, KeyAuth},
+    keys::{self, KeyAuth, SessionAuth},
     Pool, ReadPool, Retryable, SchemaStatus, StoreError, Unit,
 };
 use tokens::{IssuedToken, TokenGrant};
@@ -100,6 +100,35 @@ impl Service {
     pub async fn key_by_hash(&self, key_sha256: &[u8]) -> Result<Option<KeyAuth>, ServiceError> {
         let conn = self.pool.get().await.map_err(StoreError::from)?;
         Ok(keys::key_by_hash(&conn, key_sha256).await?)
+    }
+
+    /// Opens a console session for a live API key (by its hash): answers the session's
+    /// secret (for its cookie; stored only as SHA-256) and what the key proves.
+    pub async fn open_console_session(
+        &self,
+        key_sha256: &[u8],
+        lifetime: Duration,
+    ) -> Result<Option<(String, KeyAuth)>, ServiceError> {
+        let secret = crate::secrets::new_secret();
+        let conn = self.pool.get().await.map_err(StoreError::from)?;
+        let session_hash = crate::secrets::sha256(&secret);
+        let opened =
+            keys::insert_session(&conn, &session_hash, key_sha256, lifetime.as_secs_f64()).await?;
+        Ok(opened.map(|key| (secret, key)))
+    }
+
+    /// The console session a cookie's secret (by its hash) proves.
+    pub async fn console_session(
+        &self,
+        session_sha256: &[u8],
+    ) -> Result<Option<SessionAuth>, ServiceError> {
+        let conn = self.pool.get().await.map_err(StoreError::from)?;
+        Ok(keys::session(&conn, session_sha256).await?)
+    }
+
+    pub async fn close_console_session(&self, session_sha256: &[u8]) -> Result<(), ServiceError> {
+        let conn = self.pool.get().await.map_err(StoreError::from)?;
+        Ok(keys::delete_session(&conn, session_sha256).await?)
     }
 
     /// A user's profile and mutes in force, for support.

@@ -170,3 +170,88 @@ pub async fn touch_keys<C: GenericClient>(db: &C, key_ids: &[i64]) -> Result<(),
     .await?;
     Ok(())
 }
+
+/// A console session as its cookie proves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionAuth {
+    pub app: AppId,
+    pub role: Role,
+    /// Past its expiry: the console answers 401 and asks to sign in again.
+    pub expired: bool,
+}
+
+/// Opens a session for the key with this hash, if the key is live; answers its app and
+/// role.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn insert_session<C: GenericClient>(
+    db: &C,
+    session_sha256: &[u8],
+    key_sha256: &[u8],
+    lifetime_secs: f64,
+) -> Result<Option<KeyAuth>, StoreError> {
+    let Some(key) = key_by_hash(db, key_sha256).await? else {
+        return Ok(None);
+    };
+    execute(
+        db,
+        "INSERT INTO console_sessions (session_sha256, app_id, key_sha256, expires_at)
+         VALUES ($1, $2, $3, now() + make_interval(secs => $4))",
+        &[
+            &session_sha256,
+            &key.app.as_str(),
+            &key_sha256,
+            &lifetime_secs,
+        ],
+    )
+    .await?;
+    Ok(Some(key))
+}
+
+/// The session with this hash, with the role of the key it began with; `None` when there
+/// is no such session or its key was revoked or replaced since.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn session<C: GenericClient>(
+    db: &C,
+    session_sha256: &[u8],
+) -> Result<Option<SessionAuth>, StoreError> {
+    let row = query_opt(
+        db,
+        "SELECT s.app_id, k.role, s.expires_at <= now()
+         FROM console_sessions s
+         CROSS JOIN LATERAL (
+             SELECT 'platform' AS role FROM apps a
+             WHERE a.app_id = s.app_id AND a.api_key_sha256 = s.key_sha256
+             UNION ALL
+             SELECT k.role FROM app_keys k
+             WHERE k.key_sha256 = s.key_sha256 AND k.app_id = s.app_id AND k.revoked_at IS NULL
+             LIMIT 1) k
+         WHERE s.session_sha256 = $1",
+        &[&session_sha256],
+    )
+    .await?;
+    row.map(|row| {
+        Ok(SessionAuth {
+            app: app_from(&row, 0)?,
+            role: Role::parse(row.get(1))?,
+            expired: row.get(2),
+        })
+    })
+    .transpose()
+}
+
+/// Ends a session, and any that expired more than a day ago (so the table stays small
+/// without a sweeper of its own).
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn delete_session<C: GenericClient>(
+    db: &C,
+    session_sha256: &[u8],
+) -> Result<(), StoreError> {
+    execute(
+        db,
+        "DELETE FROM console_sessions
+         WHERE session_sha256 = $1 OR expires_at < now() - interval '1 day'",
+        &[&session_sha256],
+    )
+    .await?;
+    Ok(())
+}

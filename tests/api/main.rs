@@ -9,6 +9,7 @@ mod bench;
 mod cli;
 mod cluster;
 mod concurrency;
+mod console;
 mod dispatch;
 mod ecosystem;
 mod errors;
