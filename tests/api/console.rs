@@ -109,6 +109,8 @@ fn assert_console_headers(answer: &TestResponse) {
     assert!(csp.contains("script-src 'self'"), "{csp}");
     assert!(!csp.contains("unsafe-inline"), "{csp}");
     assert_eq!(answer.header("x-content-type-options"), Some("nosniff"));
+    // no-referrer would make browsers send `Origin: null` on the console's own forms.
+    assert_eq!(answer.header("referrer-policy"), Some("same-origin"));
 }
 
 #[tokio::test]

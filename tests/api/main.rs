@@ -6,6 +6,7 @@ mod admin;
 mod audit;
 mod auth_cache;
 mod bench;
+mod browser;
 mod cli;
 mod cluster;
 mod concurrency;

@@ -38,6 +38,10 @@ pub const SESSION_LIFETIME: Duration = Duration::from_secs(8 * 3600);
 pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
     img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
     base-uri 'none'; object-src 'none'";
+/// Console URLs name users and rooms: never sent to another site. Not `no-referrer`, under
+/// which browsers send `Origin: null` on the console's own form posts, and the origin check
+/// would refuse them.
+const REFERRER_POLICY: &str = "same-origin";
 /// Muters per page of a room.
 const MUTERS_PAGE: i64 = 100;
 
@@ -52,7 +56,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 DefaultHeaders::new()
                     .add((header::CONTENT_SECURITY_POLICY, CSP))
                     .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-                    .add((header::REFERRER_POLICY, "no-referrer"))
+                    .add((header::REFERRER_POLICY, REFERRER_POLICY))
                     .add((header::CACHE_CONTROL, "no-store")),
             )
             .route("", web::get().to(home))
