@@ -23,6 +23,8 @@ base="http://127.0.0.1:$port"
 until curl -sf "$base/healthz" >/dev/null; do sleep 0.2; done
 cookie=$(curl -s -o /dev/null -D - -H "Origin: $base" --data-urlencode "key=$key" "$base/console/sign-in" \
          | sed -n 's/^set-cookie: \(chatprefs_console=[^;]*\).*/\1/ip')
+rows=$(curl -s -H "Cookie: $cookie" "$base/console/user?id=user-1" | grep -o 'data-position=' | wc -l)
+echo "user-1 has $(psql -qAt -d "$DATABASE_URL" -c 'SELECT count(*) FROM events') events; the first page shows $rows rows"
 for _ in $(seq 1 "$n"); do
     curl -s -o /dev/null -H "Cookie: $cookie" "$base/console/user?id=user-1"
     curl -s -o /dev/null -H "IM-API-KEY: $key" "$base/admin/audit?client=user-1&limit=100"
