@@ -114,19 +114,19 @@ fn record_caller(app: &AppId, client: Option<&str>) {
 
 /// One authentication attempt as the failure limiter sees it: refused up front while the
 /// caller's address or a presented key is blocked, counted only if it fails.
-struct Attempt {
+pub(super) struct Attempt {
     limiter: Option<web::Data<FailureLimiter>>,
     address: Option<IpAddr>,
 }
 
 impl Attempt {
-    fn new(req: &HttpRequest) -> Self {
+    pub(super) fn new(req: &HttpRequest) -> Self {
         let limiter = req.app_data::<web::Data<FailureLimiter>>().cloned();
         let address = limiter.as_ref().and_then(|_| client_address(req));
         Attempt { limiter, address }
     }
 
-    fn admit(&self, keys: &[KeyHash]) -> Result<(), ApiError> {
+    pub(super) fn admit(&self, keys: &[KeyHash]) -> Result<(), ApiError> {
         match &self.limiter {
             Some(limiter) => limiter
                 .check(self.address, keys, Instant::now())
@@ -137,7 +137,11 @@ impl Attempt {
 
     /// Counts a failure against the address and `keys`: the credentials found wrong, never
     /// a valid one presented beside them (a wrong token must not block its app's client key).
-    fn failed<T>(&self, keys: &[KeyHash], result: Result<T, ApiError>) -> Result<T, ApiError> {
+    pub(super) fn failed<T>(
+        &self,
+        keys: &[KeyHash],
+        result: Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
         if let (
             Some(limiter),
             Err(ApiError::InvalidClientKey | ApiError::InvalidToken | ApiError::InvalidApiKey),

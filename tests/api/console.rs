@@ -407,3 +407,16 @@ async fn a_console_session_reaches_no_write_and_ends_with_its_key_or_its_time() 
     assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
     console.get("/console/user?id=u1").await.assert_status(401);
 }
+
+#[tokio::test]
+async fn wrong_keys_at_sign_in_count_as_failed_authentications() {
+    let app = TestApp::spawn_with(|s| s.auth_failures.burst = 3).await;
+    let mut console = Console::new(&app);
+    for _ in 0..3 {
+        console.sign_in("not-a-key").await.assert_status(401);
+    }
+    let blocked = console.sign_in("not-a-key").await;
+    blocked.assert_status(429);
+    assert_console_headers(&blocked);
+    assert!(blocked.header("set-cookie").is_none());
+}

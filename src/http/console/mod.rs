@@ -23,6 +23,8 @@ use actix_web::{
 };
 use serde::Deserialize;
 
+use super::auth::Attempt;
+use super::errors::ApiError;
 use super::request::over_tls;
 use crate::audit::{self, AuditError, AuditParams};
 use crate::domain::{AppId, ClientId, RoomId};
@@ -85,6 +87,8 @@ pub enum ConsoleError {
     UnknownKey,
     #[error("this form must be sent from the console itself")]
     ForeignOrigin,
+    #[error("too many failed sign-ins; try again later")]
+    RateLimited,
     #[error("{0}")]
     Invalid(String),
     #[error("{0}")]
@@ -102,6 +106,7 @@ impl ResponseError for ConsoleError {
                 StatusCode::UNAUTHORIZED
             }
             ConsoleError::ForeignOrigin => StatusCode::FORBIDDEN,
+            ConsoleError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ConsoleError::Invalid(_) => StatusCode::BAD_REQUEST,
             ConsoleError::NotFound(_) => StatusCode::NOT_FOUND,
             ConsoleError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -262,11 +267,17 @@ async fn sign_in(
     service: web::Data<Service>,
 ) -> Result<HttpResponse, ConsoleError> {
     same_origin(&req)?;
-    let key = form.into_inner().key;
+    let key_hash = sha256(form.into_inner().key.trim());
+    // Counted with the API's failed authentications, per address and per key.
+    let attempt = Attempt::new(&req);
+    attempt
+        .admit(&[key_hash])
+        .map_err(|_| ConsoleError::RateLimited)?;
     let opened = service
-        .open_console_session(&sha256(key.trim()), SESSION_LIFETIME)
+        .open_console_session(&key_hash, SESSION_LIFETIME)
         .await?;
     let Some((secret, key)) = opened else {
+        let _ = attempt.failed::<()>(&[key_hash], Err(ApiError::InvalidApiKey));
         return Ok(html(
             HttpResponse::Unauthorized(),
             pages::sign_in(Some("That key is unknown or revoked.")),
