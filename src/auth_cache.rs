@@ -31,6 +31,7 @@ use crate::domain::AppId;
 use crate::ratelimit::KeyHash;
 use crate::store::auth_events::{AuthChange, AuthListener, Heard};
 use crate::store::directory::ClientRecord;
+use crate::store::keys::KeyAuth;
 use crate::store::PoolSettings;
 
 /// How often the listener proves it still hears the database.
@@ -54,7 +55,7 @@ struct ClientEntry {
 
 #[derive(Clone)]
 struct PlatformEntry {
-    app: AppId,
+    key: KeyAuth,
     until: Instant,
     since: u64,
 }
@@ -167,21 +168,22 @@ impl AuthCache {
         self.keep(&self.clients, key, entry);
     }
 
-    pub fn platform(&self, api_key_sha256: &KeyHash) -> Option<AppId> {
+    /// What an API key proved (its app and role), if still vouched for.
+    pub fn platform(&self, api_key_sha256: &KeyHash) -> Option<KeyAuth> {
         if !self.vouched() {
             return None;
         }
         let entry = self.platforms.get(api_key_sha256)?;
-        if Instant::now() >= entry.until || self.void(entry.since, entry.app.as_str(), None) {
+        if Instant::now() >= entry.until || self.void(entry.since, entry.key.app.as_str(), None) {
             self.platforms.remove(api_key_sha256);
             return None;
         }
-        Some(entry.app)
+        Some(entry.key)
     }
 
-    pub fn keep_platform(&self, ticket: Ticket, api_key_sha256: KeyHash, app: &AppId) {
+    pub fn keep_platform(&self, ticket: Ticket, api_key_sha256: KeyHash, key: &KeyAuth) {
         let entry = PlatformEntry {
-            app: app.clone(),
+            key: key.clone(),
             until: ticket.at + self.ttl,
             since: ticket.generation,
         };
@@ -439,7 +441,12 @@ mod tests {
             );
             key
         });
-        cache.keep_platform(cache.ticket(), [9; 32], &app("a"));
+        let key = KeyAuth {
+            app: app("a"),
+            role: crate::store::keys::Role::Support,
+            key_id: Some(1),
+        };
+        cache.keep_platform(cache.ticket(), [9; 32], &key);
         cache.forget(&change("a", Some("u1")));
         let served = keys.map(|k| cache.client(&k).is_some());
         assert_eq!(served, [false, true, true]);

@@ -1,5 +1,6 @@
 //! The command line's definition: `serve`, `migrate`, `app create`, `app client-sign-in`,
-//! `openapi`, `audit`, `tail`, `rebuild`, `erase`, `prune`. What each command does is in `run.rs`.
+//! `app key create|list|revoke`, `openapi`, `audit`, `tail`, `rebuild`, `erase`, `prune`. What
+//! each command does is in `run.rs`.
 
 use std::net::IpAddr;
 
@@ -305,6 +306,51 @@ pub enum AppCommand {
         #[arg(value_enum)]
         state: Switch,
     },
+    /// An app's further API keys, each `support` (reads only) or `platform`.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Add an API key and print it: it is shown only now (stored as SHA-256).
+    Create {
+        #[arg(long)]
+        app: String,
+        /// `support` may read the audit, as-of answers, the change feed, a room's muters
+        /// and a user's profile, and sign in to the console; `platform` may also write.
+        #[arg(long, value_enum)]
+        role: KeyRole,
+        /// A name to list and revoke it by (unique among the app's live keys); default: the
+        /// role and a random suffix.
+        #[arg(long)]
+        name: Option<String>,
+        /// Print the key as JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the app's keys: name, role, created, last used (to the minute), revoked. Never
+    /// the keys themselves. `default` is the key `app create` printed.
+    List {
+        #[arg(long)]
+        app: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by name: refused at once by every instance (within a second), and its
+    /// console sessions end.
+    Revoke {
+        #[arg(long)]
+        app: String,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum KeyRole {
+    Support,
+    Platform,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -8,6 +8,7 @@ pub mod config;
 pub mod domain;
 pub mod feed;
 pub mod http;
+pub mod key_usage;
 pub mod metrics;
 pub mod private_cluster;
 pub mod projections;

@@ -7,6 +7,7 @@ use crate::secrets;
 use crate::service::tokens::{self, TokenGrant, DEFAULT_TOKEN_DAYS};
 use crate::store::{
     directory::{self, ClientProfile, RoomProfile, TokenIssuer},
+    keys::{self, KeyRecord, Role},
     Pool, StoreError,
 };
 
@@ -26,6 +27,12 @@ pub enum ProvisionError {
     AppExists(String),
     #[error("there is no app {0}")]
     NoSuchApp(String),
+    #[error("app {0} has a live key named {1:?} already")]
+    KeyNameTaken(String, String),
+    #[error("a key name is 1 to 64 bytes without control characters, and not {default:?} (the app's original key)", default = keys::ORIGINAL_KEY_NAME)]
+    InvalidKeyName,
+    #[error("app {0} has no live key named {1:?} (the original key, `default`, is replaced, not revoked)")]
+    NoSuchKey(String, String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -71,6 +78,126 @@ pub async fn set_client_sign_in(
     } else {
         Err(ProvisionError::NoSuchApp(app.to_string()))
     }
+}
+
+/// A key added to an app, as issued: the key itself exists only here.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuedKey {
+    #[serde(rename = "appID")]
+    pub app_id: String,
+    pub name: String,
+    pub role: &'static str,
+    pub api_key: String,
+}
+
+/// Adds an API key with `role` to an existing app.
+#[tracing::instrument(skip(pool))]
+pub async fn create_key(
+    pool: &Pool,
+    app: &AppId,
+    role: Role,
+    name: Option<&str>,
+) -> Result<IssuedKey, ProvisionError> {
+    let name = match name {
+        Some(name) => name.to_owned(),
+        None => format!("{}-{}", role.as_str(), &secrets::new_client_key()[..8]),
+    };
+    if name.is_empty()
+        || name.len() > 64
+        || name.chars().any(char::is_control)
+        || name == keys::ORIGINAL_KEY_NAME
+    {
+        return Err(ProvisionError::InvalidKeyName);
+    }
+    let conn = pool.get().await.map_err(StoreError::from)?;
+    if directory::client_key_of(&conn, app).await?.is_none() {
+        return Err(ProvisionError::NoSuchApp(app.to_string()));
+    }
+    let api_key = secrets::new_secret();
+    match keys::insert_key(&conn, app, &name, role, &secrets::sha256(&api_key)).await? {
+        Some(_) => Ok(IssuedKey {
+            app_id: app.to_string(),
+            name,
+            role: role.as_str(),
+            api_key,
+        }),
+        None => Err(ProvisionError::KeyNameTaken(app.to_string(), name)),
+    }
+}
+
+/// The app's keys, the original first; never the keys themselves.
+#[tracing::instrument(skip(pool))]
+pub async fn list_keys(pool: &Pool, app: &AppId) -> Result<Vec<KeyRecord>, ProvisionError> {
+    let conn = pool.get().await.map_err(StoreError::from)?;
+    let listed = keys::list_keys(&conn, app).await?;
+    if listed.is_empty() {
+        return Err(ProvisionError::NoSuchApp(app.to_string()));
+    }
+    Ok(listed)
+}
+
+/// Revokes the app's live key of that name.
+#[tracing::instrument(skip(pool))]
+pub async fn revoke_key(pool: &Pool, app: &AppId, name: &str) -> Result<(), ProvisionError> {
+    let conn = pool.get().await.map_err(StoreError::from)?;
+    if keys::revoke_key(&conn, app, name).await? {
+        Ok(())
+    } else {
+        Err(ProvisionError::NoSuchKey(app.to_string(), name.to_owned()))
+    }
+}
+
+/// Prints a freshly added key: on screen only this once.
+pub fn print_key(key: &IssuedKey, json: bool) -> serde_json::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(key)?);
+    } else {
+        println!(
+            "app:      {}\nname:     {}\nrole:     {}\nAPI key:  {}   (shown only now: store it safely)",
+            key.app_id, key.name, key.role, key.api_key
+        );
+    }
+    Ok(())
+}
+
+/// Prints an app's keys as a table, or as JSON.
+pub fn print_keys(listed: &[KeyRecord], json: bool) -> serde_json::Result<()> {
+    let stamp = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    };
+    if json {
+        let rows: Vec<_> = listed
+            .iter()
+            .map(|k| {
+                serde_json::json!({
+                    "name": k.name,
+                    "role": k.role.as_str(),
+                    "createdAt": stamp(Some(k.created_at)),
+                    "lastUsedAt": stamp(k.last_used_at),
+                    "revokedAt": stamp(k.revoked_at),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "{:<24} {:<9} {:<21} {:<21} REVOKED",
+        "NAME", "ROLE", "CREATED", "LAST USED"
+    );
+    for k in listed {
+        let dash = |t| stamp(t).unwrap_or_else(|| "-".into());
+        println!(
+            "{:<24} {:<9} {:<21} {:<21} {}",
+            k.name.escape_debug().to_string(),
+            k.role.as_str(),
+            dash(Some(k.created_at)),
+            dash(k.last_used_at),
+            dash(k.revoked_at)
+        );
+    }
+    Ok(())
 }
 
 pub const DEMO_APP: &str = "demo-app";

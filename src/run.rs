@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::audit::{self, AuditParams};
-use crate::cli::{AppCommand, AuditArgs, Cli, Command, ServeArgs, Switch, TailArgs};
+use crate::cli::{
+    AppCommand, AuditArgs, Cli, Command, KeyCommand, KeyRole, ServeArgs, Switch, TailArgs,
+};
 use crate::config::{AuthCacheSettings, AuthFailureLimit, HttpLimits, ServeSettings};
 use crate::domain::{Actor, ActorKind, AppId, ClientId, EventMetadata};
 use crate::feed::live::LiveLimits;
@@ -15,7 +17,7 @@ use crate::provision::{self, ProvisionError};
 use crate::rebuild;
 use crate::service::{self, ServiceError};
 use crate::startup::Application;
-use crate::store::{self, Pool, PoolSettings};
+use crate::store::{self, keys::Role, Pool, PoolSettings};
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let database = match (&cli.command, cli.database_url) {
@@ -43,6 +45,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::App(AppCommand::ClientSignIn { app_id, state }) => {
             switch_client_sign_in(&database_url, &app_id, state).await
         }
+        Command::App(AppCommand::Key(command)) => run_key(&database_url, command).await,
         Command::Audit(args) => run_audit(&database_url, args).await,
         Command::Tail(args) => run_tail(&database_url, args).await,
         Command::Erase { app, client } => run_erase(&database_url, app, client).await,
@@ -389,7 +392,13 @@ fn provisioned<T>(
             done(value)?;
             Ok(ExitCode::SUCCESS)
         }
-        Err(err @ (ProvisionError::AppExists(_) | ProvisionError::NoSuchApp(_))) => {
+        Err(
+            err @ (ProvisionError::AppExists(_)
+            | ProvisionError::NoSuchApp(_)
+            | ProvisionError::KeyNameTaken(..)
+            | ProvisionError::InvalidKeyName
+            | ProvisionError::NoSuchKey(..)),
+        ) => {
             eprintln!("error: {err}");
             Ok(ExitCode::FAILURE)
         }
@@ -425,4 +434,39 @@ async fn switch_client_sign_in(
         println!("client sign-in is {state} for app {app}");
         Ok(())
     })
+}
+
+async fn run_key(database_url: &str, command: KeyCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        KeyCommand::Create {
+            app,
+            role,
+            name,
+            json,
+        } => {
+            let app = AppId::parse(app)?;
+            let role = match role {
+                KeyRole::Support => Role::Support,
+                KeyRole::Platform => Role::Platform,
+            };
+            let pool = app_pool(database_url).await?;
+            let created = provision::create_key(&pool, &app, role, name.as_deref()).await;
+            provisioned(created, |key| Ok(provision::print_key(&key, json)?))
+        }
+        KeyCommand::List { app, json } => {
+            let app = AppId::parse(app)?;
+            let pool = app_pool(database_url).await?;
+            let listed = provision::list_keys(&pool, &app).await;
+            provisioned(listed, |keys| Ok(provision::print_keys(&keys, json)?))
+        }
+        KeyCommand::Revoke { app, name } => {
+            let app = AppId::parse(app)?;
+            let pool = app_pool(database_url).await?;
+            let revoked = provision::revoke_key(&pool, &app, &name).await;
+            provisioned(revoked, |()| {
+                println!("key {name:?} of app {app} is revoked");
+                Ok(())
+            })
+        }
+    }
 }

@@ -19,6 +19,7 @@ use crate::config::ServeSettings;
 use crate::feed::live::{LiveContext, LiveStreams};
 use crate::feed::watcher::LogWatcher;
 use crate::http::{self, CorsOrigins, MaxHeaderBytes, RequestSpan, SignInLimiter, TrustedProxies};
+use crate::key_usage::{self, KeyUsage};
 use crate::ratelimit::FailureLimiter;
 use crate::service::{privacy, sweep, Service};
 use crate::store::{self, Pool, PoolSettings, ReadPool, ReplicaHealth, WorkerPools};
@@ -28,6 +29,7 @@ pub struct Application {
     server: Server,
     pool: Pool,
     auth_cache: Option<Arc<AuthCache>>,
+    key_usage: Arc<KeyUsage>,
     /// Tells live streams to end, so that a stopping server is not held open by them.
     shutdown: watch::Sender<bool>,
 }
@@ -79,10 +81,12 @@ impl Application {
         )?;
         sweep::spawn(sweeper_pool.clone(), sweep::INTERVAL);
         privacy::spawn_retention(
-            sweeper_pool,
+            sweeper_pool.clone(),
             settings.personal_data_retention_days,
             privacy::RETENTION_INTERVAL,
         );
+        let key_usage = Arc::new(KeyUsage::default());
+        Arc::clone(&key_usage).spawn(sweeper_pool, key_usage::INTERVAL);
         let (shutdown, stopping) = watch::channel(false);
         let auth_cache = AuthCache::new(&settings.auth_cache);
         if let Some(cache) = &auth_cache {
@@ -99,7 +103,10 @@ impl Application {
             workers,
             settings,
             watcher,
-            auth_cache.clone(),
+            Shared {
+                auth_cache: auth_cache.clone(),
+                key_usage: Arc::clone(&key_usage),
+            },
             stopping,
         )?;
         Ok(Self {
@@ -107,6 +114,7 @@ impl Application {
             server,
             pool,
             auth_cache,
+            key_usage,
             shutdown,
         })
     }
@@ -122,6 +130,11 @@ impl Application {
     /// The authentication cache, if on: tests settle it after changing credentials by hand.
     pub fn auth_cache(&self) -> Option<Arc<AuthCache>> {
         self.auth_cache.clone()
+    }
+
+    /// The usage recorder, for tests that outlive the application value.
+    pub fn key_usage(&self) -> Arc<KeyUsage> {
+        Arc::clone(&self.key_usage)
     }
 
     /// Serves until SIGINT/SIGTERM, then ends live streams and drains in-flight requests.
@@ -159,6 +172,12 @@ async fn stop_signal() {
     }
 }
 
+/// Per-process state every worker shares.
+struct Shared {
+    auth_cache: Option<Arc<AuthCache>>,
+    key_usage: Arc<KeyUsage>,
+}
+
 /// The primary's pools and, with `--read-database-url`, the replica's: one pool per worker.
 struct Databases {
     primary: WorkerPools,
@@ -171,9 +190,14 @@ fn run(
     workers: usize,
     settings: &ServeSettings,
     watcher: LogWatcher,
-    auth_cache: Option<Arc<AuthCache>>,
+    shared: Shared,
     stopping: watch::Receiver<bool>,
 ) -> std::io::Result<Server> {
+    let Shared {
+        auth_cache,
+        key_usage,
+    } = shared;
+    let key_usage = web::Data::from(key_usage);
     let Databases {
         primary: pools,
         replicas,
@@ -216,6 +240,7 @@ fn run(
             .app_data(web::Data::new(http::FeedMaxWait(feed_max_wait)))
             .app_data(web::Data::new(live))
             .app_data(live_streams.clone())
+            .app_data(key_usage.clone())
             .app_data(web::Data::new(pools.clone()))
             .app_data(trusted.clone())
             .app_data(max_headers)

@@ -132,6 +132,18 @@ fn write_table<const N: usize>(
     Ok(())
 }
 
+/// The entries as CSV with a header line: the CLI's `--format csv` and the console's
+/// download.
+pub fn write_csv(out: &mut impl Write, entries: &[AuditEntry]) -> anyhow::Result<()> {
+    let mut csv = csv::Writer::from_writer(&mut *out);
+    csv.write_record(CSV_HEADER)?;
+    for entry in entries {
+        csv.write_record(csv_record(entry))?;
+    }
+    csv.flush()?;
+    Ok(())
+}
+
 /// Prints a page; a person is told on stderr when nothing matched or more pages follow,
 /// so that stdout stays parseable.
 pub fn write_page(out: &mut impl Write, format: Format, page: &AuditPage) -> anyhow::Result<()> {
@@ -140,14 +152,7 @@ pub fn write_page(out: &mut impl Write, format: Format, page: &AuditPage) -> any
             let page = api_types::AuditPage::from(page.clone());
             writeln!(out, "{}", serde_json::to_string_pretty(&page)?)?
         }
-        Format::Csv => {
-            let mut csv = csv::Writer::from_writer(&mut *out);
-            csv.write_record(CSV_HEADER)?;
-            for entry in &page.entries {
-                csv.write_record(csv_record(entry))?;
-            }
-            csv.flush()?;
-        }
+        Format::Csv => write_csv(out, &page.entries)?,
         Format::Table if page.entries.is_empty() => {}
         Format::Table => {
             let rows: Vec<_> = page.entries.iter().map(table_record).collect();

@@ -12,7 +12,7 @@ use super::{
     errors::ApiError,
     openapi::params::UserPath,
     openapi::responses::{
-        BadRequest, ClientNotFound, InvalidApiKey, PayloadTooLarge, PlatformUpsertErrors,
+        BadRequest, ClientNotFound, PayloadTooLarge, PlatformKeyNeeded, PlatformUpsertErrors,
         RateLimited, Unavailable,
     },
     path::{path_param, PathId},
@@ -169,7 +169,7 @@ struct Revoked {
     responses(
         (status = 200, description = "How many tokens were revoked", body = Success<Revoked>),
         BadRequest,
-        InvalidApiKey,
+        PlatformKeyNeeded,
         RateLimited,
         ClientNotFound,
         PayloadTooLarge,
@@ -222,7 +222,7 @@ struct ErasedClient {
     responses(
         (status = 200, description = "What was erased", body = Success<ErasedClient>),
         BadRequest,
-        InvalidApiKey,
+        PlatformKeyNeeded,
         RateLimited,
         ClientNotFound,
         Unavailable,

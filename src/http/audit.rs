@@ -1,4 +1,5 @@
-//! Support endpoints of the platform API: the audit trail and as-of answers.
+//! Support endpoints of the platform API: the audit trail, as-of answers and a user's
+//! profile. A `support` key may call each of them.
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
@@ -8,11 +9,12 @@ use utoipa::IntoParams;
 use super::{
     auth::PlatformApp,
     envelope,
-    envelope::Success,
+    envelope::{Success, User},
     errors::ApiError,
     openapi::params::UserPath,
     openapi::responses::{BadRequest, ClientNotFound, InvalidApiKey, RateLimited, Unavailable},
     path::PathId,
+    request::RequestContext,
 };
 use crate::api_types::{AsOf, AuditPage, AuditQuery};
 use crate::audit::{self, AuditParams};
@@ -80,4 +82,34 @@ pub async fn as_of(
         .transpose()?;
     let answer = service.muted_as_of(&platform.app, &client, at).await?;
     Ok(envelope::ok(AsOf::from(answer)))
+}
+
+/// A user's profile and mutes in force, as `GET /me` answers the user; `address` and
+/// `userAgent` are the caller's, as on every user object.
+#[utoipa::path(
+    get, path = "/admin/clients/{uid}", tag = "support",
+    params(UserPath),
+    responses(
+        (status = 200, description = "The user", body = Success<User>),
+        InvalidApiKey,
+        ClientNotFound,
+        RateLimited,
+        Unavailable,
+    ),
+    security(("apiKey" = []))
+)]
+#[tracing::instrument(skip_all)]
+pub async fn profile(
+    platform: PlatformApp,
+    request: RequestContext,
+    PathId(client): PathId<ClientId>,
+    service: web::Data<Service>,
+) -> Result<HttpResponse, ApiError> {
+    let (client, mutes) = service.client_profile(&platform.app, &client).await?;
+    Ok(envelope::ok(User::new(
+        &platform.app,
+        client,
+        mutes,
+        &request,
+    )))
 }

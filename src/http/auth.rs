@@ -7,12 +7,15 @@ use std::time::Instant;
 
 use super::errors::ApiError;
 use super::request::client_address;
+use super::routes::required_role;
 use crate::auth_cache::AuthCache;
 use crate::domain::AppId;
+use crate::key_usage::KeyUsage;
 use crate::ratelimit::{FailureLimiter, KeyHash};
 use crate::secrets::sha256;
 use crate::service::{Service, ServiceError};
 use crate::store::directory::{ClientAuth, ClientRecord};
+use crate::store::keys::{KeyAuth, Role};
 use actix_web::{
     body::MessageBody,
     dev::{Payload, ServiceRequest, ServiceResponse},
@@ -111,19 +114,19 @@ fn record_caller(app: &AppId, client: Option<&str>) {
 
 /// One authentication attempt as the failure limiter sees it: refused up front while the
 /// caller's address or a presented key is blocked, counted only if it fails.
-struct Attempt {
+pub(super) struct Attempt {
     limiter: Option<web::Data<FailureLimiter>>,
     address: Option<IpAddr>,
 }
 
 impl Attempt {
-    fn new(req: &HttpRequest) -> Self {
+    pub(super) fn new(req: &HttpRequest) -> Self {
         let limiter = req.app_data::<web::Data<FailureLimiter>>().cloned();
         let address = limiter.as_ref().and_then(|_| client_address(req));
         Attempt { limiter, address }
     }
 
-    fn admit(&self, keys: &[KeyHash]) -> Result<(), ApiError> {
+    pub(super) fn admit(&self, keys: &[KeyHash]) -> Result<(), ApiError> {
         match &self.limiter {
             Some(limiter) => limiter
                 .check(self.address, keys, Instant::now())
@@ -134,7 +137,11 @@ impl Attempt {
 
     /// Counts a failure against the address and `keys`: the credentials found wrong, never
     /// a valid one presented beside them (a wrong token must not block its app's client key).
-    fn failed<T>(&self, keys: &[KeyHash], result: Result<T, ApiError>) -> Result<T, ApiError> {
+    pub(super) fn failed<T>(
+        &self,
+        keys: &[KeyHash],
+        result: Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
         if let (
             Some(limiter),
             Err(ApiError::InvalidClientKey | ApiError::InvalidToken | ApiError::InvalidApiKey),
@@ -263,7 +270,9 @@ impl FromRequest for SigningApp {
     }
 }
 
-/// An app's backend, proven by the app's API key.
+/// An app's backend or its support staff, proven by an API key whose role the matched
+/// route allows ([`super::routes::required_role`]): a `support` key on any other route is
+/// refused with 403 `INSUFFICIENT_ROLE`.
 #[derive(Debug)]
 pub struct PlatformApp {
     pub app: AppId,
@@ -278,29 +287,48 @@ impl FromRequest for PlatformApp {
         let service = service(req);
         let attempt = Attempt::new(req);
         let cache = auth_cache(req);
+        let usage = req.app_data::<web::Data<KeyUsage>>().cloned();
+        let needed = required_role(req.method(), req.match_pattern().as_deref());
         Box::pin(async move {
-            let cached = cache.zip(api_key.as_deref().map(sha256));
-            if let Some((cache, key_hash)) = &cached {
-                attempt.admit(&[*key_hash])?;
-                if let Some(app) = cache.platform(key_hash) {
-                    record_caller(&app, None);
-                    return Ok(PlatformApp { app });
-                }
+            let key = authenticate_key(api_key, service, &attempt, cache).await?;
+            if let (Some(usage), Some(id)) = (usage, key.key_id) {
+                usage.touch(id);
             }
-            let ticket = cached.as_ref().map(|(cache, _)| cache.ticket());
-            let lookup = async |service: &Service, key: &str| {
-                let app = service.app_by_api_key(&sha256(key)).await?;
-                Ok(app.map(|app| (app, ())))
-            };
-            let (app, ()) = attempt
-                .one_key(service, api_key, ApiError::InvalidApiKey, lookup)
-                .await?;
-            if let (Some((cache, key_hash)), Some(ticket)) = (cached, ticket) {
-                cache.keep_platform(ticket, key_hash, &app);
+            if needed == Role::Platform && key.role != Role::Platform {
+                return Err(ApiError::InsufficientRole(key.role.as_str()));
             }
-            Ok(PlatformApp { app })
+            Ok(PlatformApp { app: key.app })
         })
     }
+}
+
+/// The app and role an API key proves, from this process's cache when it vouches for it.
+async fn authenticate_key(
+    api_key: Option<String>,
+    service: Result<web::Data<Service>, ApiError>,
+    attempt: &Attempt,
+    cache: Option<web::Data<AuthCache>>,
+) -> Result<KeyAuth, ApiError> {
+    let cached = cache.zip(api_key.as_deref().map(sha256));
+    if let Some((cache, key_hash)) = &cached {
+        attempt.admit(&[*key_hash])?;
+        if let Some(key) = cache.platform(key_hash) {
+            record_caller(&key.app, None);
+            return Ok(key);
+        }
+    }
+    let ticket = cached.as_ref().map(|(cache, _)| cache.ticket());
+    let lookup = async |service: &Service, key: &str| {
+        let found = service.key_by_hash(&sha256(key)).await?;
+        Ok(found.map(|key| (key.app.clone(), key)))
+    };
+    let (_, key) = attempt
+        .one_key(service, api_key, ApiError::InvalidApiKey, lookup)
+        .await?;
+    if let (Some((cache, key_hash)), Some(ticket)) = (cached, ticket) {
+        cache.keep_platform(ticket, key_hash, &key);
+    }
+    Ok(key)
 }
 
 #[cfg(test)]

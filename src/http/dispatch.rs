@@ -11,7 +11,8 @@ use super::{
     errors::ApiError,
     openapi::params::RoomPath,
     openapi::responses::{
-        BadRequest, InvalidApiKey, PayloadTooLarge, RateLimited, RoomNotFound, Unavailable,
+        BadRequest, InvalidApiKey, PayloadTooLarge, PlatformKeyNeeded, RateLimited, RoomNotFound,
+        Unavailable,
     },
     path::{path_param, PathId},
 };
@@ -53,7 +54,7 @@ pub struct MutedAmong {
     responses(
         (status = 200, description = "The users among those given who muted the room or paused all notifications", body = Success<MutedAmong>),
         BadRequest,
-        InvalidApiKey,
+        PlatformKeyNeeded,
         RateLimited,
         RoomNotFound,
         PayloadTooLarge,

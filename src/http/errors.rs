@@ -25,6 +25,8 @@ pub enum ApiError {
     InvalidClientKey,
     #[error("missing or unknown IM-API-KEY")]
     InvalidApiKey,
+    #[error("this API key's role ({0}) may only read; this needs a platform key")]
+    InsufficientRole(&'static str),
     #[error("missing, unknown, expired or revoked token")]
     InvalidToken,
     #[error("client sign-in is off for this app: tokens come from the platform API (POST /admin/clients with issueAccessToken)")]
@@ -62,6 +64,7 @@ impl ApiError {
         match self {
             ApiError::InvalidClientKey => "INVALID_CLIENT_KEY",
             ApiError::InvalidApiKey => "INVALID_API_KEY",
+            ApiError::InsufficientRole(_) => "INSUFFICIENT_ROLE",
             ApiError::InvalidToken => "INVALID_TOKEN",
             ApiError::ClientSignInDisabled => "CLIENT_SIGN_IN_DISABLED",
             ApiError::RoomNotFound => "ROOM_NOT_FOUND",
@@ -113,7 +116,8 @@ impl ResponseError for ApiError {
         match self {
             ApiError::InvalidClientKey
             | ApiError::InvalidApiKey
-            | ApiError::ClientSignInDisabled => StatusCode::FORBIDDEN,
+            | ApiError::ClientSignInDisabled
+            | ApiError::InsufficientRole(_) => StatusCode::FORBIDDEN,
             ApiError::InvalidToken => StatusCode::UNAUTHORIZED,
             ApiError::RoomNotFound | ApiError::ClientNotFound | ApiError::NotFound => {
                 StatusCode::NOT_FOUND

@@ -39,12 +39,13 @@ pub async fn limit_headers(
 pub fn envelope_plain_errors<B>(
     response: ServiceResponse<B>,
 ) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    let is_json = response
+    // JSON is the envelope already; HTML is the console's own error pages.
+    let is_ours = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if is_json {
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
+    if is_ours {
         return Ok(ErrorHandlerResponse::Response(
             response.map_into_left_body(),
         ));

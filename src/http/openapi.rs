@@ -33,7 +33,7 @@ use super::{
         admin::upsert_room, on_behalf::mute, on_behalf::unmute, on_behalf::pause,
         on_behalf::resume,
         dispatch::check, dispatch::list,
-        audit::list, audit::as_of, feed::events,
+        audit::list, audit::as_of, audit::profile, feed::events,
         health::healthz, health::readyz, metrics::scrape, serve,
     ),
     components(schemas(ErrorEnvelope)),
@@ -42,7 +42,7 @@ use super::{
         (name = "client", description = "The signed-in user's own preferences (headers `IM-CLIENT-KEY` and `IM-Authorization`)"),
         (name = "platform", description = "An app's backend (header `IM-API-KEY`)"),
         (name = "push dispatcher", description = "Who muted a room (header `IM-API-KEY`)"),
-        (name = "support", description = "The audit trail, as-of answers and the change feed (header `IM-API-KEY`)"),
+        (name = "support", description = "The audit trail, as-of answers, a user's profile and the change feed (header `IM-API-KEY`; a `support` key is enough)"),
         (name = "operations", description = "Probes, metrics and this document (no authentication)"),
     )
 )]
@@ -155,6 +155,7 @@ pub mod responses {
         InvalidToken = 401, "Missing, unknown, expired or revoked token, or one of another app (`INVALID_TOKEN`)";
         InvalidClientKey = 403, "Missing or unknown client key (`INVALID_CLIENT_KEY`)";
         InvalidApiKey = 403, "Missing or unknown API key (`INVALID_API_KEY`)";
+        PlatformKeyNeeded = 403, "Missing or unknown API key (`INVALID_API_KEY`), or a `support` key, which may only read (`INSUFFICIENT_ROLE`)";
         RoomNotFound = 404, "The room is not in the app (`ROOM_NOT_FOUND`)";
         ClientNotFound = 404, "The user is not in the app (`CLIENT_NOT_FOUND`)";
         ClientOrRoomNotFound = 404, "The user or the room is not in the app (`CLIENT_NOT_FOUND`, `ROOM_NOT_FOUND`)";
@@ -189,9 +190,9 @@ pub mod responses {
         /// body can be too large).
         ClientCommandErrors = BadRequest, InvalidToken, InvalidClientKey, RoomNotFound, Conflict, RateLimited, PayloadTooLarge, Unavailable;
         /// What a mute or unmute on a user's behalf can fail with.
-        PlatformCommandErrors = BadRequest, InvalidApiKey, ClientOrRoomNotFound, Conflict, RateLimited, PayloadTooLarge, Unavailable;
+        PlatformCommandErrors = BadRequest, PlatformKeyNeeded, ClientOrRoomNotFound, Conflict, RateLimited, PayloadTooLarge, Unavailable;
         /// What creating or updating a user or a room through the platform API can fail with.
-        PlatformUpsertErrors = BadRequest, InvalidApiKey, RateLimited, PayloadTooLarge, Unavailable;
+        PlatformUpsertErrors = BadRequest, PlatformKeyNeeded, RateLimited, PayloadTooLarge, Unavailable;
         /// What a client sign-in can fail with.
         SignInErrors = BadRequest, SignInForbidden, SignInRateLimited, PayloadTooLarge, Unavailable;
     }

@@ -131,6 +131,24 @@ impl RequestContext {
     }
 }
 
+/// Whether the request reached the service over TLS: the service speaks plain HTTP, so only
+/// a trusted proxy's `X-Forwarded-Proto: https` says so (anyone else's is ignored).
+pub fn over_tls(req: &HttpRequest) -> bool {
+    let trusted = req
+        .app_data::<TrustedProxies>()
+        .map(|t| t.0.as_slice())
+        .unwrap_or_default();
+    let from_proxy = req
+        .peer_addr()
+        .is_some_and(|peer| trusted.contains(&peer.ip().to_canonical()));
+    from_proxy
+        && req
+            .headers()
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
+}
+
 /// The client's address as [`RequestContext`] reports it (trusted proxies walked).
 pub fn client_address(req: &HttpRequest) -> Option<IpAddr> {
     let trusted = req

@@ -19,6 +19,7 @@ use crate::store::{
     self,
     audit::AuditFilter,
     directory::{self, ClientAuth, ClientProfile, ClientRecord, RoomProfile, RoomRecord},
+    keys::{self, KeyAuth, SessionAuth},
     Pool, ReadPool, Retryable, SchemaStatus, StoreError, Unit,
 };
 use tokens::{IssuedToken, TokenGrant};
@@ -117,13 +118,54 @@ impl Service {
         Ok(directory::authenticate_client(&conn, client_key, token_sha256).await?)
     }
 
-    /// The app an API key (by its hash) belongs to.
-    pub async fn app_by_api_key(
-        &self,
-        api_key_sha256: &[u8],
-    ) -> Result<Option<AppId>, ServiceError> {
+    /// The app and role of an API key (by its hash): the app's original key or a live
+    /// added one.
+    pub async fn key_by_hash(&self, key_sha256: &[u8]) -> Result<Option<KeyAuth>, ServiceError> {
         let conn = self.pool.get().await.map_err(StoreError::from)?;
-        Ok(directory::app_by_api_key(&conn, api_key_sha256).await?)
+        Ok(keys::key_by_hash(&conn, key_sha256).await?)
+    }
+
+    /// Opens a console session for a live API key (by its hash): answers the session's
+    /// secret (for its cookie; stored only as SHA-256) and what the key proves.
+    pub async fn open_console_session(
+        &self,
+        key_sha256: &[u8],
+        lifetime: Duration,
+    ) -> Result<Option<(String, KeyAuth)>, ServiceError> {
+        let secret = crate::secrets::new_secret();
+        let conn = self.pool.get().await.map_err(StoreError::from)?;
+        let session_hash = crate::secrets::sha256(&secret);
+        let opened =
+            keys::insert_session(&conn, &session_hash, key_sha256, lifetime.as_secs_f64()).await?;
+        Ok(opened.map(|key| (secret, key)))
+    }
+
+    /// The console session a cookie's secret (by its hash) proves.
+    pub async fn console_session(
+        &self,
+        session_sha256: &[u8],
+    ) -> Result<Option<SessionAuth>, ServiceError> {
+        let conn = self.pool.get().await.map_err(StoreError::from)?;
+        Ok(keys::session(&conn, session_sha256).await?)
+    }
+
+    pub async fn close_console_session(&self, session_sha256: &[u8]) -> Result<(), ServiceError> {
+        let conn = self.pool.get().await.map_err(StoreError::from)?;
+        Ok(keys::delete_session(&conn, session_sha256).await?)
+    }
+
+    /// A user's profile and mutes in force, for support.
+    pub async fn client_profile(
+        &self,
+        app: &AppId,
+        id: &ClientId,
+    ) -> Result<(ClientRecord, MuteState), ServiceError> {
+        let conn = self.pool.get().await.map_err(StoreError::from)?;
+        let client = directory::find_client(&conn, app, id)
+            .await?
+            .ok_or(ServiceError::ClientNotFound)?;
+        let mutes = room_mutes::muted_rooms(&conn, app, id).await?;
+        Ok((client, mutes))
     }
 
     /// The app of a client key, and whether it lets its users sign themselves in.

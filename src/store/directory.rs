@@ -139,20 +139,6 @@ pub async fn replace_api_key<C: GenericClient>(
     Ok(())
 }
 
-#[tracing::instrument(level = "debug", skip_all)]
-pub async fn app_by_api_key<C: GenericClient>(
-    db: &C,
-    api_key_sha256: &[u8],
-) -> Result<Option<AppId>, StoreError> {
-    let row = query_opt(
-        db,
-        "SELECT app_id FROM apps WHERE api_key_sha256 = $1",
-        &[&api_key_sha256],
-    )
-    .await?;
-    row.map(|r| app_from_row(&r, 0)).transpose()
-}
-
 /// The app of a client key, and whether it lets its users sign themselves in.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn app_by_client_key<C: GenericClient>(

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth_events;
 pub mod batches;
 pub mod directory;
+pub mod keys;
 pub mod log_reader;
 mod pool;
 pub mod privacy;

@@ -14,6 +14,8 @@ const TABLE_PRIVILEGES: &[(&str, &str)] = &[
     // and "expired" from "never recorded"); the append trigger inserts as the caller.
     ("event_personal_data", "SELECT, INSERT, UPDATE"),
     ("apps", "SELECT"),
+    ("app_keys", "SELECT, UPDATE (last_used_at)"),
+    ("console_sessions", "SELECT, INSERT, DELETE"),
     ("clients", "SELECT, INSERT, UPDATE"),
     ("tokens", "SELECT, INSERT, UPDATE"),
     ("rooms", "SELECT, INSERT, UPDATE"),

@@ -13,13 +13,13 @@ use crate::helpers::{assert_error, ok_result, test_settings, TestApp};
 const PROPAGATION: Duration = Duration::from_secs(1);
 
 /// Another instance of the service on the same database as `app`.
-struct Instance {
-    base: String,
-    http: reqwest::Client,
+pub struct Instance {
+    pub base: String,
+    pub http: reqwest::Client,
 }
 
 impl Instance {
-    async fn beside(app: &TestApp) -> Instance {
+    pub async fn beside(app: &TestApp) -> Instance {
         let settings = test_settings(app.database_url().to_owned());
         let application = Application::build(&settings).await.expect("server builds");
         let base = format!("http://127.0.0.1:{}", application.port());

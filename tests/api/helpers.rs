@@ -9,6 +9,7 @@ use chatprefs::auth_cache::AuthCache;
 use chatprefs::config::{AuthFailureLimit, HttpLimits, ServeSettings};
 use chatprefs::domain::AppId;
 use chatprefs::feed::live::LiveLimits;
+use chatprefs::key_usage::KeyUsage;
 use chatprefs::private_cluster::{self, PrivateCluster};
 use chatprefs::provision::{self, AppCredentials};
 use chatprefs::startup::Application;
@@ -136,6 +137,8 @@ pub struct TestApp {
     pub pool: Pool,
     pub app: AppCredentials,
     auth_cache: Option<Arc<AuthCache>>,
+    /// The server's record of API keys used, to flush without waiting a minute.
+    pub key_usage: Arc<KeyUsage>,
     /// Its `Drop` removes the database when the test ends.
     db: TestDatabase,
 }
@@ -154,6 +157,7 @@ impl TestApp {
         let base = format!("http://127.0.0.1:{}", application.port());
         let pool = application.pool().clone();
         let auth_cache = application.auth_cache();
+        let key_usage = application.key_usage();
         tokio::spawn(application.run_until_stopped());
         let app = provision::create_app(&pool, &AppId::parse("app-a").unwrap())
             .await
@@ -164,6 +168,7 @@ impl TestApp {
             pool,
             app,
             auth_cache,
+            key_usage,
             db,
         }
     }
