@@ -42,6 +42,7 @@ fn request_for(method: &str, path: &str) -> (String, Option<Value>) {
         ("POST", "/rooms" | "/rooms/") => Some(json!({ "_id": "r2" })),
         ("POST", p) if p.ends_with("/mutes/check") => Some(json!({ "clients": ["u1"] })),
         ("POST", p) if p.starts_with("/admin/clients/{uid}/mute/") => None,
+        ("POST", "/admin/clients/{uid}/dnd" | "/admin/clients/{uid}/erase") => None,
         _ => panic!("no sample request for {method} {path}: add one to keys::request_for"),
     };
     (concrete, body)
