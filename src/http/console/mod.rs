@@ -26,7 +26,7 @@ use serde::Deserialize;
 use super::auth::Attempt;
 use super::errors::ApiError;
 use super::request::over_tls;
-use crate::audit::{self, AuditError, AuditParams};
+use crate::audit::{self, AuditError, AuditPage, AuditParams};
 use crate::domain::{AppId, ClientId, RoomId};
 use crate::secrets::sha256;
 use crate::service::{Service, ServiceError};
@@ -340,6 +340,15 @@ impl TimelineQuery {
             after: given(&self.after),
         }
     }
+
+    /// The page of the audit this query shows: the timeline and its CSV read the same one.
+    async fn page(&self, session: &Session, service: &Service) -> Result<AuditPage, ConsoleError> {
+        let filter = self
+            .params()
+            .into_filter(session.app.clone())
+            .map_err(AuditError::from)?;
+        Ok(service.audit(&filter).await?)
+    }
 }
 
 /// A browser's `datetime-local` value (`2026-11-26T15:02`, no zone) read as UTC; anything
@@ -362,11 +371,7 @@ async fn user(
     let query = query.into_inner();
     let id = query.user()?;
     let (profile, mutes) = service.client_profile(&session.app, &id).await?;
-    let filter = query
-        .params()
-        .into_filter(session.app.clone())
-        .map_err(AuditError::from)?;
-    let page = service.audit(&filter).await?;
+    let page = query.page(&session, &service).await?;
     let version = service
         .stream_version(&session.app, &id)
         .await
@@ -385,11 +390,7 @@ async fn user_csv(
 ) -> Result<HttpResponse, ConsoleError> {
     let query = query.into_inner();
     let id = query.user()?;
-    let filter = query
-        .params()
-        .into_filter(session.app.clone())
-        .map_err(AuditError::from)?;
-    let page = service.audit(&filter).await?;
+    let page = query.page(&session, &service).await?;
     let mut body = Vec::new();
     audit::output::write_csv(&mut body, &page.entries)
         .map_err(|e| ConsoleError::Internal(e.to_string()))?;
