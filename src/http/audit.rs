@@ -91,6 +91,7 @@ pub async fn as_of(
     params(UserPath),
     responses(
         (status = 200, description = "The user", body = Success<User>),
+        BadRequest,
         InvalidApiKey,
         ClientNotFound,
         RateLimited,
