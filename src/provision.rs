@@ -281,10 +281,13 @@ pub fn print_demo(demo: &Demo, bind: &str, port: u16) {
          \nMute the demo room as {}:\n\
          \n  curl -X POST '{url}/me/mute/{}' -H 'IM-CLIENT-KEY: {}' -H 'IM-Authorization: {}'\n\
          \nUnmute it:\n\
-         \n  curl -X DELETE '{url}/me/mute/{}' -H 'IM-CLIENT-KEY: {}' -H 'IM-Authorization: {}'\n",
+         \n  curl -X DELETE '{url}/me/mute/{}' -H 'IM-CLIENT-KEY: {}' -H 'IM-Authorization: {}'\n\
+         \nSupport console (sign in with the API key above; support staff get a key of their own\n\
+         with `chatprefs app key create --app {} --role support`):\n\
+         \n  {url}/console\n",
         c.app_id, c.client_key, c.api_key, demo.user, demo.token, demo.room,
         demo.user, demo.room, c.client_key, demo.token,
-        demo.room, c.client_key, demo.token,
+        demo.room, c.client_key, demo.token, c.app_id,
     );
 }
 

@@ -70,9 +70,10 @@ impl Drop for Killed {
     }
 }
 
-/// The README's first command: `serve --demo` must print a `curl` that works as printed.
+/// The README's first command: `serve --demo` must print a `curl` that works as printed, and
+/// a link to the support console that opens its sign-in page.
 #[tokio::test]
-async fn serve_demo_prints_a_curl_that_mutes_the_demo_room() {
+async fn serve_demo_prints_a_curl_that_mutes_the_demo_room_and_a_console_link() {
     let db = TestDatabase::new();
     let mut child = Killed(
         chatprefs_command(["serve", "--demo", "--bind", "127.0.0.1:0", "--workers", "1"])
@@ -82,13 +83,19 @@ async fn serve_demo_prints_a_curl_that_mutes_the_demo_room() {
             .unwrap(),
     );
     let stdout = child.0.stdout.take().unwrap();
-    let (found, curl) = tokio::sync::oneshot::channel();
-    // Keep draining stdout after the line is found, as a terminal would.
+    let (found_curl, curl) = tokio::sync::oneshot::channel();
+    let (found_console, console) = tokio::sync::oneshot::channel();
+    // Keep draining stdout after the lines are found, as a terminal would.
     std::thread::spawn(move || {
-        let mut found = Some(found);
+        let (mut found_curl, mut found_console) = (Some(found_curl), Some(found_console));
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.trim_start().starts_with("curl -X POST") {
-                if let Some(found) = found.take() {
+            let line = line.trim().to_owned();
+            if line.starts_with("curl -X POST") {
+                if let Some(found) = found_curl.take() {
+                    let _ = found.send(line);
+                }
+            } else if line.starts_with("http") && line.ends_with("/console") {
+                if let Some(found) = found_console.take() {
                     let _ = found.send(line);
                 }
             }
@@ -111,6 +118,11 @@ async fn serve_demo_prints_a_curl_that_mutes_the_demo_room() {
         .assert_ok();
     assert_eq!(user["_id"], "demo-user");
     assert_eq!(mutes(&user), ["demo-room"]);
+
+    let console = console.await.expect("a console link");
+    let page = reqwest::get(&console).await.unwrap();
+    assert_eq!(page.status(), 200, "{console}");
+    assert!(page.text().await.unwrap().contains("API key"));
     drop(child);
 }
 
