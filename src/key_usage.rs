@@ -7,6 +7,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
+use crate::periodic;
 use crate::store::{keys, Pool, StoreError};
 
 /// How often a process writes the keys it saw used.
@@ -40,14 +43,11 @@ impl KeyUsage {
 
     /// Flushes every `interval` on the current runtime, for as long as it lives.
     pub fn spawn(self: Arc<Self>, pool: Pool, interval: Duration) {
-        tokio::spawn(async move {
-            let mut ticks =
-                tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
+        periodic::spawn_every(Instant::now() + interval, interval, move || {
+            let (usage, pool) = (Arc::clone(&self), pool.clone());
+            async move {
                 // A failed round loses only its stamps; the next use notes the key again.
-                if let Err(err) = self.flush(&pool).await {
+                if let Err(err) = usage.flush(&pool).await {
                     tracing::warn!(error = %err, "recording API key use failed");
                 }
             }

@@ -10,6 +10,7 @@ pub mod feed;
 pub mod http;
 pub mod key_usage;
 pub mod metrics;
+pub mod periodic;
 pub mod private_cluster;
 pub mod projections;
 pub mod provision;

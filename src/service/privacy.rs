@@ -5,9 +5,11 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use tokio::time::Instant;
 
 use super::ServiceError;
 use crate::domain::{AppId, ClientId, EventMetadata};
+use crate::periodic;
 use crate::store::privacy::{self, Erased};
 use crate::store::{Pool, StoreError};
 
@@ -64,11 +66,9 @@ pub fn spawn_retention(pool: Pool, retention_days: u32, interval: Duration) {
     if retention_days == 0 {
         return;
     }
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticks.tick().await;
+    periodic::spawn_every(Instant::now(), interval, move || {
+        let pool = pool.clone();
+        async move {
             match expire(&pool, retention_days, |_| {}).await {
                 Ok(0) => {}
                 Ok(expired) => tracing::info!(expired, "expired personal data"),

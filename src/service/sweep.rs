@@ -5,6 +5,9 @@
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
+use crate::periodic;
 use crate::projections::{notification_pauses, room_mutes, user_rows};
 use crate::store::{Pool, StoreError};
 
@@ -17,11 +20,9 @@ const BATCH: i64 = 1000;
 
 /// Sweeps `pool` every `interval` on the current runtime, for as long as the runtime lives.
 pub fn spawn(pool: Pool, interval: Duration) {
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticks.tick().await;
+    periodic::spawn_every(Instant::now() + interval, interval, move || {
+        let pool = pool.clone();
+        async move {
             match sweep(&pool).await {
                 Ok(0) => {}
                 Ok(deleted) => tracing::info!(deleted, "swept expired mutes and pauses"),
