@@ -141,6 +141,8 @@ pub enum BenchError {
     Http(#[from] hyper::Error),
     #[error("setup request {0} failed with {1}: {2}")]
     Setup(String, StatusCode, String),
+    #[error("cannot save the fixture: {0}")]
+    Fixture(std::io::Error),
 }
 
 /// One keep-alive connection to the server.
@@ -207,10 +209,51 @@ impl Connection {
     }
 }
 
-/// The users' tokens and the rooms the load runs over.
+/// The users' tokens and the rooms the load runs over, with what they were set up for, so
+/// a saved fixture is reused only by a run that asks for the same ones.
+#[derive(Serialize, serde::Deserialize)]
 pub struct Fixture {
-    tokens: Vec<(String, String)>,
+    prefix: String,
+    users: usize,
     rooms: Vec<String>,
+    tokens: Vec<(String, String)>,
+}
+
+impl Fixture {
+    fn fits(&self, config: &BenchConfig) -> bool {
+        self.prefix == config.prefix
+            && self.users == config.users
+            && self.rooms.len() == config.rooms
+            && self.tokens.len() == config.users
+    }
+}
+
+/// The fixture saved in `path` by an earlier run for the same users, rooms and prefix;
+/// otherwise a fresh [`setup`], saved there (readable by the owner only: it holds tokens).
+/// Issuing 100,000 tokens takes longer than most runs, and each issue grows the tokens
+/// table, so runs that alternate with a yardstick reuse one fixture.
+pub async fn setup_or_reuse(
+    config: &BenchConfig,
+    path: &std::path::Path,
+) -> Result<Fixture, BenchError> {
+    if let Ok(saved) = std::fs::read(path) {
+        match serde_json::from_slice::<Fixture>(&saved) {
+            Ok(fixture) if fixture.fits(config) => return Ok(fixture),
+            _ => eprintln!(
+                "{} was set up for other users, rooms or prefix; setting up anew",
+                path.display()
+            ),
+        }
+    }
+    let fixture = setup(config).await?;
+    let json = serde_json::to_vec(&fixture).expect("a fixture serializes");
+    let mut file = std::fs::OpenOptions::new();
+    file.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+    std::io::Write::write_all(&mut file.open(path).map_err(BenchError::Fixture)?, &json)
+        .map_err(BenchError::Fixture)?;
+    Ok(fixture)
 }
 
 fn user_id(prefix: &str, i: usize) -> String {
@@ -277,8 +320,10 @@ pub async fn setup(config: &BenchConfig) -> Result<Fixture, BenchError> {
         }));
     }
     let mut fixture = Fixture {
-        tokens: Vec::new(),
+        prefix: config.prefix.clone(),
+        users: config.users,
         rooms: Vec::new(),
+        tokens: Vec::new(),
     };
     for task in tasks {
         let (rooms, tokens) = task.await.expect("setup task panicked")?;

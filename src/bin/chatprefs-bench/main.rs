@@ -58,6 +58,11 @@ struct BenchArgs {
     #[arg(long, default_value = "bench")]
     prefix: String,
 
+    /// Save the users' tokens here after setting them up, and skip the setup when the file
+    /// holds tokens for the same users, rooms and prefix (they last a day).
+    #[arg(long)]
+    fixture: Option<std::path::PathBuf>,
+
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -114,7 +119,10 @@ async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             config.users, config.rooms
         );
     }
-    let fixture = load::setup(&config).await?;
+    let fixture = match &args.fixture {
+        Some(path) => load::setup_or_reuse(&config, path).await?,
+        None => load::setup(&config).await?,
+    };
     let report = load::run(&config, fixture).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
