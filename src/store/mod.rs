@@ -82,6 +82,14 @@ impl From<deadpool_postgres::PoolError> for StoreError {
     }
 }
 
+/// A new event's id. Time-ordered (UUIDv7), so the log's unique `event_id` index grows at
+/// its right edge as `position` does: random (v4) ids put every append on a random leaf of
+/// an index as large as the log, the one read or dirtied from outside the cache, and after
+/// each checkpoint written whole to the WAL once more.
+pub fn new_event_id() -> uuid::Uuid {
+    uuid::Uuid::now_v7()
+}
+
 /// The database server's clock: the one `recorded_at` is read from, so "now" compared
 /// with it does not depend on the application server's clock.
 pub async fn database_now<C: GenericClient>(db: &C) -> Result<DateTime<Utc>, StoreError> {

@@ -107,7 +107,7 @@ pub async fn erase<C: GenericClient>(
     if version > 0 && events_erased == 0 && !profile_cleared && tokens_revoked == 0 {
         return Ok(Some(erased));
     }
-    let event_id = Uuid::new_v4();
+    let event_id = super::new_event_id();
     let row = query_one(
         tx,
         APPEND_ERASED,

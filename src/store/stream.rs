@@ -236,7 +236,7 @@ pub async fn append<P: InlineProjection>(
             let statement = &statements[step.statement];
             let metadata = &metadata;
             async move {
-                let event_id = Uuid::new_v4();
+                let event_id = super::new_event_id();
                 let (app, client) = (app.as_str(), client.as_str());
                 let (event_type, data) = (event.event_type(), Json(event.data()));
                 let schema_version = event.schema_version();
