@@ -250,6 +250,17 @@ pub struct ServeArgs {
     #[arg(long, env = "CHATPREFS_AUTH_CACHE_CAPACITY", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub auth_cache_capacity: u64,
 
+    /// Users whose preference stream this process remembers between their requests, so that
+    /// a mute or unmute usually costs one database round trip instead of two (a remembered
+    /// state that another instance has moved past is caught by the append's version check
+    /// and loaded again; see docs/performance.md); 0 turns it off.
+    #[arg(
+        long,
+        env = "CHATPREFS_STREAM_CACHE_CAPACITY",
+        default_value_t = 100_000
+    )]
+    pub stream_cache_capacity: u64,
+
     /// Milliseconds a request may wait for a database connection before it is answered 503
     /// `SERVICE_UNAVAILABLE` with `Retry-After` instead of queueing behind the others; 0
     /// (the default): the pool timeout alone bounds the wait.

@@ -31,6 +31,9 @@ pub struct ServeSettings {
     /// Longest a change-feed request waits (its `wait` is cut to this).
     pub feed_max_wait: Duration,
     pub auth_cache: AuthCacheSettings,
+    /// Users whose preference stream (version and state) this process remembers between
+    /// requests, so that a command usually skips its load; 0: none.
+    pub stream_cache_capacity: usize,
     /// Longest a request waits for a database connection before it is answered 503 (the
     /// pool's timeout when shorter); `None`: the pool's timeout alone.
     pub request_deadline: Option<Duration>,

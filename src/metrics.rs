@@ -26,6 +26,7 @@ struct Metrics {
     pool_waiting: IntGauge,
     events_appended: IntCounterVec,
     conflicts_retried: IntCounter,
+    stream_cache: IntCounterVec,
     replica_up: IntGauge,
     replica_lag: Gauge,
     replica_fallbacks: IntCounter,
@@ -110,6 +111,18 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             IntCounter::new(
                 "chatprefs_command_conflicts_retried_total",
                 "Appends retried after losing a race with a concurrent append to the same stream.",
+            )
+            .expect("valid metric"),
+        ),
+        stream_cache: register(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "chatprefs_stream_cache_total",
+                    "Commands by what the remembered stream state did for them: appended or \
+                     probed (answered without a load), stale (loaded after all), miss (none).",
+                ),
+                &["outcome"],
             )
             .expect("valid metric"),
         ),
@@ -223,6 +236,11 @@ pub fn event_appended(event_type: &str) {
 
 pub fn conflict_retried() {
     METRICS.conflicts_retried.inc();
+}
+
+/// `outcome`: `appended`, `probed`, `stale` or `miss` (see `service::stream_cache`).
+pub fn stream_cache_used(outcome: &str) {
+    METRICS.stream_cache.with_label_values(&[outcome]).inc();
 }
 
 /// The connection pool as last sampled (at every scrape).

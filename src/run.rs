@@ -357,6 +357,7 @@ async fn serve(
             ttl: Duration::from_secs(args.auth_cache_ttl_secs),
             capacity: usize::try_from(args.auth_cache_capacity).unwrap_or(usize::MAX),
         },
+        stream_cache_capacity: usize::try_from(args.stream_cache_capacity).unwrap_or(usize::MAX),
         request_deadline: (args.request_deadline_ms > 0)
             .then(|| Duration::from_millis(args.request_deadline_ms)),
         personal_data_retention_days: args.retention.personal_data_retention_days,

@@ -21,7 +21,7 @@ use crate::feed::watcher::LogWatcher;
 use crate::http::{self, CorsOrigins, MaxHeaderBytes, RequestSpan, SignInLimiter, TrustedProxies};
 use crate::key_usage::{self, KeyUsage};
 use crate::ratelimit::FailureLimiter;
-use crate::service::{privacy, sweep, Service};
+use crate::service::{privacy, stream_cache::StreamCache, sweep, Service};
 use crate::store::{self, Pool, PoolSettings, ReadPool, ReplicaHealth, WorkerPools};
 
 pub struct Application {
@@ -106,6 +106,7 @@ impl Application {
             Shared {
                 auth_cache: auth_cache.clone(),
                 key_usage: Arc::clone(&key_usage),
+                streams: Arc::new(StreamCache::new(settings.stream_cache_capacity)),
             },
             stopping,
         )?;
@@ -176,6 +177,7 @@ async fn stop_signal() {
 struct Shared {
     auth_cache: Option<Arc<AuthCache>>,
     key_usage: Arc<KeyUsage>,
+    streams: Arc<StreamCache>,
 }
 
 /// The primary's pools and, with `--read-database-url`, the replica's: one pool per worker.
@@ -196,6 +198,7 @@ fn run(
     let Shared {
         auth_cache,
         key_usage,
+        streams,
     } = shared;
     let key_usage = web::Data::from(key_usage);
     let Databases {
@@ -221,7 +224,12 @@ fn run(
             pool.clone(),
             Arc::clone(&replica_health),
         );
-        let service = Service::new(pool.clone(), reads.clone(), watcher.clone());
+        let service = Service::new(
+            pool.clone(),
+            reads.clone(),
+            watcher.clone(),
+            Arc::clone(&streams),
+        );
         let live = LiveContext {
             pool: pool.clone(),
             watcher: watcher.clone(),

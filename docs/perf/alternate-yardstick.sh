@@ -28,10 +28,17 @@ trap cleanup EXIT
 # The yardstick's schema and warm-up, kept for the rounds below.
 YARDSTICK_DB=$ydb KEEP_YARDSTICK_DB=1 SECONDS_PER_RUN=1 USERS=$users ROOMS=$rooms \
     bash "$yardstick/yardstick.sh" "${connections[0]}" >/dev/null
+# Prints the yardstick's TPS and its p99 in ms (from pgbench's per-transaction log, whose
+# third column is the latency in µs), so the service's p99 has a like for like.
 one_trip() {
-    pgbench -n -M prepared -j 2 -D users="$users" -D rooms="$rooms" \
-        -f "$yardstick/yardstick-mute-one-trip.pgbench" -c "$1" -T "$secs" "$ydb" 2>&1 |
-        sed -n 's/^tps = \([0-9.]*\).*/\1/p'
+    rm -f "$out"/pgbench_log.*
+    local tps
+    tps=$(pgbench -n -M prepared -j 2 -D users="$users" -D rooms="$rooms" \
+        -f "$yardstick/yardstick-mute-one-trip.pgbench" -c "$1" -T "$secs" \
+        -l --log-prefix="$out/pgbench_log" "$ydb" 2>&1 |
+        sed -n 's/^tps = \([0-9.]*\).*/\1/p')
+    echo "$tps $(cat "$out"/pgbench_log.* | awk '{print $3}' | sort -n |
+        awk '{v[NR]=$1} END {printf "%.3f", v[int(NR*0.99)]/1000}')"
 }
 
 psql -qAt -d postgres -c "DROP DATABASE IF EXISTS $sdb WITH (FORCE)" >/dev/null
@@ -56,8 +63,8 @@ psql -qAt -d "$sdb" -c "VACUUM ANALYZE" >/dev/null
 for round in $(seq "$rounds"); do
     for c in "${connections[@]}"; do
         psql -qAt -d "$ydb" -c CHECKPOINT >/dev/null
-        tps=$(one_trip "$c")
-        echo "round=$round yardstick=one-trip connections=$c tps=$tps load=$(cut -d' ' -f1 /proc/loadavg)"
+        read -r tps p99 < <(one_trip "$c")
+        echo "round=$round yardstick=one-trip connections=$c tps=$tps p99_ms=$p99 load=$(cut -d' ' -f1 /proc/loadavg)"
         for mix in mute=50,unmute=50 mute=100; do
             psql -qAt -d "$sdb" -c CHECKPOINT >/dev/null
             bench --connections "$c" --duration "${secs}s" --mix "$mix" >"$out/run.json"

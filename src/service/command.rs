@@ -1,13 +1,14 @@
-//! Running a command for one user: load the user's stream → decide → append and project
-//! in one statement → answer the projected state; on a version conflict, again under the
-//! stream's row lock.
+//! Running a command for one user: load the user's stream (or take it as this process last
+//! saw it) → decide → append and project in one statement → answer the projected state; on
+//! a version conflict, again under the stream's row lock.
 
 use std::time::Duration;
 
 use rand::Rng;
 
+use super::stream_cache::{Seen, StreamCache};
 use super::ServiceError;
-use crate::domain::{decide, evolve, AppId, ClientId, Command, EventMetadata, MuteState};
+use crate::domain::{decide, evolve, AppId, ClientId, Command, Event, EventMetadata, MuteState};
 use crate::metrics;
 use crate::projections::UserPreferences;
 use crate::store::{stream, StoreError, Unit};
@@ -21,15 +22,29 @@ pub(super) const MAX_ATTEMPTS: u32 = 5;
 /// statement, read at the database's clock).
 ///
 /// One database round trip when the command decides nothing (idempotent repeats), two
-/// when it appends; see [`stream`].
-#[tracing::instrument(level = "debug", skip(unit, metadata), fields(attempts))]
+/// when it appends; see [`stream`]. With the stream remembered from an earlier request
+/// ([`StreamCache`]), one either way: see [`remembered`].
+#[tracing::instrument(level = "debug", skip(unit, cache, metadata), fields(attempts, cached))]
 pub(super) async fn handle(
     unit: &Unit,
+    cache: &StreamCache,
     app: &AppId,
     client: &ClientId,
     command: Command,
     metadata: &EventMetadata,
 ) -> Result<MuteState, ServiceError> {
+    match cache.get(app, client) {
+        Some(seen) => {
+            let answer = remembered(unit, cache, seen, app, client, &command, metadata).await;
+            tracing::Span::current().record("cached", answer.as_ref().is_ok_and(Option::is_some));
+            if let Some(state) = answer? {
+                return Ok(state);
+            }
+            metrics::stream_cache_used("stale");
+            cache.forget(app, client);
+        }
+        None => metrics::stream_cache_used("miss"),
+    }
     let room = command.room();
     let mut loaded = stream::load::<UserPreferences, _>(unit.client(), app, client, room).await?;
     for attempt in 1..=MAX_ATTEMPTS {
@@ -53,31 +68,17 @@ pub(super) async fn handle(
             if unit.is_open() {
                 unit.commit().await?;
             }
+            cache.remember(
+                app,
+                client,
+                loaded.version,
+                loaded.state.clone(),
+                loaded.now,
+            );
             return Ok(loaded.state.active_at(loaded.now));
         }
-        match stream::append::<UserPreferences>(
-            unit,
-            app,
-            client,
-            loaded.version,
-            &events,
-            metadata,
-        )
-        .await
-        {
-            Ok(recorded) => {
-                events
-                    .iter()
-                    .for_each(|e| metrics::event_appended(e.event_type()));
-                let now = recorded.last().map_or(loaded.now, |r| r.recorded_at);
-                let state = events
-                    .iter()
-                    .zip(&recorded)
-                    .fold(loaded.state, |state, (event, recorded)| {
-                        evolve(state, event, recorded.recorded_at)
-                    });
-                return Ok(state.active_at(now));
-            }
+        match append(unit, cache, app, client, loaded, &events, metadata).await {
+            Ok(state) => return Ok(state),
             Err(StoreError::Conflict) => {
                 metrics::conflict_retried();
                 tracing::info!(
@@ -88,8 +89,93 @@ pub(super) async fn handle(
                 tokio::time::sleep(Duration::from_millis(jitter)).await;
                 loaded = stream::lock::<UserPreferences>(unit, app, client, room).await?;
             }
+            Err(StoreError::RoomMissing) => return Err(ServiceError::RoomNotFound),
             Err(other) => return Err(other.into()),
         }
     }
     Err(ServiceError::Conflict)
+}
+
+/// Decides on the state remembered at `seen.version` and answers without a load:
+/// - an append names that version, so it succeeds only if the stream is still there (one
+///   round trip, the append's);
+/// - a decision to do nothing is answered only once a probe finds the stream at that
+///   version, deciding again at the probe's clock (one round trip, smaller than a load's).
+///
+/// `None`: the entry was stale (the stream moved on, or the command needs a check this
+/// path does not make); the caller forgets it and runs the command from a load. Nothing
+/// has been written then.
+async fn remembered(
+    unit: &Unit,
+    cache: &StreamCache,
+    seen: Seen,
+    app: &AppId,
+    client: &ClientId,
+    command: &Command,
+    metadata: &EventMetadata,
+) -> Result<Option<MuteState>, ServiceError> {
+    let room = command.room();
+    let Ok(events) = decide(&seen.state, command, seen.now()) else {
+        return Ok(None);
+    };
+    if events.is_empty() {
+        let probed = stream::probe(unit.client(), app, client, room).await?;
+        if probed.version != seen.version {
+            return Ok(None);
+        }
+        if room.is_some() && !probed.room_exists {
+            return Err(ServiceError::RoomNotFound);
+        }
+        return match decide(&seen.state, command, probed.now) {
+            Ok(events) if events.is_empty() => {
+                metrics::stream_cache_used("probed");
+                cache.remember(app, client, seen.version, seen.state.clone(), probed.now);
+                Ok(Some(seen.state.active_at(probed.now)))
+            }
+            _ => Ok(None),
+        };
+    }
+    let loaded = stream::LoadedStream {
+        room_exists: true,
+        version: seen.version,
+        now: seen.now(),
+        state: seen.state,
+    };
+    match append(unit, cache, app, client, loaded, &events, metadata).await {
+        Ok(state) => {
+            metrics::stream_cache_used("appended");
+            Ok(Some(state))
+        }
+        Err(StoreError::Conflict | StoreError::RoomMissing) => Ok(None),
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// Appends `events` after `loaded.version`, remembers the stream as they leave it and
+/// answers the state in force afterwards.
+async fn append(
+    unit: &Unit,
+    cache: &StreamCache,
+    app: &AppId,
+    client: &ClientId,
+    loaded: stream::LoadedStream<MuteState>,
+    events: &[Event],
+    metadata: &EventMetadata,
+) -> Result<MuteState, StoreError> {
+    let recorded =
+        stream::append::<UserPreferences>(unit, app, client, loaded.version, events, metadata)
+            .await?;
+    events
+        .iter()
+        .for_each(|e| metrics::event_appended(e.event_type()));
+    let now = recorded.last().map_or(loaded.now, |r| r.recorded_at);
+    let state = events
+        .iter()
+        .zip(&recorded)
+        .fold(loaded.state, |state, (event, recorded)| {
+            evolve(state, event, recorded.recorded_at)
+        });
+    let version = recorded.last().map_or(loaded.version, |r| r.stream_version);
+    cache.remember(app, client, version, state.clone(), now);
+    Ok(state.active_at(now))
 }

@@ -4,9 +4,11 @@
 
 mod command;
 pub mod privacy;
+pub mod stream_cache;
 pub mod sweep;
 pub mod tokens;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -22,6 +24,7 @@ use crate::store::{
     keys::{self, KeyAuth, SessionAuth},
     Pool, ReadPool, Retryable, SchemaStatus, StoreError, Unit,
 };
+use stream_cache::StreamCache;
 use tokens::{IssuedToken, TokenGrant};
 
 /// A user's mutes and pause in force, both read models pipelined on one connection.
@@ -93,14 +96,22 @@ pub struct Service {
     pool: Pool,
     reads: ReadPool,
     watcher: LogWatcher,
+    /// Shared by the process's workers.
+    streams: Arc<StreamCache>,
 }
 
 impl Service {
-    pub fn new(pool: Pool, reads: ReadPool, watcher: LogWatcher) -> Self {
+    pub fn new(
+        pool: Pool,
+        reads: ReadPool,
+        watcher: LogWatcher,
+        streams: Arc<StreamCache>,
+    ) -> Self {
         Service {
             pool,
             reads,
             watcher,
+            streams,
         }
     }
 
@@ -199,7 +210,15 @@ impl Service {
                 .await?
                 .ok_or(ServiceError::ClientNotFound)?,
         };
-        let mutes = command::handle(&unit, app, &client.client_id, command, metadata).await?;
+        let mutes = command::handle(
+            &unit,
+            &self.streams,
+            app,
+            &client.client_id,
+            command,
+            metadata,
+        )
+        .await?;
         Ok((client, mutes))
     }
 

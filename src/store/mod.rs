@@ -38,6 +38,9 @@ pub enum StoreError {
     /// Another writer appended to the same stream first.
     #[error("stream was appended to concurrently")]
     Conflict,
+    /// The event names a room its app does not have: nothing was appended.
+    #[error("the event's room does not exist")]
+    RoomMissing,
     /// Stored data that this version cannot read; a bug or a manual edit, never user input.
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
@@ -53,6 +56,13 @@ impl From<tokio_postgres::Error> for StoreError {
                 && db.constraint() == Some(STREAM_VERSION_CONSTRAINT)
             {
                 return StoreError::Conflict;
+            }
+            // The append's way of refusing an event whose room is missing (`stream::append`).
+            if *db.code() == SqlState::NOT_NULL_VIOLATION
+                && db.table() == Some("stream_versions")
+                && db.column() == Some("version")
+            {
+                return StoreError::RoomMissing;
             }
         }
         if err.is_closed() || is_unavailable(err.code()) || (db.is_none() && err.code().is_none()) {

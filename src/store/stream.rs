@@ -48,27 +48,34 @@ pub struct Recorded {
     pub recorded_at: DateTime<Utc>,
 }
 
-/// The statement that loads a stream, around a read model's state expressions: one
-/// statement, so one snapshot, so the version and the state always belong together, with
-/// the database's clock (`statement_timestamp()`: the statement's own start, also inside a
-/// retry's transaction, which began before it waited for the lock).
+/// The columns every read of a stream starts with, in one statement, so one snapshot:
+/// whether the command's room exists, the stream's version, and the database's clock
+/// (`statement_timestamp()`: the statement's own start, also inside a retry's transaction,
+/// which began before it waited for the lock).
 ///
 /// Parameters: $1 app, $2 stream type, $3 user, $4 room (NULL for a command about no room,
 /// which then does not exist).
+macro_rules! stream_head_columns {
+    () => {
+        "EXISTS (SELECT 1 FROM rooms WHERE app_id = $1 AND room_id = $4),
+         coalesce((SELECT version FROM stream_versions
+                   WHERE app_id = $1 AND stream_type = $2 AND stream_id = $3), 0),
+         statement_timestamp()"
+    };
+}
+pub(crate) use stream_head_columns;
+
+/// The statement that loads a stream, around a read model's state expressions: the version
+/// and the state always belong together.
 macro_rules! load_statement {
     ($($state:expr),+) => {
-        concat!(
-            "SELECT
-                EXISTS (SELECT 1 FROM rooms WHERE app_id = $1 AND room_id = $4),
-                coalesce((SELECT version FROM stream_versions
-                          WHERE app_id = $1 AND stream_type = $2 AND stream_id = $3), 0),
-                statement_timestamp(),
-                ",
-            $($state),+
-        )
+        concat!("SELECT ", $crate::store::stream::stream_head_columns!(), ",\n", $($state),+)
     };
 }
 pub(crate) use load_statement;
+
+/// Reads what a stream's state is vouched for by, without the state: see [`probe`].
+const PROBE: &str = concat!("SELECT ", stream_head_columns!());
 
 /// Makes sure the stream has a version row to lock, without waiting on anyone.
 const CREATE_STREAM: &str = "INSERT INTO stream_versions (app_id, stream_type, stream_id, version)
@@ -90,6 +97,35 @@ pub async fn load<P: InlineProjection, C: GenericClient>(
 ) -> Result<LoadedStream<P::State>, StoreError> {
     let statement = db.prepare_cached(P::LOAD).await?;
     load_prepared::<P, C>(db, &statement, app, client, room).await
+}
+
+/// The stream's version, whether `room` exists and the database's clock, without the state:
+/// enough to tell whether a state remembered at some version is still the stream's.
+#[tracing::instrument(level = "debug", skip(db))]
+pub async fn probe<C: GenericClient>(
+    db: &C,
+    app: &AppId,
+    client: &ClientId,
+    room: Option<&RoomId>,
+) -> Result<LoadedStream<()>, StoreError> {
+    let statement = db.prepare_cached(PROBE).await?;
+    let row = db
+        .query_one(
+            &statement,
+            &[
+                &app.as_str(),
+                &STREAM_TYPE_USER_PREFERENCES,
+                &client.as_str(),
+                &room.map(RoomId::as_str),
+            ],
+        )
+        .await?;
+    Ok(LoadedStream {
+        room_exists: row.get(0),
+        version: row.get(1),
+        now: row.get(2),
+        state: (),
+    })
 }
 
 async fn load_prepared<P: InlineProjection, C: GenericClient>(
@@ -155,7 +191,11 @@ pub async fn lock<P: InlineProjection>(
 /// run in a fixed order because each reads the one before: `head` moves the stream's
 /// version row (taking its row lock), `appended` inserts the event at that version (the
 /// unique key rejects a stale one, failing the whole statement), and the read model's step
-/// applies the appended event. Every writer of a stream thus locks the version row before
+/// applies the appended event. An event naming a room (`$8->'room'`) its app does not have
+/// moves the version to NULL, which the column refuses: the statement fails, and with it
+/// the transaction of any other events appended with it, so no stream is left with a gap
+/// ([`StoreError::RoomMissing`]). A command decided on a state remembered from an earlier
+/// request has not checked its room with a load; this checks it. Every writer of a stream thus locks the version row before
 /// anything else, so optimistic writers and locked retries cannot deadlock.
 ///
 /// The metadata's personal fields (address, port, user agent) go to `event_personal_data`
@@ -176,7 +216,11 @@ macro_rules! append_statement {
         concat!(
             "WITH head AS (
                 INSERT INTO stream_versions AS s (app_id, stream_type, stream_id, version)
-                VALUES ($1, $2, $3, $4)
+                VALUES ($1, $2, $3,
+                        CASE WHEN NOT $8::jsonb ? 'room'
+                                  OR EXISTS (SELECT 1 FROM rooms
+                                             WHERE app_id = $1 AND room_id = $8::jsonb->>'room')
+                             THEN $4::integer END)
                 ON CONFLICT (app_id, stream_type, stream_id)
                 DO UPDATE SET version = excluded.version
                 RETURNING s.version),
@@ -214,7 +258,8 @@ pub(crate) use append_statement;
 /// statements after it fail too and PostgreSQL turns the COMMIT into a rollback: nothing is
 /// half-done.
 ///
-/// The events are appended as given: deciding whether they should be is the caller's.
+/// The events are appended as given: deciding whether they should be is the caller's. An
+/// event naming a room the app does not have fails with [`StoreError::RoomMissing`].
 #[tracing::instrument(level = "debug", skip(unit, events, metadata), fields(events = events.len()))]
 pub async fn append<P: InlineProjection>(
     unit: &Unit,

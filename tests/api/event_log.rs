@@ -89,6 +89,9 @@ fn unmute(room: &str) -> Event {
 #[tokio::test]
 async fn stale_appends_are_conflicts_and_leave_log_and_read_model_alone() {
     let app = TestApp::spawn().await;
+    for room in ["r1", "r2", "r3", "r4"] {
+        app.room(room).await;
+    }
     let (a, u) = (
         AppId::parse("app-a").unwrap(),
         ClientId::parse("u1").unwrap(),
@@ -139,6 +142,25 @@ async fn stale_appends_are_conflicts_and_leave_log_and_read_model_alone() {
     assert!(
         matches!(stale_two, Err(StoreError::Conflict)),
         "{stale_two:?}"
+    );
+    assert!(!unit.is_open(), "the failed transaction was ended");
+    assert_eq!(read_model().await, (vec!["r2".to_owned()], 3));
+    assert_eq!(app.count_events().await, 3);
+
+    // An event naming a room the app does not have fails its whole append: the event
+    // before it is not kept either (and no later one could leave a gap).
+    let missing = stream::append::<UserPreferences>(
+        &unit,
+        &a,
+        &u,
+        3,
+        &[mute("r3"), mute("nowhere"), mute("r4")],
+        &metadata,
+    )
+    .await;
+    assert!(
+        matches!(missing, Err(StoreError::RoomMissing)),
+        "{missing:?}"
     );
     assert!(!unit.is_open(), "the failed transaction was ended");
     assert_eq!(read_model().await, (vec!["r2".to_owned()], 3));

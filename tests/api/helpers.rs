@@ -68,6 +68,7 @@ pub fn test_settings(database_url: String) -> ServeSettings {
         feed_poll_interval: Duration::from_millis(100),
         feed_max_wait: Duration::from_secs(30),
         auth_cache: chatprefs::config::AuthCacheSettings::default(),
+        stream_cache_capacity: 100_000,
         request_deadline: None,
         personal_data_retention_days: 0,
     }

@@ -33,4 +33,5 @@ mod replicas;
 mod review;
 mod sdk_compat;
 mod security;
+mod stream_cache;
 mod timed_mutes;

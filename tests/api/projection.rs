@@ -193,6 +193,21 @@ async fn live_and_folded(pool: &Pool, app: &AppId, appends: &[Append]) -> (Model
     ((live, live_pauses), (folded, folded_pauses))
 }
 
+/// The case's app with every room of [`ROOMS`]: an append names only rooms its app has.
+async fn create_with_rooms(app: &TestApp, case: &AppId) {
+    app.create_app(case.as_str()).await;
+    let rooms: Vec<String> = ROOMS
+        .iter()
+        .map(|room| format!("('{case}', '{room}')"))
+        .collect();
+    app.sql(&format!(
+        "INSERT INTO rooms (app_id, room_id) VALUES {}",
+        rooms.join(", ")
+    ))
+    .await
+    .unwrap();
+}
+
 #[test]
 fn the_live_sql_and_the_fold_give_the_same_rows() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -213,6 +228,7 @@ fn the_live_sql_and_the_fold_give_the_same_rows() {
                 app.sql("TRUNCATE room_mutes, notification_pauses, stream_versions")
                     .await
                     .unwrap();
+                create_with_rooms(&app, &case).await;
                 live_and_folded(&app.pool, &case, &appends).await
             });
             prop_assert_eq!(live, folded);
