@@ -150,3 +150,49 @@ async fn chatprefs_bench_points_at_the_bench_binary() {
         .assert_stderr_contains("cargo run --release --features bench --bin chatprefs-bench");
     assert_eq!(output.stdout, "");
 }
+
+#[tokio::test]
+async fn a_saved_fixture_is_reused_and_one_for_other_users_is_set_up_anew() {
+    let app = TestApp::spawn().await;
+    let path =
+        std::env::temp_dir().join(format!("chatprefs-fixture-{}.json", uuid::Uuid::new_v4()));
+    let fixture = path.to_str().unwrap();
+    let tokens =
+        || async { app.sql("SELECT count(*) FROM tokens").await.unwrap()[0].get::<_, i64>(0) };
+    let run = |users: &'static str| {
+        let args = [
+            "--users",
+            users,
+            "--rooms",
+            "2",
+            "--connections",
+            "2",
+            "--prefix",
+            "f",
+            "--requests",
+            "20",
+            "--mix",
+            "mute=1",
+            "--fixture",
+            fixture,
+        ];
+        app.bench(args.map(str::to_owned))
+    };
+
+    run("3").await.assert_success();
+    assert_eq!(tokens().await, 3, "set up once");
+    run("3").await.assert_success();
+    assert_eq!(tokens().await, 3, "the saved tokens served the second run");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(fixture).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "it holds tokens");
+    }
+    run("4")
+        .await
+        .assert_success()
+        .assert_stderr_contains("setting up anew");
+    assert_eq!(tokens().await, 3 + 4);
+    std::fs::remove_file(&path).unwrap();
+}
