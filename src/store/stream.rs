@@ -20,7 +20,7 @@
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::types::{Json, ToSql};
-use tokio_postgres::Statement;
+use tokio_postgres::{Row, Statement};
 use uuid::Uuid;
 
 use super::{GenericClient, StoreError, Unit};
@@ -109,23 +109,7 @@ pub async fn probe<C: GenericClient>(
     room: Option<&RoomId>,
 ) -> Result<LoadedStream<()>, StoreError> {
     let statement = db.prepare_cached(PROBE).await?;
-    let row = db
-        .query_one(
-            &statement,
-            &[
-                &app.as_str(),
-                &STREAM_TYPE_USER_PREFERENCES,
-                &client.as_str(),
-                &room.map(RoomId::as_str),
-            ],
-        )
-        .await?;
-    Ok(LoadedStream {
-        room_exists: row.get(0),
-        version: row.get(1),
-        now: row.get(2),
-        state: (),
-    })
+    read_stream(db, &statement, app, client, room, |_| Ok(())).await
 }
 
 async fn load_prepared<P: InlineProjection, C: GenericClient>(
@@ -135,6 +119,19 @@ async fn load_prepared<P: InlineProjection, C: GenericClient>(
     client: &ClientId,
     room: Option<&RoomId>,
 ) -> Result<LoadedStream<P::State>, StoreError> {
+    read_stream(db, statement, app, client, room, |row| P::state(row, 3)).await
+}
+
+/// Runs a statement that starts with [`stream_head_columns`] and reads what follows them
+/// with `state`.
+async fn read_stream<C: GenericClient, S>(
+    db: &C,
+    statement: &Statement,
+    app: &AppId,
+    client: &ClientId,
+    room: Option<&RoomId>,
+    state: impl FnOnce(&Row) -> Result<S, StoreError>,
+) -> Result<LoadedStream<S>, StoreError> {
     let row = db
         .query_one(
             statement,
@@ -150,7 +147,7 @@ async fn load_prepared<P: InlineProjection, C: GenericClient>(
         room_exists: row.get(0),
         version: row.get(1),
         now: row.get(2),
-        state: P::state(&row, 3)?,
+        state: state(&row)?,
     })
 }
 
