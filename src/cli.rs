@@ -257,7 +257,8 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "CHATPREFS_STREAM_CACHE_CAPACITY",
-        default_value_t = 100_000
+        default_value_t = 100_000,
+        value_parser = clap::value_parser!(u64).range(0..=10_000_000)
     )]
     pub stream_cache_capacity: u64,
 

@@ -113,6 +113,22 @@ impl Command {
             Command::PauseNotifications { .. } | Command::ResumeNotifications => None,
         }
     }
+
+    /// Whether [`decide`] answers the same for this command on `state` at every instant:
+    /// the command asks for no end, and what it concerns (its room's mute, or the pause) has
+    /// none in `state`. Only such a decision may be made without the database's clock.
+    pub fn decided_without_a_clock(&self, state: &MuteState) -> bool {
+        match self {
+            Command::MuteRoom { room, expiry } => {
+                *expiry == Expiry::Forever && state.get(room).is_none_or(|m| m.until.is_none())
+            }
+            Command::UnmuteRoom { room } => state.get(room).is_none_or(|m| m.until.is_none()),
+            Command::PauseNotifications { expiry } => {
+                *expiry == Expiry::Forever && state.pause().is_none_or(|p| p.until.is_none())
+            }
+            Command::ResumeNotifications => state.pause().is_none_or(|p| p.until.is_none()),
+        }
+    }
 }
 
 /// Why the domain refuses a command.
@@ -570,5 +586,44 @@ mod tests {
         };
         assert_eq!(active(t(59)), [room("a"), room("b")]);
         assert_eq!(active(t(60)), [room("b")]);
+    }
+
+    #[test]
+    fn a_decision_made_without_a_clock_is_the_same_at_every_instant() {
+        let givens: [&[Event]; 6] = [
+            &[],
+            &[muted("a")],
+            &[muted_until("a", t(60))],
+            &[muted("a"), unmuted("a")],
+            &[paused(None)],
+            &[paused(Some(t(60)))],
+        ];
+        let whens = [
+            mute("a"),
+            mute_until("a", t(90)),
+            unmute("a"),
+            pause(Expiry::Forever),
+            pause(Expiry::For(30)),
+            Command::ResumeNotifications,
+        ];
+        for given in givens {
+            let state = fold(given);
+            for when in &whens {
+                if when.decided_without_a_clock(&state) {
+                    assert_eq!(
+                        decide(&state, when, t(10)),
+                        decide(&state, when, t(1_000_000)),
+                        "given {given:?} when {when:?}"
+                    );
+                }
+            }
+        }
+        assert!(mute("a").decided_without_a_clock(&fold(&[muted("a")])));
+        assert!(unmute("a").decided_without_a_clock(&fold(&[muted("b")])));
+        assert!(!unmute("a").decided_without_a_clock(&fold(&[muted_until("a", t(60))])));
+        assert!(!mute_until("a", t(90)).decided_without_a_clock(&MuteState::default()));
+        assert!(
+            !Command::ResumeNotifications.decided_without_a_clock(&fold(&[paused(Some(t(60)))]))
+        );
     }
 }

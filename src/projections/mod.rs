@@ -39,7 +39,7 @@ pub trait InlineProjection {
     const APPEND: &'static [&'static str];
 
     /// Which of [`Self::APPEND`] appends `event`, and the parameters of its step, bound from
-    /// `$10` on.
+    /// `$11` on.
     fn step(event: &Event) -> Step<'_>;
 }
 

@@ -93,10 +93,10 @@ impl UserPause {
 }
 
 /// `NotificationsPaused` adds or replaces the user's row, as [`UserPause::apply`] folds it.
-/// `$10` is its end (NULL: until resumed).
+/// `$11` is its end (NULL: until resumed).
 const APPEND_PAUSED: &str = append_statement!(
     "INSERT INTO notification_pauses (app_id, client_id, paused_at, position, until)
-     SELECT $1, $3, recorded_at, position, $10 FROM appended
+     SELECT $1, $3, recorded_at, position, $11 FROM appended
      ON CONFLICT (app_id, client_id) DO UPDATE
      SET paused_at = excluded.paused_at, position = excluded.position, until = excluded.until"
 );
@@ -110,7 +110,7 @@ const APPEND_RESUMED: &str = append_statement!(
 /// The append statements of this model's events, indexed by [`step`]'s `statement`.
 pub const APPEND: [&str; 2] = [APPEND_PAUSED, APPEND_RESUMED];
 
-/// Which of [`APPEND`] applies `event`, and its parameters from `$10` on; `None` for the
+/// Which of [`APPEND`] applies `event`, and its parameters from `$11` on; `None` for the
 /// events of other read models.
 pub fn step(event: &Event) -> Option<Step<'_>> {
     match event {

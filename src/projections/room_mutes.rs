@@ -122,25 +122,25 @@ impl UserMutes {
 }
 
 /// `RoomMuted` adds the row, or replaces the room's row (its time, place and end), as
-/// [`UserMutes::apply`] folds it. `$10` is the room, `$11` its end (NULL: forever).
+/// [`UserMutes::apply`] folds it. `$11` is the room, `$12` its end (NULL: forever).
 const APPEND_MUTED: &str = append_statement!(
     "INSERT INTO room_mutes (app_id, client_id, room_id, muted_at, position, until)
-     SELECT $1, $3, $10, recorded_at, position, $11 FROM appended
+     SELECT $1, $3, $11, recorded_at, position, $12 FROM appended
      ON CONFLICT (app_id, client_id, room_id) DO UPDATE
      SET muted_at = excluded.muted_at, position = excluded.position, until = excluded.until"
 );
 
-/// `RoomUnmuted` removes the row. `$10` is the room.
+/// `RoomUnmuted` removes the row. `$11` is the room.
 const APPEND_UNMUTED: &str = append_statement!(
     "DELETE FROM room_mutes
-     WHERE app_id = $1 AND client_id = $3 AND room_id = $10
+     WHERE app_id = $1 AND client_id = $3 AND room_id = $11
        AND EXISTS (SELECT 1 FROM appended)"
 );
 
 /// The append statements of this model's events, indexed by [`step`]'s `statement`.
 pub const APPEND: [&str; 2] = [APPEND_MUTED, APPEND_UNMUTED];
 
-/// Which of [`APPEND`] applies `event`, and its parameters from `$10` on; `None` for the
+/// Which of [`APPEND`] applies `event`, and its parameters from `$11` on; `None` for the
 /// events of other read models.
 pub fn step(event: &Event) -> Option<Step<'_>> {
     match event {

@@ -68,16 +68,11 @@ pub(super) async fn handle(
             if unit.is_open() {
                 unit.commit().await?;
             }
-            cache.remember(
-                app,
-                client,
-                loaded.version,
-                loaded.state.clone(),
-                loaded.now,
-            );
-            return Ok(loaded.state.active_at(loaded.now));
+            let answer = loaded.state.clone().active_at(loaded.now);
+            cache.remember(app, client, seen(loaded));
+            return Ok(answer);
         }
-        match append(unit, cache, app, client, loaded, &events, metadata).await {
+        match append(unit, cache, app, client, loaded, None, &events, metadata).await {
             Ok(state) => return Ok(state),
             Err(StoreError::Conflict) => {
                 metrics::conflict_retried();
@@ -89,22 +84,28 @@ pub(super) async fn handle(
                 tokio::time::sleep(Duration::from_millis(jitter)).await;
                 loaded = stream::lock::<UserPreferences>(unit, app, client, room).await?;
             }
-            Err(StoreError::RoomMissing) => return Err(ServiceError::RoomNotFound),
+            // The room went, or the read model was swapped, between the load and the
+            // append: the next load tells which.
+            Err(StoreError::NotAppended) => {
+                loaded =
+                    stream::load::<UserPreferences, _>(unit.client(), app, client, room).await?;
+            }
             Err(other) => return Err(other.into()),
         }
     }
     Err(ServiceError::Conflict)
 }
 
-/// Decides on the state remembered at `seen.version` and answers without a load:
-/// - an append names that version, so it succeeds only if the stream is still there (one
-///   round trip, the append's);
+/// Decides on the state remembered at `seen.version`, when no clock can change the
+/// decision, and answers without a load:
+/// - an append names that version and read model, so it succeeds only if the stream and
+///   the read model are still there (one round trip, the append's);
 /// - a decision to do nothing is answered only once a probe finds the stream at that
-///   version, deciding again at the probe's clock (one round trip, smaller than a load's).
+///   version in that read model (one round trip, smaller than a load's).
 ///
-/// `None`: the entry was stale (the stream moved on, or the command needs a check this
-/// path does not make); the caller forgets it and runs the command from a load. Nothing
-/// has been written then.
+/// `None`: the entry could not be used (the stream moved on, the read model was rebuilt,
+/// the decision depends on the clock); the caller forgets it and runs the command from a
+/// load. Nothing has been written then.
 async fn remembered(
     unit: &Unit,
     cache: &StreamCache,
@@ -114,57 +115,84 @@ async fn remembered(
     command: &Command,
     metadata: &EventMetadata,
 ) -> Result<Option<MuteState>, ServiceError> {
-    let room = command.room();
-    let Ok(events) = decide(&seen.state, command, seen.now()) else {
+    if !command.decided_without_a_clock(&seen.state) {
+        return Ok(None);
+    }
+    let Ok(events) = decide(&seen.state, command, seen.at) else {
         return Ok(None);
     };
     if events.is_empty() {
+        let room = command.room();
         let probed = stream::probe(unit.client(), app, client, room).await?;
-        if probed.version != seen.version {
+        if probed.version != seen.version || probed.read_model != seen.read_model {
             return Ok(None);
         }
         if room.is_some() && !probed.room_exists {
             return Err(ServiceError::RoomNotFound);
         }
-        return match decide(&seen.state, command, probed.now) {
-            Ok(events) if events.is_empty() => {
-                metrics::stream_cache_used("probed");
-                cache.remember(app, client, seen.version, seen.state.clone(), probed.now);
-                Ok(Some(seen.state.active_at(probed.now)))
-            }
-            _ => Ok(None),
-        };
+        metrics::stream_cache_used("probed");
+        let answer = seen.state.clone().active_at(probed.now);
+        cache.remember(
+            app,
+            client,
+            Seen {
+                at: probed.now,
+                ..seen
+            },
+        );
+        return Ok(Some(answer));
     }
+    let check = Some(seen.read_model);
     let loaded = stream::LoadedStream {
         room_exists: true,
         version: seen.version,
-        now: seen.now(),
+        now: seen.at,
+        read_model: seen.read_model,
         state: seen.state,
     };
-    match append(unit, cache, app, client, loaded, &events, metadata).await {
+    match append(unit, cache, app, client, loaded, check, &events, metadata).await {
         Ok(state) => {
             metrics::stream_cache_used("appended");
             Ok(Some(state))
         }
-        Err(StoreError::Conflict | StoreError::RoomMissing) => Ok(None),
+        Err(StoreError::Conflict | StoreError::NotAppended) => Ok(None),
         Err(other) => Err(other.into()),
     }
 }
 
-/// Appends `events` after `loaded.version`, remembers the stream as they leave it and
-/// answers the state in force afterwards.
+/// What to remember of a stream as a load read it.
+fn seen(loaded: stream::LoadedStream<MuteState>) -> Seen {
+    Seen {
+        version: loaded.version,
+        read_model: loaded.read_model,
+        state: loaded.state,
+        at: loaded.now,
+    }
+}
+
+/// Appends `events` after `loaded.version` (checking the read model is `check`'s, if
+/// given), remembers the stream as they leave it and answers the state in force afterwards.
+#[allow(clippy::too_many_arguments)]
 async fn append(
     unit: &Unit,
     cache: &StreamCache,
     app: &AppId,
     client: &ClientId,
     loaded: stream::LoadedStream<MuteState>,
+    check: Option<u32>,
     events: &[Event],
     metadata: &EventMetadata,
 ) -> Result<MuteState, StoreError> {
-    let recorded =
-        stream::append::<UserPreferences>(unit, app, client, loaded.version, events, metadata)
-            .await?;
+    let recorded = stream::append::<UserPreferences>(
+        unit,
+        app,
+        client,
+        loaded.version,
+        check,
+        events,
+        metadata,
+    )
+    .await?;
     events
         .iter()
         .for_each(|e| metrics::event_appended(e.event_type()));
@@ -176,6 +204,16 @@ async fn append(
             evolve(state, event, recorded.recorded_at)
         });
     let version = recorded.last().map_or(loaded.version, |r| r.stream_version);
-    cache.remember(app, client, version, state.clone(), now);
-    Ok(state.active_at(now))
+    let answer = state.clone().active_at(now);
+    cache.remember(
+        app,
+        client,
+        Seen {
+            version,
+            read_model: loaded.read_model,
+            state,
+            at: now,
+        },
+    );
+    Ok(answer)
 }

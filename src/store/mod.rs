@@ -38,9 +38,11 @@ pub enum StoreError {
     /// Another writer appended to the same stream first.
     #[error("stream was appended to concurrently")]
     Conflict,
-    /// The event names a room its app does not have: nothing was appended.
-    #[error("the event's room does not exist")]
-    RoomMissing,
+    /// The append's own checks refused the event (its room is missing, the stream lacks the
+    /// event before it, or the read model was rebuilt since the state decided on was read):
+    /// nothing was appended. See `stream::append_statement`.
+    #[error("the append's checks refused the event")]
+    NotAppended,
     /// Stored data that this version cannot read; a bug or a manual edit, never user input.
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
@@ -57,12 +59,12 @@ impl From<tokio_postgres::Error> for StoreError {
             {
                 return StoreError::Conflict;
             }
-            // The append's way of refusing an event whose room is missing (`stream::append`).
+            // How the append refuses an event its checks fail (`stream::append_statement`).
             if *db.code() == SqlState::NOT_NULL_VIOLATION
                 && db.table() == Some("stream_versions")
                 && db.column() == Some("version")
             {
-                return StoreError::RoomMissing;
+                return StoreError::NotAppended;
             }
         }
         if err.is_closed() || is_unavailable(err.code()) || (db.is_none() && err.code().is_none()) {

@@ -36,6 +36,8 @@ pub struct LoadedStream<S> {
     /// The database's clock when the statement ran: what a decision is made at, so the
     /// application servers' clocks do not matter.
     pub now: DateTime<Utc>,
+    /// The read model the state was read from (the oid of its `stream_versions`).
+    pub read_model: u32,
     pub state: S,
 }
 
@@ -49,9 +51,10 @@ pub struct Recorded {
 }
 
 /// The columns every read of a stream starts with, in one statement, so one snapshot:
-/// whether the command's room exists, the stream's version, and the database's clock
+/// whether the command's room exists, the stream's version, the database's clock
 /// (`statement_timestamp()`: the statement's own start, also inside a retry's transaction,
-/// which began before it waited for the lock).
+/// which began before it waited for the lock), and which read model answered: the oid of
+/// `stream_versions`, which a rebuild's swap replaces with a new table.
 ///
 /// Parameters: $1 app, $2 stream type, $3 user, $4 room (NULL for a command about no room,
 /// which then does not exist).
@@ -60,7 +63,8 @@ macro_rules! stream_head_columns {
         "EXISTS (SELECT 1 FROM rooms WHERE app_id = $1 AND room_id = $4),
          coalesce((SELECT version FROM stream_versions
                    WHERE app_id = $1 AND stream_type = $2 AND stream_id = $3), 0),
-         statement_timestamp()"
+         statement_timestamp(),
+         to_regclass('stream_versions')::oid"
     };
 }
 pub(crate) use stream_head_columns;
@@ -119,7 +123,7 @@ async fn load_prepared<P: InlineProjection, C: GenericClient>(
     client: &ClientId,
     room: Option<&RoomId>,
 ) -> Result<LoadedStream<P::State>, StoreError> {
-    read_stream(db, statement, app, client, room, |row| P::state(row, 3)).await
+    read_stream(db, statement, app, client, room, |row| P::state(row, 4)).await
 }
 
 /// Runs a statement that starts with [`stream_head_columns`] and reads what follows them
@@ -147,6 +151,7 @@ async fn read_stream<C: GenericClient, S>(
         room_exists: row.get(0),
         version: row.get(1),
         now: row.get(2),
+        read_model: row.get(3),
         state: state(&row)?,
     })
 }
@@ -188,11 +193,16 @@ pub async fn lock<P: InlineProjection>(
 /// run in a fixed order because each reads the one before: `head` moves the stream's
 /// version row (taking its row lock), `appended` inserts the event at that version (the
 /// unique key rejects a stale one, failing the whole statement), and the read model's step
-/// applies the appended event. An event naming a room (`$8->'room'`) its app does not have
-/// moves the version to NULL, which the column refuses: the statement fails, and with it
-/// the transaction of any other events appended with it, so no stream is left with a gap
-/// ([`StoreError::RoomMissing`]). A command decided on a state remembered from an earlier
-/// request has not checked its room with a load; this checks it. Every writer of a stream thus locks the version row before
+/// applies the appended event.
+///
+/// `head` also checks what a command decided on a state remembered from an earlier request
+/// (`service::stream_cache`) took on trust: that the event's room (`$8->'room'`) exists, that
+/// the stream holds the event before the new version (a version remembered past what the
+/// database holds, after a failover lost commits, must not leave a gap), and that the read
+/// model is still the one the state was read from (`$10`, the oid of `stream_versions`; a
+/// rebuild swaps in a new table; NULL: not checked). If any fails it moves the version to
+/// NULL, which the column refuses: the statement fails, and with it the transaction of any
+/// other events appended with it ([`StoreError::NotAppended`]). Every writer of a stream thus locks the version row before
 /// anything else, so optimistic writers and locked retries cannot deadlock.
 ///
 /// The metadata's personal fields (address, port, user agent) go to `event_personal_data`
@@ -207,16 +217,23 @@ pub async fn lock<P: InlineProjection>(
 ///
 /// The step sees the CTE `appended(position, recorded_at)` and the parameters: $1 app, $2
 /// stream type, $3 user, $4 new version, $5 event id, $6 event type, $7 schema version, $8
-/// data, $9 metadata, and its own from $10 on.
+/// data, $9 metadata, $10 the read model decided on, and its own from $11 on.
 macro_rules! append_statement {
     ($step:literal) => {
         concat!(
             "WITH head AS (
                 INSERT INTO stream_versions AS s (app_id, stream_type, stream_id, version)
                 VALUES ($1, $2, $3,
-                        CASE WHEN NOT $8::jsonb ? 'room'
-                                  OR EXISTS (SELECT 1 FROM rooms
-                                             WHERE app_id = $1 AND room_id = $8::jsonb->>'room')
+                        CASE WHEN (NOT $8::jsonb ? 'room'
+                                   OR EXISTS (SELECT 1 FROM rooms
+                                              WHERE app_id = $1 AND room_id = $8::jsonb->>'room'))
+                              AND ($4::integer = 1
+                                   OR EXISTS (SELECT 1 FROM events e
+                                              WHERE e.app_id = $1 AND e.stream_type = $2
+                                                AND e.stream_id = $3
+                                                AND e.stream_version = $4::integer - 1))
+                              AND ($10::oid IS NULL
+                                   OR $10::oid = to_regclass('stream_versions')::oid)
                              THEN $4::integer END)
                 ON CONFLICT (app_id, stream_type, stream_id)
                 DO UPDATE SET version = excluded.version
@@ -255,14 +272,17 @@ pub(crate) use append_statement;
 /// statements after it fail too and PostgreSQL turns the COMMIT into a rollback: nothing is
 /// half-done.
 ///
-/// The events are appended as given: deciding whether they should be is the caller's. An
-/// event naming a room the app does not have fails with [`StoreError::RoomMissing`].
+/// The events are appended as given: deciding whether they should be is the caller's.
+/// `read_model`: the read model the caller decided on, when it decided on a state it did not
+/// read in this unit (see [`append_statement`]); a mismatch, a missing room or a missing
+/// predecessor fails with [`StoreError::NotAppended`].
 #[tracing::instrument(level = "debug", skip(unit, events, metadata), fields(events = events.len()))]
 pub async fn append<P: InlineProjection>(
     unit: &Unit,
     app: &AppId,
     client: &ClientId,
     expected_version: i32,
+    read_model: Option<u32>,
     events: &[Event],
     metadata: &EventMetadata,
 ) -> Result<Vec<Recorded>, StoreError> {
@@ -292,6 +312,7 @@ pub async fn append<P: InlineProjection>(
                     &schema_version,
                     &data,
                     metadata,
+                    &read_model,
                 ];
                 params.extend(step.params.iter().map(|p| &**p as &(dyn ToSql + Sync)));
                 let row = db.query_one(statement, &params).await?;

@@ -121,17 +121,26 @@ async fn stale_appends_are_conflicts_and_leave_log_and_read_model_alone() {
         (rooms, version)
     };
 
-    let first = stream::append::<UserPreferences>(&unit, &a, &u, 0, &[mute("r1")], &metadata).await;
+    let first =
+        stream::append::<UserPreferences>(&unit, &a, &u, 0, None, &[mute("r1")], &metadata).await;
     assert_eq!(first.unwrap()[0].stream_version, 1);
 
-    let stale = stream::append::<UserPreferences>(&unit, &a, &u, 0, &[mute("r2")], &metadata).await;
+    let stale =
+        stream::append::<UserPreferences>(&unit, &a, &u, 0, None, &[mute("r2")], &metadata).await;
     assert!(matches!(stale, Err(StoreError::Conflict)), "{stale:?}");
     assert_eq!(read_model().await, (vec!["r1".to_owned()], 1));
 
     // Several events go in one transaction, applied in order.
-    let two =
-        stream::append::<UserPreferences>(&unit, &a, &u, 1, &[mute("r2"), unmute("r1")], &metadata)
-            .await;
+    let two = stream::append::<UserPreferences>(
+        &unit,
+        &a,
+        &u,
+        1,
+        None,
+        &[mute("r2"), unmute("r1")],
+        &metadata,
+    )
+    .await;
     let versions: Vec<i32> = two.unwrap().iter().map(|r| r.stream_version).collect();
     assert_eq!(versions, [2, 3]);
     assert_eq!(read_model().await, (vec!["r2".to_owned()], 3));
@@ -143,9 +152,16 @@ async fn stale_appends_are_conflicts_and_leave_log_and_read_model_alone() {
         assert_eq!(read_model().await, (vec!["r2".to_owned()], 3));
         assert_eq!(app.count_events().await, 3);
     };
-    let stale_two =
-        stream::append::<UserPreferences>(&unit, &a, &u, 1, &[mute("r3"), mute("r4")], &metadata)
-            .await;
+    let stale_two = stream::append::<UserPreferences>(
+        &unit,
+        &a,
+        &u,
+        1,
+        None,
+        &[mute("r3"), mute("r4")],
+        &metadata,
+    )
+    .await;
     assert!(
         matches!(stale_two, Err(StoreError::Conflict)),
         "{stale_two:?}"
@@ -159,12 +175,13 @@ async fn stale_appends_are_conflicts_and_leave_log_and_read_model_alone() {
         &a,
         &u,
         3,
+        None,
         &[mute("r3"), mute("nowhere"), mute("r4")],
         &metadata,
     )
     .await;
     assert!(
-        matches!(missing, Err(StoreError::RoomMissing)),
+        matches!(missing, Err(StoreError::NotAppended)),
         "{missing:?}"
     );
     left_at_three().await;

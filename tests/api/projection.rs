@@ -111,6 +111,7 @@ async fn live_and_folded(pool: &Pool, app: &AppId, appends: &[Append]) -> (Model
             app,
             &user(append.user),
             versions[append.user],
+            None,
             &events,
             &metadata,
         )

@@ -142,3 +142,58 @@ async fn turned_off_every_command_loads() {
         ["r1"]
     );
 }
+
+#[tokio::test]
+async fn a_state_remembered_before_a_rebuild_is_not_acted_on_after_it() {
+    let app = TestApp::spawn().await;
+    let other = Instance::beside(&app).await;
+    let token = app.user("u1").await;
+    app.room("r1").await;
+    app.room("r2").await;
+    ok_result(act(&app, &app.base, &token, Method::POST, "r1").await).await;
+    // The read model loses r1 (a suspect read model, as operations.md describes), and the
+    // other instance reads it so: it remembers u1 with r2 muted and r1 not.
+    app.sql("DELETE FROM room_mutes").await.unwrap();
+    ok_result(act(&app, &other.base, &token, Method::POST, "r2").await).await;
+    app.cli(["rebuild"]).await.assert_success();
+
+    // Remembered, r1 is not muted there; rebuilt, it is. Acting on the memory would append
+    // a second mute of a muted room and answer without r1.
+    let muted = act(&app, &other.base, &token, Method::POST, "r1").await;
+    assert_eq!(mutes(&ok_result(muted).await), ["r1", "r2"]);
+    assert_eq!(
+        stream_of(&app, "u1").await,
+        [(1, "RoomMuted".into()), (2, "RoomMuted".into())]
+    );
+}
+
+#[tokio::test]
+async fn a_version_remembered_past_what_the_database_holds_leaves_no_gap() {
+    let app = TestApp::spawn().await;
+    let token = app.user("u1").await;
+    app.room("r1").await;
+    app.room("r2").await;
+    ok_result(app.mute(&token, "r1").await).await;
+    ok_result(app.mute(&token, "r2").await).await;
+    // A failover to a replica that had not received the second mute: the database holds
+    // version 1 while this instance remembers version 2.
+    for lost in [
+        "ALTER TABLE events DISABLE TRIGGER events_no_update_or_delete",
+        "DELETE FROM events WHERE stream_version = 2",
+        "ALTER TABLE events ENABLE TRIGGER events_no_update_or_delete",
+        "UPDATE stream_versions SET version = 1",
+        "DELETE FROM room_mutes WHERE room_id = 'r2'",
+    ] {
+        app.sql(lost).await.unwrap();
+    }
+
+    // Remembered, r2 is muted and the unmute would append version 3 over a gap.
+    let unmuted = app.unmute(&token, "r2").await;
+    assert_eq!(mutes(&ok_result(unmuted).await), ["r1"]);
+    let muted = app.mute(&token, "r2").await;
+    assert_eq!(mutes(&ok_result(muted).await), ["r1", "r2"]);
+    assert_eq!(
+        stream_of(&app, "u1").await,
+        [(1, "RoomMuted".into()), (2, "RoomMuted".into())]
+    );
+}
