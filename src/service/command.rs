@@ -72,7 +72,7 @@ pub(super) async fn handle(
             cache.remember(app, client, seen(loaded));
             return Ok(answer);
         }
-        match append(unit, cache, app, client, loaded, None, &events, metadata).await {
+        match append(unit, cache, app, client, loaded, &events, metadata).await {
             Ok(state) => return Ok(state),
             Err(StoreError::Conflict) => {
                 metrics::conflict_retried();
@@ -84,7 +84,7 @@ pub(super) async fn handle(
                 tokio::time::sleep(Duration::from_millis(jitter)).await;
                 loaded = stream::lock::<UserPreferences>(unit, app, client, room).await?;
             }
-            // The room went, or the read model was swapped, between the load and the
+            // The room went, or a rebuild swapped the read model, between the load and the
             // append: the next load tells which.
             Err(StoreError::NotAppended) => {
                 loaded =
@@ -142,7 +142,6 @@ async fn remembered(
         );
         return Ok(Some(answer));
     }
-    let check = Some(seen.read_model);
     let loaded = stream::LoadedStream {
         room_exists: true,
         version: seen.version,
@@ -150,7 +149,7 @@ async fn remembered(
         read_model: seen.read_model,
         state: seen.state,
     };
-    match append(unit, cache, app, client, loaded, check, &events, metadata).await {
+    match append(unit, cache, app, client, loaded, &events, metadata).await {
         Ok(state) => {
             metrics::stream_cache_used("appended");
             Ok(Some(state))
@@ -170,16 +169,15 @@ fn seen(loaded: stream::LoadedStream<MuteState>) -> Seen {
     }
 }
 
-/// Appends `events` after `loaded.version` (checking the read model is `check`'s, if
-/// given), remembers the stream as they leave it and answers the state in force afterwards.
-#[allow(clippy::too_many_arguments)]
+/// Appends `events` after `loaded.version`, in the read model `loaded` came from (a rebuild
+/// swapped in since refuses it), remembers the stream as they leave it and answers the state
+/// in force afterwards.
 async fn append(
     unit: &Unit,
     cache: &StreamCache,
     app: &AppId,
     client: &ClientId,
     loaded: stream::LoadedStream<MuteState>,
-    check: Option<u32>,
     events: &[Event],
     metadata: &EventMetadata,
 ) -> Result<MuteState, StoreError> {
@@ -188,7 +186,7 @@ async fn append(
         app,
         client,
         loaded.version,
-        check,
+        Some(loaded.read_model),
         events,
         metadata,
     )

@@ -1,4 +1,5 @@
 use std::ffi::OsStr;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -392,6 +393,19 @@ impl TestApp {
             cache.settle().await;
         }
         rows
+    }
+
+    /// Runs `during` with `table` renamed away, so that whatever still reads it fails, and
+    /// puts it back.
+    pub async fn with_table_away<T>(&self, table: &str, during: impl Future<Output = T>) -> T {
+        self.sql(&format!("ALTER TABLE {table} RENAME TO {table}_away"))
+            .await
+            .unwrap();
+        let result = during.await;
+        self.sql(&format!("ALTER TABLE {table}_away RENAME TO {table}"))
+            .await
+            .unwrap();
+        result
     }
 
     pub async fn count_events(&self) -> i64 {

@@ -35,23 +35,22 @@ async fn stream_of(app: &TestApp, user: &str) -> Vec<(i32, String)> {
 /// would fail (the load reads it), so a 200 proves it was answered from the remembered
 /// state with at most a probe or an append, neither of which reads that table.
 async fn without_the_load<T>(app: &TestApp, during: impl std::future::Future<Output = T>) -> T {
-    app.sql("ALTER TABLE notification_pauses RENAME TO notification_pauses_away")
-        .await
-        .unwrap();
-    let result = during.await;
-    app.sql("ALTER TABLE notification_pauses_away RENAME TO notification_pauses")
-        .await
-        .unwrap();
-    result
+    app.with_table_away("notification_pauses", during).await
+}
+
+/// User u1, rooms r1 and r2, and r1 muted (so u1's stream is remembered): u1's token.
+async fn u1_muting_r1(app: &TestApp) -> String {
+    let token = app.user("u1").await;
+    app.room("r1").await;
+    app.room("r2").await;
+    ok_result(app.mute(&token, "r1").await).await;
+    token
 }
 
 #[tokio::test]
 async fn a_remembered_stream_answers_repeats_and_appends_without_a_load() {
     let app = TestApp::spawn().await;
-    let token = app.user("u1").await;
-    app.room("r1").await;
-    app.room("r2").await;
-    ok_result(app.mute(&token, "r1").await).await;
+    let token = u1_muting_r1(&app).await;
 
     let (repeat, second, unmuted) = without_the_load(&app, async {
         (
@@ -115,9 +114,7 @@ async fn two_instances_taking_turns_on_one_user_lose_and_duplicate_nothing() {
 #[tokio::test]
 async fn a_remembered_stream_still_refuses_a_room_the_app_does_not_have() {
     let app = TestApp::spawn().await;
-    let token = app.user("u1").await;
-    app.room("r1").await;
-    ok_result(app.mute(&token, "r1").await).await;
+    let token = u1_muting_r1(&app).await;
 
     // Remembered, u1's stream would take this mute; the append's own room check refuses it
     // (and the load that follows answers why).
@@ -147,10 +144,7 @@ async fn turned_off_every_command_loads() {
 async fn a_state_remembered_before_a_rebuild_is_not_acted_on_after_it() {
     let app = TestApp::spawn().await;
     let other = Instance::beside(&app).await;
-    let token = app.user("u1").await;
-    app.room("r1").await;
-    app.room("r2").await;
-    ok_result(act(&app, &app.base, &token, Method::POST, "r1").await).await;
+    let token = u1_muting_r1(&app).await;
     // The read model loses r1 (a suspect read model, as operations.md describes), and the
     // other instance reads it so: it remembers u1 with r2 muted and r1 not.
     app.sql("DELETE FROM room_mutes").await.unwrap();
@@ -170,10 +164,7 @@ async fn a_state_remembered_before_a_rebuild_is_not_acted_on_after_it() {
 #[tokio::test]
 async fn a_version_remembered_past_what_the_database_holds_leaves_no_gap() {
     let app = TestApp::spawn().await;
-    let token = app.user("u1").await;
-    app.room("r1").await;
-    app.room("r2").await;
-    ok_result(app.mute(&token, "r1").await).await;
+    let token = u1_muting_r1(&app).await;
     ok_result(app.mute(&token, "r2").await).await;
     // A failover to a replica that had not received the second mute: the database holds
     // version 1 while this instance remembers version 2.
