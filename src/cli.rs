@@ -150,7 +150,9 @@ pub struct ServeArgs {
 
     /// Most database connections held open, split evenly over the HTTP workers (each
     /// worker has its own pool, so queries are driven by the thread that awaits them).
-    #[arg(long, env = "CHATPREFS_POOL_SIZE", default_value_t = 16)]
+    /// Small by default: a database serves most with a few busy connections per core, and
+    /// every instance behind a load balancer holds its own (docs/performance.md).
+    #[arg(long, env = "CHATPREFS_POOL_SIZE", default_value_t = 8)]
     pub pool_size: usize,
 
     /// How long a request waits for a database connection before it is answered 503.
