@@ -270,6 +270,14 @@ pub struct ServeArgs {
     #[arg(long, env = "CHATPREFS_REQUEST_DEADLINE_MS", default_value_t = 0)]
     pub request_deadline_ms: u64,
 
+    /// Milliseconds a request may wait for a lock another database session holds (a
+    /// user's stream held by a transaction left open, a table locked by a migration or a
+    /// rebuild's swap), and for an earlier request of the same user in this process, before
+    /// it is answered 503 `SERVICE_UNAVAILABLE` with `Retry-After`; 0: no bound. A lock
+    /// timeout in the database URL's `options` wins over this.
+    #[arg(long, env = "CHATPREFS_LOCK_TIMEOUT_MS", default_value_t = 2000)]
+    pub lock_timeout_ms: u64,
+
     // Personal data older than the window is removed every hour by the service, as
     // `chatprefs prune` does.
     #[command(flatten)]

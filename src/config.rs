@@ -37,6 +37,9 @@ pub struct ServeSettings {
     /// Longest a request waits for a database connection before it is answered 503 (the
     /// pool's timeout when shorter); `None`: the pool's timeout alone.
     pub request_deadline: Option<Duration>,
+    /// Longest a request waits for a lock another session holds (and, in this process,
+    /// for an earlier request of the same user) before it is answered 503; `None`: no bound.
+    pub lock_timeout: Option<Duration>,
     /// Days personal data is kept before the periodic retention removes it; 0: forever.
     pub personal_data_retention_days: u32,
 }

@@ -360,6 +360,8 @@ async fn serve(
         stream_cache_capacity: usize::try_from(args.stream_cache_capacity).unwrap_or(usize::MAX),
         request_deadline: (args.request_deadline_ms > 0)
             .then(|| Duration::from_millis(args.request_deadline_ms)),
+        lock_timeout: (args.lock_timeout_ms > 0)
+            .then(|| Duration::from_millis(args.lock_timeout_ms)),
         personal_data_retention_days: args.retention.personal_data_retention_days,
     };
     tracing::info!(database = %store::describe(&settings.database_url), "connecting");

@@ -21,8 +21,8 @@ use crate::feed::watcher::LogWatcher;
 use crate::http::{self, CorsOrigins, MaxHeaderBytes, RequestSpan, SignInLimiter, TrustedProxies};
 use crate::key_usage::{self, KeyUsage};
 use crate::ratelimit::FailureLimiter;
-use crate::service::{privacy, stream_cache::StreamCache, sweep, Service};
-use crate::store::{self, Pool, PoolSettings, ReadPool, ReplicaHealth, WorkerPools};
+use crate::service::{privacy, stream_cache::StreamCache, sweep, turns::UserTurns, Service};
+use crate::store::{self, Pool, PoolSettings, ReadPool, ReplicaHealth, RequestWaits, WorkerPools};
 
 pub struct Application {
     port: u16,
@@ -48,12 +48,15 @@ impl Application {
         let workers = settings.workers.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         });
-        let deadline = settings.request_deadline;
-        let pools = WorkerPools::new(&settings.database_url, &settings.pool, workers, deadline)?;
+        let waits = RequestWaits {
+            queue: settings.request_deadline,
+            lock: settings.lock_timeout,
+        };
+        let pools = WorkerPools::new(&settings.database_url, &settings.pool, workers, waits)?;
         let replicas = settings
             .read_database_url
             .as_deref()
-            .map(|url| WorkerPools::new(url, &settings.pool, workers, deadline))
+            .map(|url| WorkerPools::new(url, &settings.pool, workers, waits))
             .transpose()?;
         // Setup work outside the workers (the demo, tests) gets a small pool of its own.
         let admin = PoolSettings {
@@ -107,6 +110,9 @@ impl Application {
                 auth_cache: auth_cache.clone(),
                 key_usage: Arc::clone(&key_usage),
                 streams: Arc::new(StreamCache::new(settings.stream_cache_capacity)),
+                turns: Arc::new(UserTurns::new(
+                    settings.lock_timeout.unwrap_or(settings.pool.timeout),
+                )),
             },
             stopping,
         )?;
@@ -178,6 +184,8 @@ struct Shared {
     auth_cache: Option<Arc<AuthCache>>,
     key_usage: Arc<KeyUsage>,
     streams: Arc<StreamCache>,
+    /// Whose command runs in this process: see [`UserTurns`].
+    turns: Arc<UserTurns>,
 }
 
 /// The primary's pools and, with `--read-database-url`, the replica's: one pool per worker.
@@ -199,6 +207,7 @@ fn run(
         auth_cache,
         key_usage,
         streams,
+        turns,
     } = shared;
     let key_usage = web::Data::from(key_usage);
     let Databases {
@@ -229,6 +238,7 @@ fn run(
             reads.clone(),
             watcher.clone(),
             Arc::clone(&streams),
+            Arc::clone(&turns),
         );
         let live = LiveContext {
             pool: pool.clone(),

@@ -7,6 +7,7 @@ pub mod privacy;
 pub mod stream_cache;
 pub mod sweep;
 pub mod tokens;
+pub mod turns;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +27,7 @@ use crate::store::{
 };
 use stream_cache::StreamCache;
 use tokens::{IssuedToken, TokenGrant};
+use turns::UserTurns;
 
 /// A user's mutes and pause in force, both read models pipelined on one connection.
 async fn preferences<C: store::GenericClient>(
@@ -98,6 +100,8 @@ pub struct Service {
     watcher: LogWatcher,
     /// Shared by the process's workers.
     streams: Arc<StreamCache>,
+    /// Shared by the process's workers.
+    turns: Arc<UserTurns>,
 }
 
 impl Service {
@@ -106,12 +110,14 @@ impl Service {
         reads: ReadPool,
         watcher: LogWatcher,
         streams: Arc<StreamCache>,
+        turns: Arc<UserTurns>,
     ) -> Self {
         Service {
             pool,
             reads,
             watcher,
             streams,
+            turns,
         }
     }
 
@@ -203,6 +209,13 @@ impl Service {
         command: Command,
         metadata: &EventMetadata,
     ) -> Result<(ClientRecord, MuteState), ServiceError> {
+        let id = match &subject {
+            Subject::Known(client) => &client.client_id,
+            Subject::Named(id) => id,
+        };
+        let _turn = self.turns.take(app, id).await.ok_or_else(|| {
+            StoreError::Unavailable("an earlier request of this user is still running".into())
+        })?;
         let unit = self.unit().await?;
         let client = match subject {
             Subject::Known(client) => client,

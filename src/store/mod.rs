@@ -18,7 +18,7 @@ mod unit;
 pub use deadpool_postgres::{GenericClient, Pool};
 pub use pool::{
     connect_pool, describe, ensure_database, migrate, schema_status, Migrated, PoolSettings,
-    SchemaStatus, WorkerPools,
+    RequestWaits, SchemaStatus, WorkerPools,
 };
 pub use replica::{ReadPool, ReplicaHealth, Retryable};
 pub use roles::grant_runtime_role;
@@ -78,11 +78,15 @@ impl From<tokio_postgres::Error> for StoreError {
 /// wrong". A write refused as read-only (25006) reached a server that is, or has become, a
 /// standby: during a failover that passes once the new primary is found. A serialization
 /// failure (40001) is what a read replica answers when replay cancels a query that holds
-/// back rows it must remove: retried on the primary, or later.
+/// back rows it must remove: retried on the primary, or later. A lock waited on past
+/// `lock_timeout` (55P03) is held by another session; once it lets go, a retry goes through.
 fn is_unavailable(code: Option<&SqlState>) -> bool {
     code.is_some_and(|c| {
         let c = c.code();
-        c.starts_with("08") || c.starts_with("57P") || ["53300", "25006", "40001"].contains(&c)
+        c.starts_with("08")
+            || c.starts_with("57P")
+            // 55P03: a lock waited on past `lock_timeout` (`RequestWaits::lock`).
+            || ["53300", "25006", "40001", "55P03"].contains(&c)
     })
 }
 

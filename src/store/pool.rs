@@ -81,19 +81,39 @@ fn describe_config(config: &Config) -> String {
 }
 
 pub fn connect_pool(database_url: &str, settings: &PoolSettings) -> anyhow::Result<Pool> {
-    connect_pool_queueing(database_url, settings, None)
+    connect_request_pool(database_url, settings, RequestWaits::default())
 }
 
-/// [`connect_pool`] whose requests queue for a free connection at most `queue_deadline`
-/// (when shorter than the pool timeout), while connecting keeps the whole timeout: a
-/// server found slow to connect to is not the overload the deadline sheds.
-fn connect_pool_queueing(
+/// How long a request's database work may wait, beyond what the pool bounds itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestWaits {
+    /// For a free connection, when shorter than the pool timeout. Connecting keeps the
+    /// whole timeout: a server found slow to connect to is not the overload this sheds.
+    pub queue: Option<Duration>,
+    /// For a lock another session holds (PostgreSQL's `lock_timeout`), unless the URL sets
+    /// one. A request waiting on a lock holds its connection, so without a bound a lock
+    /// left held (a transaction open in psql, an instance frozen inside one) ties up
+    /// connections for as long as it lasts.
+    pub lock: Option<Duration>,
+}
+
+/// [`connect_pool`] whose connections' waits are bounded by `waits`.
+fn connect_request_pool(
     database_url: &str,
     settings: &PoolSettings,
-    queue_deadline: Option<Duration>,
+    waits: RequestWaits,
 ) -> anyhow::Result<Pool> {
-    let config = client_config(database_url, settings)?;
-    let wait = queue_deadline.map_or(settings.timeout, |d| d.min(settings.timeout));
+    let mut config = client_config(database_url, settings)?;
+    if let Some(lock) = waits.lock {
+        let options = config.get_options().unwrap_or_default();
+        if !options.contains("lock_timeout") {
+            let options = format!("{options} -c lock_timeout={}", lock.as_millis());
+            config.options(options.trim_start());
+        }
+    }
+    let wait = waits
+        .queue
+        .map_or(settings.timeout, |d| d.min(settings.timeout));
     let manager = Manager::from_config(
         config,
         NoTls,
@@ -121,13 +141,13 @@ pub struct WorkerPools {
 }
 
 impl WorkerPools {
-    /// Splits `settings.max_size` connections evenly over `workers` pools (at least one each).
-    /// Requests wait at most `queue_deadline` for a connection, when given.
+    /// Splits `settings.max_size` connections evenly over `workers` pools (at least one each),
+    /// whose requests' waits `waits` bounds.
     pub fn new(
         database_url: &str,
         settings: &PoolSettings,
         workers: usize,
-        queue_deadline: Option<Duration>,
+        waits: RequestWaits,
     ) -> anyhow::Result<Self> {
         let workers = workers.max(1);
         let each = PoolSettings {
@@ -135,7 +155,7 @@ impl WorkerPools {
             ..settings.clone()
         };
         let pools = (0..workers)
-            .map(|_| connect_pool_queueing(database_url, &each, queue_deadline))
+            .map(|_| connect_request_pool(database_url, &each, waits))
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(WorkerPools {
             pools: Arc::new(pools),

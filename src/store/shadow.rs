@@ -427,7 +427,7 @@ pub async fn clear_shadow_versions(
 
 /// Waits for every in-flight write to finish and holds new ones off until commit. Writers
 /// lock `stream_versions` before anything else, so taking it first cannot deadlock with
-/// them; requests meanwhile wait (within the pool timeout), they do not fail. The read
+/// them; requests meanwhile wait (up to `--lock-timeout-ms`, then 503). The read
 /// models follow in the order the load statement reads them (`UserPreferences::LOAD`).
 #[tracing::instrument(skip(tx))]
 pub async fn lock_live(tx: &Transaction<'_>) -> Result<(), StoreError> {

@@ -12,9 +12,10 @@ use serde_json::Value;
 use crate::cluster::Cluster;
 use chatprefs::startup::Application;
 
-use crate::helpers::{assert_error, mutes, ok_result, test_settings, TestDatabase};
+use crate::helpers::{assert_error, mutes, ok_result, test_settings, Sent, TestApp, TestDatabase};
 use crate::ledger::{self, Ledger, Load};
 use crate::process::{create_app, populate, Server};
+use reqwest::Method;
 
 fn load(
     targets: Vec<String>,
@@ -218,9 +219,17 @@ async fn sigkill_under_load_then_restart_keeps_every_answered_write() {
 async fn sigterm_stops_accepting_finishes_in_flight_requests_and_exits_0() {
     let db = TestDatabase::new();
     let app = create_app(&db.url, "term");
+    // The lock below is held longer than the default lock timeout would let a request wait.
     let mut server = Server::start(
         &db.url,
-        &["--workers", "1", "--shutdown-timeout-secs", "10"],
+        &[
+            "--workers",
+            "1",
+            "--shutdown-timeout-secs",
+            "10",
+            "--lock-timeout-ms",
+            "30000",
+        ],
     );
     let (users, _) = populate(&server.base(), &app, 1, 2).await;
     let token = users[0].1.clone();
@@ -301,4 +310,64 @@ async fn sigterm_stops_accepting_finishes_in_flight_requests_and_exits_0() {
         .unwrap()
         .get(0);
     assert_eq!(events, 2);
+}
+
+/// A transaction left open on one user's stream (in psql, or by an instance frozen inside
+/// one) costs that user 503s once the lock timeout passes, and costs no one else anything:
+/// the user's piled-up requests wait for their turn without holding the pool's connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_held_on_one_users_stream_answers_them_503_and_leaves_the_others_served() {
+    let lock_timeout = Duration::from_secs(2);
+    let app = TestApp::spawn_with(|s| {
+        s.workers = Some(1);
+        s.pool.max_size = 2;
+        s.lock_timeout = Some(lock_timeout);
+    })
+    .await;
+    let (stuck, other) = (app.signed_in("stuck").await, app.signed_in("other").await);
+    app.room("r1").await;
+    app.room("r2").await;
+    stuck.mute("r1").await.assert_ok();
+
+    let (locker, connection) = tokio_postgres::connect(app.database_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    locker
+        .batch_execute(
+            "BEGIN; SELECT version FROM stream_versions WHERE stream_id = 'stuck' FOR UPDATE",
+        )
+        .await
+        .unwrap();
+    let piled: Vec<_> = (0..8)
+        .map(|_| {
+            let request = app.client(&app.app, &stuck.token, Method::POST, "/me/mute/r2");
+            tokio::spawn(request.sent())
+        })
+        .collect();
+
+    for _ in 0..3 {
+        let start = Instant::now();
+        other.mute("r1").await.assert_ok();
+        other.unmute("r1").await.assert_ok();
+        assert!(
+            start.elapsed() < lock_timeout / 2,
+            "another user's requests wait for no lock: {:?}",
+            start.elapsed()
+        );
+    }
+    for answer in piled {
+        let answer = answer.await.unwrap();
+        answer.assert_error(503, "SERVICE_UNAVAILABLE");
+        assert_eq!(answer.header("retry-after"), Some("1"));
+    }
+
+    locker.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(mutes(&stuck.mute("r2").await.assert_ok()), ["r1", "r2"]);
+    let appended = app
+        .sql("SELECT count(*) FROM events WHERE stream_id = 'stuck'")
+        .await
+        .unwrap()[0]
+        .get::<_, i64>(0);
+    assert_eq!(appended, 2, "the refused requests appended nothing");
 }

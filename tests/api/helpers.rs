@@ -71,6 +71,7 @@ pub fn test_settings(database_url: String) -> ServeSettings {
         auth_cache: chatprefs::config::AuthCacheSettings::default(),
         stream_cache_capacity: 100_000,
         request_deadline: None,
+        lock_timeout: Some(Duration::from_secs(2)),
         personal_data_retention_days: 0,
     }
 }
