@@ -27,6 +27,9 @@ struct Metrics {
     events_appended: IntCounterVec,
     conflicts_retried: IntCounter,
     stream_cache: IntCounterVec,
+    group_commits: IntCounter,
+    group_commit_appends: IntCounter,
+    group_commit_splits: IntCounter,
     replica_up: IntGauge,
     replica_lag: Gauge,
     replica_fallbacks: IntCounter,
@@ -123,6 +126,31 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
                      probed (answered without a load), stale (loaded after all), miss (none).",
                 ),
                 &["outcome"],
+            )
+            .expect("valid metric"),
+        ),
+        group_commits: register(
+            &r,
+            IntCounter::new(
+                "chatprefs_group_commits_total",
+                "Transactions in which appends of remembered streams were committed together.",
+            )
+            .expect("valid metric"),
+        ),
+        group_commit_appends: register(
+            &r,
+            IntCounter::new(
+                "chatprefs_group_commit_appends_total",
+                "Appends sent in group commits (divided by chatprefs_group_commits_total: \
+                 the mean group).",
+            )
+            .expect("valid metric"),
+        ),
+        group_commit_splits: register(
+            &r,
+            IntCounter::new(
+                "chatprefs_group_commit_splits_total",
+                "Groups that failed whole and were sent again one append at a time.",
             )
             .expect("valid metric"),
         ),
@@ -241,6 +269,15 @@ pub fn conflict_retried() {
 /// `outcome`: `appended`, `probed`, `stale` or `miss` (see `service::stream_cache`).
 pub fn stream_cache_used(outcome: &str) {
     METRICS.stream_cache.with_label_values(&[outcome]).inc();
+}
+
+pub fn group_committed(appends: usize) {
+    METRICS.group_commits.inc();
+    METRICS.group_commit_appends.inc_by(appends as u64);
+}
+
+pub fn group_split() {
+    METRICS.group_commit_splits.inc();
 }
 
 /// The connection pool as last sampled (at every scrape).

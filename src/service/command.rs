@@ -2,10 +2,12 @@
 //! saw it) → decide → append and project in one statement → answer the projected state; on
 //! a version conflict, again under the stream's row lock.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
 
+use super::group_commit::GroupCommit;
 use super::stream_cache::{Seen, StreamCache};
 use super::ServiceError;
 use crate::domain::{decide, evolve, AppId, ClientId, Command, Event, EventMetadata, MuteState};
@@ -24,6 +26,9 @@ pub(super) const MAX_ATTEMPTS: u32 = 5;
 /// One database round trip when the command decides nothing (idempotent repeats), two
 /// when it appends; see [`stream`]. With the stream remembered from an earlier request
 /// ([`StreamCache`]), one either way: see [`remembered`].
+///
+/// `found_stale`: [`append_remembered`] already found the remembered stream stale (and
+/// forgot it).
 #[tracing::instrument(level = "debug", skip(unit, cache, metadata), fields(attempts, cached))]
 pub(super) async fn handle(
     unit: &Unit,
@@ -32,8 +37,10 @@ pub(super) async fn handle(
     client: &ClientId,
     command: Command,
     metadata: &EventMetadata,
+    found_stale: bool,
 ) -> Result<MuteState, ServiceError> {
     match cache.get(app, client) {
+        _ if found_stale => {}
         Some(seen) => {
             let answer = remembered(unit, cache, seen, app, client, &command, metadata).await;
             tracing::Span::current().record("cached", answer.as_ref().is_ok_and(Option::is_some));
@@ -155,6 +162,77 @@ async fn remembered(
             Ok(Some(state))
         }
         Err(StoreError::Conflict | StoreError::NotAppended) => Ok(None),
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// What [`append_remembered`] did.
+pub(super) enum Remembered {
+    /// Appended: the state in force afterwards.
+    Answered(MuteState),
+    /// The remembered stream had moved on (or its room or read model went): forgotten.
+    Stale,
+    /// Nothing remembered, or nothing the group commit takes: [`handle`] runs the command.
+    Unused,
+}
+
+/// The one-statement path of [`remembered`], without a connection of its own: an append
+/// decided on the remembered state goes to the worker's group commit. A decision to do
+/// nothing (it needs a probe), several events, or a decision a clock could change are left
+/// to [`handle`].
+pub(super) async fn append_remembered(
+    group: &Arc<GroupCommit>,
+    cache: &StreamCache,
+    app: &AppId,
+    client: &ClientId,
+    command: &Command,
+    metadata: &EventMetadata,
+) -> Result<Remembered, ServiceError> {
+    let Some(seen) = cache.get(app, client) else {
+        return Ok(Remembered::Unused);
+    };
+    if !command.decided_without_a_clock(&seen.state) {
+        return Ok(Remembered::Unused);
+    }
+    let Ok(mut events) = decide(&seen.state, command, seen.at) else {
+        return Ok(Remembered::Unused);
+    };
+    let (Some(event), true) = (events.pop(), events.is_empty()) else {
+        return Ok(Remembered::Unused);
+    };
+    let appended = group
+        .append(
+            app,
+            client,
+            seen.version + 1,
+            seen.read_model,
+            event.clone(),
+            metadata,
+        )
+        .await;
+    match appended {
+        Ok(recorded) => {
+            metrics::stream_cache_used("appended");
+            metrics::event_appended(event.event_type());
+            let state = evolve(seen.state, &event, recorded.recorded_at);
+            let answer = state.clone().active_at(recorded.recorded_at);
+            cache.remember(
+                app,
+                client,
+                Seen {
+                    version: recorded.stream_version,
+                    read_model: seen.read_model,
+                    state,
+                    at: recorded.recorded_at,
+                },
+            );
+            Ok(Remembered::Answered(answer))
+        }
+        Err(StoreError::Conflict | StoreError::NotAppended) => {
+            metrics::stream_cache_used("stale");
+            cache.forget(app, client);
+            Ok(Remembered::Stale)
+        }
         Err(other) => Err(other.into()),
     }
 }

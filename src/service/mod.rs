@@ -3,6 +3,7 @@
 //! answers and errors to the wire).
 
 mod command;
+pub mod group_commit;
 pub mod privacy;
 pub mod stream_cache;
 pub mod sweep;
@@ -25,6 +26,8 @@ use crate::store::{
     keys::{self, KeyAuth, SessionAuth},
     Pool, ReadPool, Retryable, SchemaStatus, StoreError, Unit,
 };
+use command::Remembered;
+use group_commit::GroupCommit;
 use stream_cache::StreamCache;
 use tokens::{IssuedToken, TokenGrant};
 use turns::UserTurns;
@@ -102,6 +105,8 @@ pub struct Service {
     streams: Arc<StreamCache>,
     /// Shared by the process's workers.
     turns: Arc<UserTurns>,
+    /// This worker's.
+    group_commit: Arc<GroupCommit>,
 }
 
 impl Service {
@@ -113,6 +118,7 @@ impl Service {
         turns: Arc<UserTurns>,
     ) -> Self {
         Service {
+            group_commit: GroupCommit::new(pool.clone()),
             pool,
             reads,
             watcher,
@@ -216,6 +222,25 @@ impl Service {
         let _turn = self.turns.take(app, id).await.ok_or_else(|| {
             StoreError::Unavailable("an earlier request of this user is still running".into())
         })?;
+        let remembered = match &subject {
+            Subject::Known(client) => {
+                command::append_remembered(
+                    &self.group_commit,
+                    &self.streams,
+                    app,
+                    &client.client_id,
+                    &command,
+                    metadata,
+                )
+                .await?
+            }
+            Subject::Named(_) => Remembered::Unused,
+        };
+        let found_stale = matches!(remembered, Remembered::Stale);
+        let subject = match (remembered, subject) {
+            (Remembered::Answered(mutes), Subject::Known(client)) => return Ok((client, mutes)),
+            (_, subject) => subject,
+        };
         let unit = self.unit().await?;
         let client = match subject {
             Subject::Known(client) => client,
@@ -230,6 +255,7 @@ impl Service {
             &client.client_id,
             command,
             metadata,
+            found_stale,
         )
         .await?;
         Ok((client, mutes))

@@ -108,16 +108,23 @@ mod tests {
         assert!(turns.take(&app, &alice).await.is_some());
     }
 
-    #[tokio::test]
-    async fn a_waiting_request_gets_the_turn_when_the_one_before_ends() {
-        let turns = Arc::new(UserTurns::new(Duration::from_secs(10)));
+    /// Alice's first request's turn, and her second request waiting for it (answering
+    /// whether it got it).
+    async fn alice_twice(turns: &Arc<UserTurns>) -> (Turn<'_>, tokio::task::JoinHandle<bool>) {
         let (app, alice) = user("alice");
         let first = turns.take(&app, &alice).await.unwrap();
         let waiting = {
-            let (turns, app, alice) = (Arc::clone(&turns), app.clone(), alice.clone());
+            let turns = Arc::clone(turns);
             tokio::spawn(async move { turns.take(&app, &alice).await.is_some() })
         };
         tokio::task::yield_now().await;
+        (first, waiting)
+    }
+
+    #[tokio::test]
+    async fn a_waiting_request_gets_the_turn_when_the_one_before_ends() {
+        let turns = Arc::new(UserTurns::new(Duration::from_secs(10)));
+        let (first, waiting) = alice_twice(&turns).await;
         assert!(!waiting.is_finished());
         drop(first);
         assert!(waiting.await.unwrap());
@@ -137,13 +144,7 @@ mod tests {
     #[tokio::test]
     async fn a_request_cancelled_while_waiting_leaves_no_entry() {
         let turns = Arc::new(UserTurns::new(Duration::from_secs(10)));
-        let (app, alice) = user("alice");
-        let first = turns.take(&app, &alice).await.unwrap();
-        let waiting = {
-            let (turns, app, alice) = (Arc::clone(&turns), app.clone(), alice.clone());
-            tokio::spawn(async move { turns.take(&app, &alice).await.is_some() })
-        };
-        tokio::task::yield_now().await;
+        let (first, waiting) = alice_twice(&turns).await;
         waiting.abort();
         assert!(waiting.await.unwrap_err().is_cancelled());
         drop(first);

@@ -286,46 +286,79 @@ pub async fn append<P: InlineProjection>(
     events: &[Event],
     metadata: &EventMetadata,
 ) -> Result<Vec<Recorded>, StoreError> {
+    let appends: Vec<_> = (expected_version + 1..)
+        .zip(events)
+        .map(|(version, event)| Append {
+            app,
+            client,
+            version,
+            read_model,
+            event,
+            metadata,
+        })
+        .collect();
+    append_all::<P>(unit, &appends).await
+}
+
+/// One event to append to a user's stream at `version`, decided on `read_model` (see
+/// [`append`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Append<'a> {
+    pub app: &'a AppId,
+    pub client: &'a ClientId,
+    pub version: i32,
+    pub read_model: Option<u32>,
+    pub event: &'a Event,
+    pub metadata: &'a EventMetadata,
+}
+
+/// Appends every one of `appends` and applies them to `P`, all or none, in one round trip:
+/// [`append`] for events that may belong to different users' streams (a group commit).
+/// Rows are locked in the order given: callers appending several users' events put them in
+/// one order (by app and user), so that two such transactions cannot deadlock.
+#[tracing::instrument(level = "debug", skip_all, fields(events = appends.len()))]
+pub async fn append_all<P: InlineProjection>(
+    unit: &Unit,
+    appends: &[Append<'_>],
+) -> Result<Vec<Recorded>, StoreError> {
     let db = unit.client();
     let statements =
         futures_util::future::try_join_all(P::APPEND.iter().map(|sql| db.prepare_cached(sql)))
             .await?;
-    let metadata = Json(metadata);
-    let appends = (expected_version + 1..)
-        .zip(events)
-        .map(|(version, event)| {
-            let step = P::step(event);
-            let statement = &statements[step.statement];
-            let metadata = &metadata;
-            async move {
-                let event_id = super::new_event_id();
-                let (app, client) = (app.as_str(), client.as_str());
-                let (event_type, data) = (event.event_type(), Json(event.data()));
-                let schema_version = event.schema_version();
-                let mut params: Vec<&(dyn ToSql + Sync)> = vec![
-                    &app,
-                    &STREAM_TYPE_USER_PREFERENCES,
-                    &client,
-                    &version,
-                    &event_id,
-                    &event_type,
-                    &schema_version,
-                    &data,
-                    metadata,
-                    &read_model,
-                ];
-                params.extend(step.params.iter().map(|p| &**p as &(dyn ToSql + Sync)));
-                let row = db.query_one(statement, &params).await?;
-                Ok::<_, StoreError>(Recorded {
-                    event_id,
-                    position: row.get(0),
-                    stream_version: version,
-                    recorded_at: row.get(1),
-                })
-            }
-        });
+    let appends = appends.iter().map(|append| {
+        let step = P::step(append.event);
+        let statement = &statements[step.statement];
+        async move {
+            let event_id = super::new_event_id();
+            let (app, client) = (append.app.as_str(), append.client.as_str());
+            let (event_type, data) = (append.event.event_type(), Json(append.event.data()));
+            let schema_version = append.event.schema_version();
+            let metadata = Json(append.metadata);
+            let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+                &app,
+                &STREAM_TYPE_USER_PREFERENCES,
+                &client,
+                &append.version,
+                &event_id,
+                &event_type,
+                &schema_version,
+                &data,
+                &metadata,
+                &append.read_model,
+            ];
+            params.extend(step.params.iter().map(|p| &**p as &(dyn ToSql + Sync)));
+            let row = db.query_one(statement, &params).await?;
+            Ok::<_, StoreError>(Recorded {
+                event_id,
+                position: row.get(0),
+                stream_version: append.version,
+                recorded_at: row.get(1),
+            })
+        }
+    });
+    let single = appends.len() == 1;
     let appends = futures_util::future::try_join_all(appends);
-    if events.len() == 1 && !unit.is_open() {
+    if single && !unit.is_open() {
         return appends.await;
     }
     let begin = async {

@@ -20,6 +20,7 @@ mod failover;
 mod faults;
 mod feed;
 mod first_run;
+mod group_commit;
 mod helpers;
 mod hostile;
 mod keys;
