@@ -133,7 +133,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             &r,
             IntCounter::new(
                 "chatprefs_group_commits_total",
-                "Transactions in which appends of remembered streams were committed together.",
+                "Group commits that succeeded (a lone append included).",
             )
             .expect("valid metric"),
         ),
@@ -141,7 +141,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             &r,
             IntCounter::new(
                 "chatprefs_group_commit_appends_total",
-                "Appends sent in group commits (divided by chatprefs_group_commits_total: \
+                "Appends committed in group commits (divided by chatprefs_group_commits_total: \
                  the mean group).",
             )
             .expect("valid metric"),
@@ -150,7 +150,8 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             &r,
             IntCounter::new(
                 "chatprefs_group_commit_splits_total",
-                "Groups that failed whole and were sent again one append at a time.",
+                "Appends that failed their group (refused, or waiting on a lock past the lock \
+                 timeout): answered apart, and the rest of the group sent again.",
             )
             .expect("valid metric"),
         ),

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use super::group_commit::GroupCommit;
+use super::group_commit::{GroupCommit, Queued};
 use super::stream_cache::{Seen, StreamCache};
+use super::turns::Turn;
 use super::ServiceError;
 use crate::domain::{decide, evolve, AppId, ClientId, Command, Event, EventMetadata, MuteState};
 use crate::metrics;
@@ -180,9 +181,11 @@ pub(super) enum Remembered {
 /// decided on the remembered state goes to the worker's group commit. A decision to do
 /// nothing (it needs a probe), several events, or a decision a clock could change are left
 /// to [`handle`].
+/// `turn`: the user's, held by the queued append until it is resolved.
 pub(super) async fn append_remembered(
     group: &Arc<GroupCommit>,
     cache: &StreamCache,
+    turn: &Arc<Turn>,
     app: &AppId,
     client: &ClientId,
     command: &Command,
@@ -201,14 +204,15 @@ pub(super) async fn append_remembered(
         return Ok(Remembered::Unused);
     };
     let appended = group
-        .append(
+        .append(Queued {
             app,
             client,
-            seen.version + 1,
-            seen.read_model,
-            event.clone(),
+            version: seen.version + 1,
+            read_model: seen.read_model,
+            event: event.clone(),
             metadata,
-        )
+            turn: Arc::clone(turn),
+        })
         .await;
     match appended {
         Ok(recorded) => {

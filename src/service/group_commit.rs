@@ -5,18 +5,25 @@
 //!
 //! No request waits to fill a group: a committer takes whatever is waiting when it is
 //! free, so alone a request commits alone, and under load the groups grow with the queue.
-//! A group is all or nothing; if it fails because one member's append was refused (its
-//! stream moved on, its room went), each member is sent again on its own, pipelined, so the
-//! others do not pay for it.
+//! A group is all or nothing. If one member's append fails (its stream moved on, its room
+//! went, its stream is locked by someone else past the lock timeout), that member is
+//! answered so and the rest are sent again as a group, so the others do not pay for it.
+//! A failure no member caused (the connection, the server) is every member's answer.
+//!
+//! A queued append holds its user's turn (`service::turns`) until it is resolved, even if
+//! its request goes away, so the user's next command cannot overtake it; an append whose
+//! request has gone before its group is sent is not sent.
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use super::turns::Turn;
 use crate::domain::{AppId, ClientId, Event, EventMetadata};
 use crate::metrics;
 use crate::projections::UserPreferences;
-use crate::store::{stream, Pool, StoreError, Unit};
+use crate::store::{stream, Pool, Retryable, StoreError, Unit};
 
 /// Groups committing at once in each worker. Two keep a group filling while the other
 /// commits; with more, groups stay small and each costs a commit again
@@ -30,6 +37,10 @@ const MOST_PER_GROUP: usize = 16;
 pub struct GroupCommit {
     pool: Pool,
     queue: Mutex<Queue>,
+    /// Longest a request waits for its append's answer; then 503 (its append, if already
+    /// sent, may still commit: an outcome the request cannot know, as when a connection
+    /// drops after COMMIT).
+    wait: Duration,
 }
 
 #[derive(Default)]
@@ -47,6 +58,7 @@ struct Waiting {
     event: Event,
     metadata: EventMetadata,
     answer: oneshot::Sender<Result<stream::Recorded, StoreError>>,
+    _turn: Arc<Turn>,
 }
 
 impl Waiting {
@@ -60,38 +72,53 @@ impl Waiting {
             metadata: &self.metadata,
         }
     }
+
+    fn answer(self, answer: Result<stream::Recorded, StoreError>) {
+        // A request that went away (its client hung up, its wait ran out) needs no answer.
+        let _ = self.answer.send(answer);
+    }
+}
+
+/// An append to make in the next group, as `stream::append` would make it.
+pub struct Queued<'a> {
+    pub app: &'a AppId,
+    pub client: &'a ClientId,
+    pub version: i32,
+    pub read_model: u32,
+    pub event: Event,
+    pub metadata: &'a EventMetadata,
+    /// The user's turn, held until the append is resolved.
+    pub turn: Arc<Turn>,
 }
 
 impl GroupCommit {
-    pub fn new(pool: Pool) -> Arc<Self> {
+    /// A worker's group commit on `pool`, whose requests wait at most `wait` for an answer.
+    pub fn new(pool: Pool, wait: Duration) -> Arc<Self> {
         Arc::new(GroupCommit {
             pool,
             queue: Mutex::default(),
+            wait,
         })
     }
 
-    /// Appends `event` as `version` of the user's stream, checked as `stream::append` checks
-    /// it, in the next group this worker commits.
+    /// Makes `queued`, checked as `stream::append` checks it, in the next group this worker
+    /// commits.
     pub async fn append(
         self: &Arc<Self>,
-        app: &AppId,
-        client: &ClientId,
-        version: i32,
-        read_model: u32,
-        event: Event,
-        metadata: &EventMetadata,
+        queued: Queued<'_>,
     ) -> Result<stream::Recorded, StoreError> {
         let (answer, answered) = oneshot::channel();
         let start_committer = {
             let mut queue = self.queue();
             queue.waiting.push(Waiting {
-                app: app.clone(),
-                client: client.clone(),
-                version,
-                read_model,
-                event,
-                metadata: metadata.clone(),
+                app: queued.app.clone(),
+                client: queued.client.clone(),
+                version: queued.version,
+                read_model: queued.read_model,
+                event: queued.event,
+                metadata: queued.metadata.clone(),
                 answer,
+                _turn: queued.turn,
             });
             let start = queue.committers < COMMITTERS;
             queue.committers += usize::from(start);
@@ -100,20 +127,31 @@ impl GroupCommit {
         if start_committer {
             tokio::spawn(Arc::clone(self).commit_waiting());
         }
-        answered.await.unwrap_or_else(|_| {
-            Err(StoreError::Unavailable(
+        match tokio::time::timeout(self.wait, answered).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(StoreError::Unavailable(
                 "the group commit ended without an answer".into(),
-            ))
-        })
+            )),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "no group commit answered within {} ms",
+                self.wait.as_millis()
+            ))),
+        }
     }
 
     /// Commits what is waiting, group by group, until nothing is.
     async fn commit_waiting(self: Arc<Self>) {
+        let mut committer = Committer {
+            queue: &self.queue,
+            ended: false,
+        };
         loop {
             let mut group = {
                 let mut queue = self.queue();
+                queue.waiting.retain(|waiting| !waiting.answer.is_closed());
                 if queue.waiting.is_empty() {
                     queue.committers -= 1;
+                    committer.ended = true;
                     return;
                 }
                 let taken = queue.waiting.len().min(MOST_PER_GROUP);
@@ -122,53 +160,82 @@ impl GroupCommit {
             // One lock order for every group, so two groups (on two instances) cannot
             // deadlock on each other's stream rows.
             group.sort_by(|a, b| (&a.app, &a.client).cmp(&(&b.app, &b.client)));
-            let answers = self.commit(&group).await;
-            for (waiting, answer) in group.into_iter().zip(answers) {
-                // A request that went away (its client hung up) needs no answer.
-                let _ = waiting.answer.send(answer);
-            }
+            self.commit(group).await;
         }
     }
 
-    /// Each member's answer, in order.
-    async fn commit(&self, group: &[Waiting]) -> Vec<Result<stream::Recorded, StoreError>> {
+    /// Commits `group`, answering each member once its outcome is known.
+    async fn commit(&self, mut group: Vec<Waiting>) {
         let unit = match self.pool.get().await {
             Ok(conn) => Unit::new(conn),
-            Err(err) => {
-                let detail = err.to_string();
-                return group
-                    .iter()
-                    .map(|_| Err(StoreError::Unavailable(detail.clone())))
-                    .collect();
-            }
+            Err(err) => return answer_all(group, &StoreError::from(err).to_string()),
         };
-        let appends: Vec<_> = group.iter().map(Waiting::append).collect();
-        metrics::group_committed(appends.len());
-        let failed = match stream::append_all::<UserPreferences>(&unit, &appends).await {
-            Ok(recorded) => return recorded.into_iter().map(Ok).collect(),
-            Err(err) if appends.len() == 1 => return vec![Err(err)],
-            Err(err) => err,
-        };
-        if unit.is_open() {
-            // The COMMIT itself failed: the connection is gone, and the outcome unknown.
-            return group
-                .iter()
-                .map(|_| Err(StoreError::Unavailable(failed.to_string())))
-                .collect();
+        let mut waited_on_a_lock = false;
+        while !group.is_empty() {
+            let appends: Vec<_> = group.iter().map(Waiting::append).collect();
+            let refused = match stream::append_each::<UserPreferences>(&unit, &appends).await {
+                Ok(recorded) => {
+                    metrics::group_committed(recorded.len());
+                    group
+                        .into_iter()
+                        .zip(recorded)
+                        .for_each(|(waiting, recorded)| waiting.answer(Ok(recorded)));
+                    return;
+                }
+                Err(refused) => refused,
+            };
+            let member = match refused.append {
+                // The COMMIT itself failed: the connection is gone, and the outcome unknown.
+                _ if unit.is_open() => None,
+                // Waiting on a lock a second time: likely a table locked (a rebuild's swap,
+                // a migration), which every member would wait for in turn.
+                Some(_) if refused.lock_timed_out && waited_on_a_lock => None,
+                Some(_) if refused.error.is_unavailable() && !refused.lock_timed_out => None,
+                member => member,
+            };
+            let Some(member) = member else {
+                return answer_all(group, &unavailable_detail(&refused.error));
+            };
+            waited_on_a_lock |= refused.lock_timed_out;
+            metrics::group_split();
+            group.remove(member).answer(Err(refused.error));
         }
-        // Nothing of the group was written. Each member alone, so that only the one refused
-        // (or failing) answers so.
-        metrics::group_split();
-        let alone = appends.iter().map(|append| async {
-            let recorded =
-                stream::append_all::<UserPreferences>(&unit, std::slice::from_ref(append)).await?;
-            Ok(recorded.into_iter().next().expect("one event, one record"))
-        });
-        futures_util::future::join_all(alone).await
     }
 
     fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
-        // Nothing panics while holding it; if something did, the queue is still whole.
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.queue)
+    }
+}
+
+/// Nothing panics while holding it; if something did, the queue is still whole.
+fn lock(queue: &Mutex<Queue>) -> std::sync::MutexGuard<'_, Queue> {
+    queue.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A running committer's place in the count, given back if it ends by panicking, so the
+/// worker can start committers again.
+struct Committer<'a> {
+    queue: &'a Mutex<Queue>,
+    ended: bool,
+}
+
+impl Drop for Committer<'_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            lock(self.queue).committers -= 1;
+        }
+    }
+}
+
+fn answer_all(group: Vec<Waiting>, detail: &str) {
+    for waiting in group {
+        waiting.answer(Err(StoreError::Unavailable(detail.to_owned())));
+    }
+}
+
+fn unavailable_detail(error: &StoreError) -> String {
+    match error {
+        StoreError::Unavailable(detail) => detail.clone(),
+        other => other.to_string(),
     }
 }

@@ -116,9 +116,10 @@ impl Service {
         watcher: LogWatcher,
         streams: Arc<StreamCache>,
         turns: Arc<UserTurns>,
+        group_commit_wait: Duration,
     ) -> Self {
         Service {
-            group_commit: GroupCommit::new(pool.clone()),
+            group_commit: GroupCommit::new(pool.clone(), group_commit_wait),
             pool,
             reads,
             watcher,
@@ -219,14 +220,15 @@ impl Service {
             Subject::Known(client) => &client.client_id,
             Subject::Named(id) => id,
         };
-        let _turn = self.turns.take(app, id).await.ok_or_else(|| {
+        let turn = Arc::new(self.turns.take(app, id).await.ok_or_else(|| {
             StoreError::Unavailable("an earlier request of this user is still running".into())
-        })?;
+        })?);
         let remembered = match &subject {
             Subject::Known(client) => {
                 command::append_remembered(
                     &self.group_commit,
                     &self.streams,
+                    &turn,
                     app,
                     &client.client_id,
                     &command,

@@ -22,9 +22,11 @@ pub struct UserTurns {
     wait: Duration,
 }
 
-/// A user's turn: theirs until dropped.
-pub struct Turn<'a> {
-    turns: &'a UserTurns,
+/// A user's turn: theirs until dropped. Shared (`Arc<Turn>`) with an append queued for a
+/// group commit, it lasts until that append is resolved even if its request goes away, so
+/// the user's next request cannot overtake it.
+pub struct Turn {
+    turns: Arc<UserTurns>,
     key: Key,
     line: Arc<Line<()>>,
     held: Option<OwnedMutexGuard<()>>,
@@ -41,11 +43,11 @@ impl UserTurns {
 
     /// Waits for the user's turn; `None` once the wait is over and an earlier request of
     /// theirs still has it.
-    pub async fn take(&self, app: &AppId, client: &ClientId) -> Option<Turn<'_>> {
+    pub async fn take(self: &Arc<Self>, app: &AppId, client: &ClientId) -> Option<Turn> {
         let key = (app.clone(), client.clone());
         let line = Arc::clone(self.lines().entry(key.clone()).or_default());
         let mut turn = Turn {
-            turns: self,
+            turns: Arc::clone(self),
             key,
             line: Arc::clone(&line),
             held: None,
@@ -73,7 +75,7 @@ impl UserTurns {
     }
 }
 
-impl Drop for Turn<'_> {
+impl Drop for Turn {
     fn drop(&mut self) {
         self.held = None;
         let mut lines = self.turns.lines();
@@ -95,7 +97,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_users_second_request_waits_for_the_first_while_others_go_ahead() {
-        let turns = UserTurns::new(Duration::from_millis(50));
+        let turns = Arc::new(UserTurns::new(Duration::from_millis(50)));
         let (app, alice) = user("alice");
         let (_, bob) = user("bob");
         let first = turns.take(&app, &alice).await.expect("free");
@@ -110,7 +112,7 @@ mod tests {
 
     /// Alice's first request's turn, and her second request waiting for it (answering
     /// whether it got it).
-    async fn alice_twice(turns: &Arc<UserTurns>) -> (Turn<'_>, tokio::task::JoinHandle<bool>) {
+    async fn alice_twice(turns: &Arc<UserTurns>) -> (Turn, tokio::task::JoinHandle<bool>) {
         let (app, alice) = user("alice");
         let first = turns.take(&app, &alice).await.unwrap();
         let waiting = {
@@ -132,7 +134,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_user_leaves_no_entry_once_their_requests_are_done_or_gave_up() {
-        let turns = UserTurns::new(Duration::from_millis(20));
+        let turns = Arc::new(UserTurns::new(Duration::from_millis(20)));
         let (app, alice) = user("alice");
         let first = turns.take(&app, &alice).await.unwrap();
         assert!(turns.take(&app, &alice).await.is_none());
@@ -148,6 +150,16 @@ mod tests {
         waiting.abort();
         assert!(waiting.await.unwrap_err().is_cancelled());
         drop(first);
+        assert!(turns.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_waiter_cancelled_after_the_turn_was_handed_to_it_leaves_no_entry() {
+        let turns = Arc::new(UserTurns::new(Duration::from_secs(10)));
+        let (first, waiting) = alice_twice(&turns).await;
+        drop(first);
+        waiting.abort();
+        let _ = waiting.await;
         assert!(turns.is_empty());
     }
 }

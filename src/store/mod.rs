@@ -86,7 +86,8 @@ fn is_unavailable(code: Option<&SqlState>) -> bool {
         c.starts_with("08")
             || c.starts_with("57P")
             // 55P03: a lock waited on past `lock_timeout` (`RequestWaits::lock`).
-            || ["53300", "25006", "40001", "55P03"].contains(&c)
+            // 40P01: chosen as a deadlock's victim; a retry goes through.
+            || ["53300", "25006", "40001", "40P01", "55P03"].contains(&c)
     })
 }
 

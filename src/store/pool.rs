@@ -106,7 +106,8 @@ fn connect_request_pool(
     let mut config = client_config(database_url, settings)?;
     if let Some(lock) = waits.lock {
         let options = config.get_options().unwrap_or_default();
-        if !options.contains("lock_timeout") {
+        // PostgreSQL reads `-c lock-timeout=…` as `lock_timeout` too.
+        if !options.contains("lock_timeout") && !options.contains("lock-timeout") {
             let options = format!("{options} -c lock_timeout={}", lock.as_millis());
             config.options(options.trim_start());
         }

@@ -19,6 +19,7 @@
 //! still being prepared would be sent late, after a COMMIT that had none to wait for.
 
 use chrono::{DateTime, Utc};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::{Row, Statement};
 use uuid::Uuid;
@@ -316,16 +317,49 @@ pub struct Append<'a> {
 /// [`append`] for events that may belong to different users' streams (a group commit).
 /// Rows are locked in the order given: callers appending several users' events put them in
 /// one order (by app and user), so that two such transactions cannot deadlock.
-#[tracing::instrument(level = "debug", skip_all, fields(events = appends.len()))]
 pub async fn append_all<P: InlineProjection>(
     unit: &Unit,
     appends: &[Append<'_>],
 ) -> Result<Vec<Recorded>, StoreError> {
+    append_each::<P>(unit, appends)
+        .await
+        .map_err(|refused| refused.error)
+}
+
+/// Why [`append_each`] appended nothing.
+#[derive(Debug)]
+pub struct Refused {
+    /// The append that failed first (the others only echo its aborted transaction); `None`:
+    /// no append failed, the transaction around them did (BEGIN, COMMIT, preparing).
+    pub append: Option<usize>,
+    pub error: StoreError,
+    /// It waited on a lock past `lock_timeout` (55P03): someone else holds that user's
+    /// stream, or a whole table.
+    pub lock_timed_out: bool,
+}
+
+impl From<StoreError> for Refused {
+    fn from(error: StoreError) -> Self {
+        Refused {
+            append: None,
+            error,
+            lock_timed_out: false,
+        }
+    }
+}
+
+/// [`append_all`], telling which append failed.
+#[tracing::instrument(level = "debug", skip_all, fields(events = appends.len()))]
+pub async fn append_each<P: InlineProjection>(
+    unit: &Unit,
+    appends: &[Append<'_>],
+) -> Result<Vec<Recorded>, Refused> {
     let db = unit.client();
     let statements =
         futures_util::future::try_join_all(P::APPEND.iter().map(|sql| db.prepare_cached(sql)))
-            .await?;
-    let appends = appends.iter().map(|append| {
+            .await
+            .map_err(StoreError::from)?;
+    let appends = appends.iter().enumerate().map(|(index, append)| {
         let step = P::step(append.event);
         let statement = &statements[step.statement];
         async move {
@@ -347,8 +381,15 @@ pub async fn append_all<P: InlineProjection>(
                 &append.read_model,
             ];
             params.extend(step.params.iter().map(|p| &**p as &(dyn ToSql + Sync)));
-            let row = db.query_one(statement, &params).await?;
-            Ok::<_, StoreError>(Recorded {
+            let row = db
+                .query_one(statement, &params)
+                .await
+                .map_err(|err| Refused {
+                    append: Some(index),
+                    lock_timed_out: err.code() == Some(&SqlState::LOCK_NOT_AVAILABLE),
+                    error: err.into(),
+                })?;
+            Ok::<_, Refused>(Recorded {
                 event_id,
                 position: row.get(0),
                 stream_version: append.version,
@@ -357,6 +398,8 @@ pub async fn append_all<P: InlineProjection>(
         }
     });
     let single = appends.len() == 1;
+    // Pipelined, the failing append's answer arrives before those of the appends after it,
+    // which only echo the aborted transaction: the first error seen is the cause.
     let appends = futures_util::future::try_join_all(appends);
     if single && !unit.is_open() {
         return appends.await;
@@ -368,7 +411,6 @@ pub async fn append_all<P: InlineProjection>(
         }
     };
     let (begun, recorded, committed) = futures_util::join!(begin, appends, unit.commit());
-    // The first failure is the cause; later ones only echo the aborted transaction.
     begun?;
     let recorded = recorded?;
     committed?;

@@ -4,8 +4,11 @@
 use std::sync::Arc;
 
 use chatprefs::domain::{Actor, ActorKind, AppId, ClientId, Event, EventMetadata, RoomId};
-use chatprefs::service::group_commit::GroupCommit;
-use chatprefs::store::StoreError;
+use std::time::{Duration, Instant};
+
+use chatprefs::service::group_commit::{GroupCommit, Queued};
+use chatprefs::service::turns::{Turn, UserTurns};
+use chatprefs::store::{Pool, PoolSettings, RequestWaits, StoreError, WorkerPools};
 
 use crate::helpers::{mutes, TestApp};
 
@@ -25,22 +28,35 @@ async fn users_at_version_1() -> TestApp {
 /// A worker's group commit, and the read model its appends are decided on.
 struct Committer {
     group: Arc<GroupCommit>,
+    turns: Arc<UserTurns>,
     app: AppId,
     read_model: u32,
 }
 
 impl Committer {
     async fn of(app: &TestApp) -> Committer {
+        Self::on(app, app.pool.clone()).await
+    }
+
+    async fn on(app: &TestApp, pool: Pool) -> Committer {
         let read_model = app
             .sql("SELECT to_regclass('stream_versions')::oid")
             .await
             .unwrap()[0]
             .get(0);
         Committer {
-            group: GroupCommit::new(app.pool.clone()),
+            group: GroupCommit::new(pool, Duration::from_secs(10)),
+            turns: Arc::new(UserTurns::new(Duration::from_millis(100))),
             app: AppId::parse(app.app.app_id.clone()).unwrap(),
             read_model,
         }
+    }
+
+    /// The user's turn, if it is free within 100 ms.
+    async fn turn_of(&self, user: &str) -> Option<Turn> {
+        self.turns
+            .take(&self.app, &ClientId::parse(user).unwrap())
+            .await
     }
 
     /// `user` mutes `room` as version `version` of their stream. Nothing is awaited before
@@ -61,15 +77,17 @@ impl Committer {
             until: None,
         };
         let client = ClientId::parse(user).unwrap();
+        let turn = Arc::new(self.turns.take(&self.app, &client).await.expect("free"));
         self.group
-            .append(
-                &self.app,
-                &client,
+            .append(Queued {
+                app: &self.app,
+                client: &client,
                 version,
-                self.read_model,
+                read_model: self.read_model,
                 event,
-                &metadata,
-            )
+                metadata: &metadata,
+                turn,
+            })
             .await
             .map(|recorded| recorded.stream_version)
     }
@@ -127,4 +145,132 @@ async fn a_member_its_checks_refuse_fails_alone_and_the_rest_of_its_group_is_app
     let expected = [("u0", 2), ("u1", 2), ("u2", 1), ("u3", 1)]
         .map(|(user, version)| (user.to_owned(), version));
     assert_eq!(versions, expected);
+}
+
+/// A pool whose connections wait at most `lock_timeout` for a lock, as the service's do.
+fn pool_waiting_at_most(app: &TestApp, lock_timeout: Duration) -> Pool {
+    let settings = PoolSettings {
+        max_size: 1,
+        timeout: Duration::from_secs(5),
+    };
+    let waits = RequestWaits {
+        queue: None,
+        lock: Some(lock_timeout),
+    };
+    WorkerPools::new(app.database_url(), &settings, 1, waits)
+        .unwrap()
+        .for_worker()
+}
+
+/// Holds what `sql` locks, in a transaction of its own, until dropped.
+async fn held(app: &TestApp, sql: &str) -> tokio_postgres::Client {
+    let (locker, connection) = tokio_postgres::connect(app.database_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    locker
+        .batch_execute(&format!("BEGIN; {sql}"))
+        .await
+        .unwrap();
+    locker
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_member_whose_stream_is_locked_elsewhere_does_not_hold_up_the_rest_of_its_group() {
+    let app = users_at_version_1().await;
+    let lock_timeout = Duration::from_millis(500);
+    let committer = Committer::on(&app, pool_waiting_at_most(&app, lock_timeout)).await;
+    let _locker = held(
+        &app,
+        "SELECT 1 FROM stream_versions WHERE stream_id = 'u1' FOR UPDATE",
+    )
+    .await;
+
+    let start = Instant::now();
+    let timed = |user: &'static str| {
+        let committer = &committer;
+        async move { (committer.mute(user, 2, "r2").await, start.elapsed()) }
+    };
+    let (u0, u1, u2, u3) = tokio::join!(timed("u0"), timed("u1"), timed("u2"), timed("u3"));
+
+    assert!(matches!(u1.0, Err(StoreError::Unavailable(_))), "{u1:?}");
+    for (answer, waited) in [u0, u2, u3] {
+        assert!(matches!(answer, Ok(2)), "{answer:?}");
+        assert!(
+            waited < lock_timeout * 3 / 2,
+            "waited one lock timeout, not two: {waited:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_table_locked_past_the_lock_timeout_answers_the_whole_group_503_within_two() {
+    let app = users_at_version_1().await;
+    let lock_timeout = Duration::from_millis(500);
+    let committer = Committer::on(&app, pool_waiting_at_most(&app, lock_timeout)).await;
+    // The connection's statements are prepared before the table is locked.
+    assert!(matches!(committer.mute("u0", 2, "r2").await, Ok(2)));
+    let _locker = held(&app, "LOCK TABLE stream_versions IN ACCESS EXCLUSIVE MODE").await;
+
+    let start = Instant::now();
+    let answers = futures_util::future::join_all(
+        ["u1", "u2", "u3"].map(|user| committer.mute(user, 2, "r2")),
+    )
+    .await;
+
+    assert!(
+        answers
+            .iter()
+            .all(|a| matches!(a, Err(StoreError::Unavailable(_)))),
+        "{answers:?}"
+    );
+    assert!(start.elapsed() < lock_timeout * 3, "{:?}", start.elapsed());
+}
+
+/// An append queued for a group commit holds its user's turn until it is resolved, even once
+/// its request has gone (a client hanging up), so the user's next command cannot be
+/// answered ahead of it and then be overtaken by it; and it is not sent at all if its
+/// request went before its group was.
+#[tokio::test(flavor = "current_thread")]
+async fn an_append_whose_request_went_keeps_the_users_turn_until_resolved_and_is_not_sent() {
+    let app = users_at_version_1().await;
+    let committer =
+        Committer::on(&app, pool_waiting_at_most(&app, Duration::from_millis(500))).await;
+    let _locker = held(
+        &app,
+        "SELECT 1 FROM stream_versions WHERE stream_id IN ('u0', 'u1') FOR UPDATE",
+    )
+    .await;
+    // Both committers get stuck: one on u0's locked stream, the other behind it for the
+    // pool's only connection, then on u1's.
+    let (u0, u1) = (committer.mute("u0", 2, "r2"), committer.mute("u1", 2, "r2"));
+    tokio::pin!(u0, u1);
+    assert!(futures_util::poll!(&mut u0).is_pending());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(futures_util::poll!(&mut u1).is_pending());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    {
+        let gone = committer.mute("u2", 2, "r2");
+        tokio::pin!(gone);
+        assert!(futures_util::poll!(&mut gone).is_pending(), "queued");
+    }
+    assert!(
+        committer.turn_of("u2").await.is_none(),
+        "the queued append still holds u2's turn"
+    );
+
+    let (u0, u1) = tokio::join!(u0, u1);
+    assert!(matches!(u0, Err(StoreError::Unavailable(_))), "{u0:?}");
+    assert!(matches!(u1, Err(StoreError::Unavailable(_))), "{u1:?}");
+    assert!(
+        committer.turn_of("u2").await.is_some(),
+        "resolved: free again"
+    );
+    let u2_events: i64 = app
+        .sql("SELECT count(*) FROM events WHERE stream_id = 'u2'")
+        .await
+        .unwrap()[0]
+        .get(0);
+    assert_eq!(u2_events, 1, "the append whose request went was not sent");
 }
