@@ -3,7 +3,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Status};
+use deadpool_postgres::{
+    Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Status,
+};
 use tokio_postgres::config::Host;
 use tokio_postgres::{error::SqlState, Config, NoTls};
 
@@ -103,15 +105,17 @@ fn connect_request_pool(
     settings: &PoolSettings,
     waits: RequestWaits,
 ) -> anyhow::Result<Pool> {
-    let mut config = client_config(database_url, settings)?;
-    if let Some(lock) = waits.lock {
-        let options = config.get_options().unwrap_or_default();
-        // PostgreSQL reads `-c lock-timeout=…` as `lock_timeout` too.
-        if !options.contains("lock_timeout") && !options.contains("lock-timeout") {
-            let options = format!("{options} -c lock_timeout={}", lock.as_millis());
-            config.options(options.trim_start());
-        }
-    }
+    let config = client_config(database_url, settings)?;
+    // Set with SET once connected rather than as a startup `options`: connection poolers
+    // (PgBouncer by default) refuse startup parameters they do not track.
+    let set_lock_timeout = waits
+        .lock
+        .filter(|_| {
+            // PostgreSQL reads `-c lock-timeout=…` as `lock_timeout` too.
+            let options = config.get_options().unwrap_or_default();
+            !options.contains("lock_timeout") && !options.contains("lock-timeout")
+        })
+        .map(|lock| format!("SET lock_timeout = {}", lock.as_millis()));
     let wait = waits
         .queue
         .map_or(settings.timeout, |d| d.min(settings.timeout));
@@ -122,7 +126,14 @@ fn connect_request_pool(
             recycling_method: RecyclingMethod::Fast,
         },
     );
-    Ok(Pool::builder(manager)
+    let mut builder = Pool::builder(manager);
+    if let Some(set) = set_lock_timeout {
+        builder = builder.post_create(Hook::async_fn(move |client, _| {
+            let set = set.clone();
+            Box::pin(async move { client.batch_execute(&set).await.map_err(HookError::Backend) })
+        }));
+    }
+    Ok(builder
         .max_size(settings.max_size)
         .wait_timeout(Some(wait))
         .create_timeout(Some(settings.timeout))

@@ -274,3 +274,29 @@ async fn an_append_whose_request_went_keeps_the_users_turn_until_resolved_and_is
         .get(0);
     assert_eq!(u2_events, 1, "the append whose request went was not sent");
 }
+
+#[tokio::test]
+async fn request_connections_wait_for_locks_as_long_as_the_flag_says_unless_the_url_does() {
+    let app = TestApp::spawn().await;
+    let lock_timeout_of = |url: String| async move {
+        let settings = PoolSettings {
+            max_size: 1,
+            timeout: Duration::from_secs(5),
+        };
+        let waits = RequestWaits {
+            queue: None,
+            lock: Some(Duration::from_secs(2)),
+        };
+        let pool = WorkerPools::new(&url, &settings, 1, waits)
+            .unwrap()
+            .for_worker();
+        let conn = pool.get().await.unwrap();
+        conn.query_one("SHOW lock_timeout", &[])
+            .await
+            .unwrap()
+            .get::<_, String>(0)
+    };
+    assert_eq!(lock_timeout_of(app.database_url().to_owned()).await, "2s");
+    let with_options = format!("{}?options=-c%20lock_timeout%3D150", app.database_url());
+    assert_eq!(lock_timeout_of(with_options).await, "150ms");
+}
