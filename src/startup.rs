@@ -223,7 +223,7 @@ fn run(
     let limiter = FailureLimiter::new(&settings.auth_failures).map(web::Data::new);
     let live_streams = web::Data::new(LiveStreams::new(settings.live_streams));
     let feed_max_wait = settings.feed_max_wait;
-    // A queued append waits for its group as long as a request waits for a connection.
+    // An append waits for a committer as long as a request waits for a connection.
     let group_commit_wait = settings
         .request_deadline
         .map_or(settings.pool.timeout, |d| d.min(settings.pool.timeout));

@@ -14,7 +14,7 @@ use super::ServiceError;
 use crate::domain::{decide, evolve, AppId, ClientId, Command, Event, EventMetadata, MuteState};
 use crate::metrics;
 use crate::projections::UserPreferences;
-use crate::store::{stream, StoreError, Unit};
+use crate::store::{stream, Pool, StoreError, Unit};
 
 /// The first attempt is optimistic; retries take the stream's row lock, so they queue
 /// instead of failing each other and a handful of attempts is plenty.
@@ -25,25 +25,32 @@ pub(super) const MAX_ATTEMPTS: u32 = 5;
 /// statement, read at the database's clock).
 ///
 /// One database round trip when the command decides nothing (idempotent repeats), two
-/// when it appends; see [`stream`]. With the stream remembered from an earlier request
-/// ([`StreamCache`]), one either way: see [`remembered`].
+/// when it appends; see [`stream`]. A first attempt's single event is appended in the
+/// worker's group commit, with `unit`'s connection back in the pool meanwhile; retries
+/// append on their own connection, under the stream's lock. With the stream remembered from
+/// an earlier request ([`StreamCache`]), one round trip either way: see [`remembered`].
 ///
 /// `found_stale`: [`append_remembered`] already found the remembered stream stale (and
 /// forgot it).
-#[tracing::instrument(level = "debug", skip(unit, cache, metadata), fields(attempts, cached))]
+#[tracing::instrument(
+    level = "debug",
+    skip(writer, unit, metadata),
+    fields(attempts, cached)
+)]
 pub(super) async fn handle(
-    unit: &Unit,
-    cache: &StreamCache,
+    writer: &Writer<'_>,
+    mut unit: Unit,
     app: &AppId,
     client: &ClientId,
     command: Command,
     metadata: &EventMetadata,
     found_stale: bool,
 ) -> Result<MuteState, ServiceError> {
+    let cache = writer.cache;
     match cache.get(app, client) {
         _ if found_stale => {}
         Some(seen) => {
-            let answer = remembered(unit, cache, seen, app, client, &command, metadata).await;
+            let answer = remembered(&unit, cache, seen, app, client, &command, metadata).await;
             tracing::Span::current().record("cached", answer.as_ref().is_ok_and(Option::is_some));
             if let Some(state) = answer? {
                 return Ok(state);
@@ -80,7 +87,34 @@ pub(super) async fn handle(
             cache.remember(app, client, seen(loaded));
             return Ok(answer);
         }
-        match append(unit, cache, app, client, loaded, &events, metadata).await {
+        let appended_now = if attempt == 1 && events.len() == 1 && !unit.is_open() {
+            // The connection goes back to the pool while the append waits for its group.
+            drop(unit);
+            let version = loaded.version + 1;
+            match writer
+                .group_append(
+                    app,
+                    client,
+                    version,
+                    loaded.read_model,
+                    &events[0],
+                    metadata,
+                )
+                .await
+            {
+                Ok(recorded) => {
+                    return Ok(appended(cache, app, client, loaded, &events, &[recorded]));
+                }
+                Err(refused @ (StoreError::Conflict | StoreError::NotAppended)) => {
+                    unit = writer.unit().await?;
+                    Err(refused)
+                }
+                Err(other) => return Err(other.into()),
+            }
+        } else {
+            append(&unit, cache, app, client, loaded, &events, metadata).await
+        };
+        match appended_now {
             Ok(state) => return Ok(state),
             Err(StoreError::Conflict) => {
                 metrics::conflict_retried();
@@ -90,7 +124,7 @@ pub(super) async fn handle(
                 );
                 let jitter = rand::thread_rng().gen_range(0..1u64 << attempt);
                 tokio::time::sleep(Duration::from_millis(jitter)).await;
-                loaded = stream::lock::<UserPreferences>(unit, app, client, room).await?;
+                loaded = stream::lock::<UserPreferences>(&unit, app, client, room).await?;
             }
             // The room went, or a rebuild swapped the read model, between the load and the
             // append: the next load tells which.
@@ -150,14 +184,17 @@ async fn remembered(
         );
         return Ok(Some(answer));
     }
-    let loaded = stream::LoadedStream {
-        room_exists: true,
-        version: seen.version,
-        now: seen.at,
-        read_model: seen.read_model,
-        state: seen.state,
-    };
-    match append(unit, cache, app, client, loaded, &events, metadata).await {
+    match append(
+        unit,
+        cache,
+        app,
+        client,
+        from_memory(seen),
+        &events,
+        metadata,
+    )
+    .await
+    {
         Ok(state) => {
             metrics::stream_cache_used("appended");
             Ok(Some(state))
@@ -177,59 +214,76 @@ pub(super) enum Remembered {
     Unused,
 }
 
+/// What a command's writes go through in this worker.
+pub(super) struct Writer<'a> {
+    pub pool: &'a Pool,
+    pub cache: &'a StreamCache,
+    pub group: &'a Arc<GroupCommit>,
+    /// The user's turn, held by a queued append until it is resolved.
+    pub turn: &'a Arc<Turn>,
+}
+
+impl Writer<'_> {
+    async fn unit(&self) -> Result<Unit, StoreError> {
+        Ok(Unit::new(self.pool.get().await?))
+    }
+
+    /// Appends `event` as `version` of the user's stream in the worker's next group commit.
+    async fn group_append(
+        &self,
+        app: &AppId,
+        client: &ClientId,
+        version: i32,
+        read_model: u32,
+        event: &Event,
+        metadata: &EventMetadata,
+    ) -> Result<stream::Recorded, StoreError> {
+        self.group
+            .append(Queued {
+                app,
+                client,
+                version,
+                read_model,
+                event: event.clone(),
+                metadata,
+                turn: Arc::clone(self.turn),
+            })
+            .await
+    }
+}
+
 /// The one-statement path of [`remembered`], without a connection of its own: an append
 /// decided on the remembered state goes to the worker's group commit. A decision to do
 /// nothing (it needs a probe), several events, or a decision a clock could change are left
 /// to [`handle`].
-/// `turn`: the user's, held by the queued append until it is resolved.
 pub(super) async fn append_remembered(
-    group: &Arc<GroupCommit>,
-    cache: &StreamCache,
-    turn: &Arc<Turn>,
+    writer: &Writer<'_>,
     app: &AppId,
     client: &ClientId,
     command: &Command,
     metadata: &EventMetadata,
 ) -> Result<Remembered, ServiceError> {
+    let cache = writer.cache;
     let Some(seen) = cache.get(app, client) else {
         return Ok(Remembered::Unused);
     };
     if !command.decided_without_a_clock(&seen.state) {
         return Ok(Remembered::Unused);
     }
-    let Ok(mut events) = decide(&seen.state, command, seen.at) else {
+    let Ok(events) = decide(&seen.state, command, seen.at) else {
         return Ok(Remembered::Unused);
     };
-    let (Some(event), true) = (events.pop(), events.is_empty()) else {
+    let [event] = events.as_slice() else {
         return Ok(Remembered::Unused);
     };
-    let appended = group
-        .append(Queued {
-            app,
-            client,
-            version: seen.version + 1,
-            read_model: seen.read_model,
-            event: event.clone(),
-            metadata,
-            turn: Arc::clone(turn),
-        })
-        .await;
-    match appended {
+    let version = seen.version + 1;
+    match writer
+        .group_append(app, client, version, seen.read_model, event, metadata)
+        .await
+    {
         Ok(recorded) => {
             metrics::stream_cache_used("appended");
-            metrics::event_appended(event.event_type());
-            let state = evolve(seen.state, &event, recorded.recorded_at);
-            let answer = state.clone().active_at(recorded.recorded_at);
-            cache.remember(
-                app,
-                client,
-                Seen {
-                    version: recorded.stream_version,
-                    read_model: seen.read_model,
-                    state,
-                    at: recorded.recorded_at,
-                },
-            );
+            let answer = appended(cache, app, client, from_memory(seen), &events, &[recorded]);
             Ok(Remembered::Answered(answer))
         }
         Err(StoreError::Conflict | StoreError::NotAppended) => {
@@ -238,6 +292,17 @@ pub(super) async fn append_remembered(
             Ok(Remembered::Stale)
         }
         Err(other) => Err(other.into()),
+    }
+}
+
+/// A remembered stream as if a load had just read it, for deciding and appending on it.
+fn from_memory(seen: Seen) -> stream::LoadedStream<MuteState> {
+    stream::LoadedStream {
+        room_exists: true,
+        version: seen.version,
+        now: seen.at,
+        read_model: seen.read_model,
+        state: seen.state,
     }
 }
 
@@ -273,13 +338,26 @@ async fn append(
         metadata,
     )
     .await?;
+    Ok(appended(cache, app, client, loaded, events, &recorded))
+}
+
+/// Remembers the stream as `events`, appended after `loaded` as `recorded`, leave it, and
+/// answers the state in force afterwards.
+fn appended(
+    cache: &StreamCache,
+    app: &AppId,
+    client: &ClientId,
+    loaded: stream::LoadedStream<MuteState>,
+    events: &[Event],
+    recorded: &[stream::Recorded],
+) -> MuteState {
     events
         .iter()
         .for_each(|e| metrics::event_appended(e.event_type()));
     let now = recorded.last().map_or(loaded.now, |r| r.recorded_at);
     let state = events
         .iter()
-        .zip(&recorded)
+        .zip(recorded)
         .fold(loaded.state, |state, (event, recorded)| {
             evolve(state, event, recorded.recorded_at)
         });
@@ -295,5 +373,5 @@ async fn append(
             at: now,
         },
     );
-    Ok(answer)
+    answer
 }

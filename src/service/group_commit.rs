@@ -37,9 +37,9 @@ const MOST_PER_GROUP: usize = 16;
 pub struct GroupCommit {
     pool: Pool,
     queue: Mutex<Queue>,
-    /// Longest a request waits for its append's answer; then 503 (its append, if already
-    /// sent, may still commit: an outcome the request cannot know, as when a connection
-    /// drops after COMMIT).
+    /// Longest an append waits in the queue for a committer to take it; then it is taken
+    /// out unsent and answered 503. Once taken, the committer's own bounds apply (the pool
+    /// timeout, the lock timeout), as they would to a request appending on its own.
     wait: Duration,
 }
 
@@ -47,10 +47,13 @@ pub struct GroupCommit {
 struct Queue {
     waiting: Vec<Waiting>,
     committers: usize,
+    /// Names the next append queued, so a request can find its own.
+    next_id: u64,
 }
 
 /// An append decided at `version` of the user's stream in `read_model`, and where to answer.
 struct Waiting {
+    id: u64,
     app: AppId,
     client: ClientId,
     version: i32,
@@ -107,10 +110,13 @@ impl GroupCommit {
         self: &Arc<Self>,
         queued: Queued<'_>,
     ) -> Result<stream::Recorded, StoreError> {
-        let (answer, answered) = oneshot::channel();
-        let start_committer = {
+        let (answer, mut answered) = oneshot::channel();
+        let (id, start_committer) = {
             let mut queue = self.queue();
+            let id = queue.next_id;
+            queue.next_id += 1;
             queue.waiting.push(Waiting {
+                id,
                 app: queued.app.clone(),
                 client: queued.client.clone(),
                 version: queued.version,
@@ -122,21 +128,27 @@ impl GroupCommit {
             });
             let start = queue.committers < COMMITTERS;
             queue.committers += usize::from(start);
-            start
+            (id, start)
         };
         if start_committer {
             tokio::spawn(Arc::clone(self).commit_waiting());
         }
-        match tokio::time::timeout(self.wait, answered).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(_)) => Err(StoreError::Unavailable(
-                "the group commit ended without an answer".into(),
-            )),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "no group commit answered within {} ms",
-                self.wait.as_millis()
-            ))),
+        let ended = || StoreError::Unavailable("the group commit ended without an answer".into());
+        if let Ok(answer) = tokio::time::timeout(self.wait, &mut answered).await {
+            return answer.unwrap_or_else(|_| Err(ended()));
         }
+        let unsent = {
+            let mut queue = self.queue();
+            let at = queue.waiting.iter().position(|waiting| waiting.id == id);
+            at.map(|at| queue.waiting.remove(at))
+        };
+        if unsent.is_some() {
+            return Err(StoreError::Unavailable(format!(
+                "no group commit took the append within {} ms",
+                self.wait.as_millis()
+            )));
+        }
+        answered.await.unwrap_or_else(|_| Err(ended()))
     }
 
     /// Commits what is waiting, group by group, until nothing is.

@@ -26,7 +26,7 @@ use crate::store::{
     keys::{self, KeyAuth, SessionAuth},
     Pool, ReadPool, Retryable, SchemaStatus, StoreError, Unit,
 };
-use command::Remembered;
+use command::{Remembered, Writer};
 use group_commit::GroupCommit;
 use stream_cache::StreamCache;
 use tokens::{IssuedToken, TokenGrant};
@@ -223,18 +223,16 @@ impl Service {
         let turn = Arc::new(self.turns.take(app, id).await.ok_or_else(|| {
             StoreError::Unavailable("an earlier request of this user is still running".into())
         })?);
+        let writer = Writer {
+            pool: &self.pool,
+            cache: &self.streams,
+            group: &self.group_commit,
+            turn: &turn,
+        };
         let remembered = match &subject {
             Subject::Known(client) => {
-                command::append_remembered(
-                    &self.group_commit,
-                    &self.streams,
-                    &turn,
-                    app,
-                    &client.client_id,
-                    &command,
-                    metadata,
-                )
-                .await?
+                command::append_remembered(&writer, app, &client.client_id, &command, metadata)
+                    .await?
             }
             Subject::Named(_) => Remembered::Unused,
         };
@@ -251,8 +249,8 @@ impl Service {
                 .ok_or(ServiceError::ClientNotFound)?,
         };
         let mutes = command::handle(
-            &unit,
-            &self.streams,
+            &writer,
+            unit,
             app,
             &client.client_id,
             command,

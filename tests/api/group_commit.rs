@@ -39,13 +39,18 @@ impl Committer {
     }
 
     async fn on(app: &TestApp, pool: Pool) -> Committer {
+        Self::queueing(app, pool, Duration::from_secs(10)).await
+    }
+
+    /// Appends wait at most `wait` for a committer to take them.
+    async fn queueing(app: &TestApp, pool: Pool, wait: Duration) -> Committer {
         let read_model = app
             .sql("SELECT to_regclass('stream_versions')::oid")
             .await
             .unwrap()[0]
             .get(0);
         Committer {
-            group: GroupCommit::new(pool, Duration::from_secs(10)),
+            group: GroupCommit::new(pool, wait),
             turns: Arc::new(UserTurns::new(Duration::from_millis(100))),
             app: AppId::parse(app.app.app_id.clone()).unwrap(),
             read_model,
@@ -299,4 +304,39 @@ async fn request_connections_wait_for_locks_as_long_as_the_flag_says_unless_the_
     assert_eq!(lock_timeout_of(app.database_url().to_owned()).await, "2s");
     let with_options = format!("{}?options=-c%20lock_timeout%3D150", app.database_url());
     assert_eq!(lock_timeout_of(with_options).await, "150ms");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_append_no_committer_takes_in_time_is_answered_503_and_never_sent() {
+    let app = users_at_version_1().await;
+    let pool = pool_waiting_at_most(&app, Duration::from_millis(800));
+    let committer = Committer::queueing(&app, pool, Duration::from_millis(200)).await;
+    let _locker = held(
+        &app,
+        "SELECT 1 FROM stream_versions WHERE stream_id IN ('u0', 'u1') FOR UPDATE",
+    )
+    .await;
+    let (u0, u1) = (committer.mute("u0", 2, "r2"), committer.mute("u1", 2, "r2"));
+    tokio::pin!(u0, u1);
+    assert!(futures_util::poll!(&mut u0).is_pending());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(futures_util::poll!(&mut u1).is_pending());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let start = Instant::now();
+    let shed = committer.mute("u2", 2, "r2").await;
+    assert!(matches!(shed, Err(StoreError::Unavailable(_))), "{shed:?}");
+    assert!(
+        start.elapsed() < Duration::from_millis(700),
+        "{:?}",
+        start.elapsed()
+    );
+
+    let _ = tokio::join!(u0, u1);
+    let u2_events: i64 = app
+        .sql("SELECT count(*) FROM events WHERE stream_id = 'u2'")
+        .await
+        .unwrap()[0]
+        .get(0);
+    assert_eq!(u2_events, 1, "the shed append was never sent");
 }
