@@ -20,13 +20,15 @@ use crate::store::{stream, Pool, StoreError, Unit};
 /// instead of failing each other and a handful of attempts is plenty.
 pub(super) const MAX_ATTEMPTS: u32 = 5;
 
-/// Runs a command for one user on `unit`'s connection and answers their mutes and pause in
+/// Runs a command for one user, on `unit`'s connection or in the worker's group commit, and
+/// answers their mutes and pause in
 /// force afterwards (exactly what the read model now holds, since both were written in the same
 /// statement, read at the database's clock).
 ///
 /// One database round trip when the command decides nothing (idempotent repeats), two
-/// when it appends; see [`stream`]. A first attempt's single event is appended in the
-/// worker's group commit, with `unit`'s connection back in the pool meanwhile; retries
+/// when it appends; see [`stream`]. A first attempt's single event, decided without a
+/// clock, is appended in the worker's group commit, with `unit`'s connection back in the
+/// pool meanwhile; retries
 /// append on their own connection, under the stream's lock. With the stream remembered from
 /// an earlier request ([`StreamCache`]), one round trip either way: see [`remembered`].
 ///
@@ -87,7 +89,13 @@ pub(super) async fn handle(
             cache.remember(app, client, seen(loaded));
             return Ok(answer);
         }
-        let appended_now = if attempt == 1 && events.len() == 1 && !unit.is_open() {
+        // A decision a clock could change is appended at once, on this connection: waiting
+        // for a group could record it past the end it was decided against.
+        let grouped = attempt == 1
+            && events.len() == 1
+            && !unit.is_open()
+            && command.decided_without_a_clock(&loaded.state);
+        let appended_now = if grouped {
             // The connection goes back to the pool while the append waits for its group.
             drop(unit);
             let version = loaded.version + 1;

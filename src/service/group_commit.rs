@@ -1,7 +1,8 @@
 //! Group commit: appends that different users' requests make at the same time in one
 //! worker share a transaction, so they cost PostgreSQL one commit (one WAL flush) and one
-//! round trip instead of one each. Only appends decided on a remembered stream come here
-//! (`command::append_remembered`): one statement each, needing no read first.
+//! round trip instead of one each. A command's single event decided without a clock comes
+//! here (`command::append_remembered`, `command::handle`), once its request holds no
+//! connection: one append statement each.
 //!
 //! No request waits to fill a group: a committer takes whatever is waiting when it is
 //! free, so alone a request commits alone, and under load the groups grow with the queue.
@@ -95,7 +96,7 @@ pub struct Queued<'a> {
 }
 
 impl GroupCommit {
-    /// A worker's group commit on `pool`, whose requests wait at most `wait` for an answer.
+    /// A worker's group commit on `pool`, whose appends wait at most `wait` for a committer.
     pub fn new(pool: Pool, wait: Duration) -> Arc<Self> {
         Arc::new(GroupCommit {
             pool,
