@@ -98,6 +98,16 @@ impl Committer {
     }
 }
 
+/// How many events the log holds for `user`.
+async fn events_of(app: &TestApp, user: &str) -> i64 {
+    app.sql(&format!(
+        "SELECT count(*) FROM events WHERE stream_id = '{user}'"
+    ))
+    .await
+    .unwrap()[0]
+        .get(0)
+}
+
 /// How many transactions the log's events for room r2 were committed in.
 async fn transactions_of_r2(app: &TestApp) -> i64 {
     app.sql("SELECT count(DISTINCT transaction_id) FROM events WHERE data->>'room' = 'r2'")
@@ -232,6 +242,30 @@ async fn a_table_locked_past_the_lock_timeout_answers_the_whole_group_503_within
     assert!(start.elapsed() < lock_timeout * 3, "{:?}", start.elapsed());
 }
 
+/// Both of `committer`'s committers stuck (on a pool of one connection): one on u0's
+/// stream, locked elsewhere, the other behind it for the connection, then on u1's. Answers
+/// the lock's holder and the two stuck appends, to await.
+async fn both_committers_stuck<'a>(
+    app: &TestApp,
+    committer: &'a Committer,
+) -> (tokio_postgres::Client, StuckAppends<'a>) {
+    let locker = held(
+        app,
+        "SELECT 1 FROM stream_versions WHERE stream_id IN ('u0', 'u1') FOR UPDATE",
+    )
+    .await;
+    let mut u0 = Box::pin(committer.mute("u0", 2, "r2"));
+    let mut u1 = Box::pin(committer.mute("u1", 2, "r2"));
+    assert!(futures_util::poll!(&mut u0).is_pending());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(futures_util::poll!(&mut u1).is_pending());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    (locker, Box::pin(async move { tokio::join!(u0, u1) }))
+}
+
+type StuckAppends<'a> =
+    futures_util::future::LocalBoxFuture<'a, (Result<i32, StoreError>, Result<i32, StoreError>)>;
+
 /// An append queued for a group commit holds its user's turn until it is resolved, even once
 /// its request has gone (a client hanging up), so the user's next command cannot be
 /// answered ahead of it and then be overtaken by it; and it is not sent at all if its
@@ -241,19 +275,7 @@ async fn an_append_whose_request_went_keeps_the_users_turn_until_resolved_and_is
     let app = users_at_version_1().await;
     let committer =
         Committer::on(&app, pool_waiting_at_most(&app, Duration::from_millis(500))).await;
-    let _locker = held(
-        &app,
-        "SELECT 1 FROM stream_versions WHERE stream_id IN ('u0', 'u1') FOR UPDATE",
-    )
-    .await;
-    // Both committers get stuck: one on u0's locked stream, the other behind it for the
-    // pool's only connection, then on u1's.
-    let (u0, u1) = (committer.mute("u0", 2, "r2"), committer.mute("u1", 2, "r2"));
-    tokio::pin!(u0, u1);
-    assert!(futures_util::poll!(&mut u0).is_pending());
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(futures_util::poll!(&mut u1).is_pending());
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (_locker, stuck) = both_committers_stuck(&app, &committer).await;
 
     {
         let gone = committer.mute("u2", 2, "r2");
@@ -265,19 +287,18 @@ async fn an_append_whose_request_went_keeps_the_users_turn_until_resolved_and_is
         "the queued append still holds u2's turn"
     );
 
-    let (u0, u1) = tokio::join!(u0, u1);
+    let (u0, u1) = stuck.await;
     assert!(matches!(u0, Err(StoreError::Unavailable(_))), "{u0:?}");
     assert!(matches!(u1, Err(StoreError::Unavailable(_))), "{u1:?}");
     assert!(
         committer.turn_of("u2").await.is_some(),
         "resolved: free again"
     );
-    let u2_events: i64 = app
-        .sql("SELECT count(*) FROM events WHERE stream_id = 'u2'")
-        .await
-        .unwrap()[0]
-        .get(0);
-    assert_eq!(u2_events, 1, "the append whose request went was not sent");
+    assert_eq!(
+        events_of(&app, "u2").await,
+        1,
+        "the append whose request went was not sent"
+    );
 }
 
 #[tokio::test]
@@ -311,17 +332,7 @@ async fn an_append_no_committer_takes_in_time_is_answered_503_and_never_sent() {
     let app = users_at_version_1().await;
     let pool = pool_waiting_at_most(&app, Duration::from_millis(800));
     let committer = Committer::queueing(&app, pool, Duration::from_millis(200)).await;
-    let _locker = held(
-        &app,
-        "SELECT 1 FROM stream_versions WHERE stream_id IN ('u0', 'u1') FOR UPDATE",
-    )
-    .await;
-    let (u0, u1) = (committer.mute("u0", 2, "r2"), committer.mute("u1", 2, "r2"));
-    tokio::pin!(u0, u1);
-    assert!(futures_util::poll!(&mut u0).is_pending());
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(futures_util::poll!(&mut u1).is_pending());
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (_locker, stuck) = both_committers_stuck(&app, &committer).await;
 
     let start = Instant::now();
     let shed = committer.mute("u2", 2, "r2").await;
@@ -332,11 +343,10 @@ async fn an_append_no_committer_takes_in_time_is_answered_503_and_never_sent() {
         start.elapsed()
     );
 
-    let _ = tokio::join!(u0, u1);
-    let u2_events: i64 = app
-        .sql("SELECT count(*) FROM events WHERE stream_id = 'u2'")
-        .await
-        .unwrap()[0]
-        .get(0);
-    assert_eq!(u2_events, 1, "the shed append was never sent");
+    let _ = stuck.await;
+    assert_eq!(
+        events_of(&app, "u2").await,
+        1,
+        "the shed append was never sent"
+    );
 }
