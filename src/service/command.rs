@@ -32,8 +32,8 @@ pub(super) const MAX_ATTEMPTS: u32 = 5;
 /// append on their own connection, under the stream's lock. With the stream remembered from
 /// an earlier request ([`StreamCache`]), one round trip either way: see [`remembered`].
 ///
-/// `found_stale`: [`append_remembered`] already found the remembered stream stale (and
-/// forgot it).
+/// `memory`: what [`recall`] found remembered of the stream, and [`append_remembered`]
+/// left unused.
 #[tracing::instrument(
     level = "debug",
     skip(writer, unit, metadata),
@@ -46,21 +46,17 @@ pub(super) async fn handle(
     client: &ClientId,
     command: Command,
     metadata: &EventMetadata,
-    found_stale: bool,
+    memory: Option<Seen>,
 ) -> Result<MuteState, ServiceError> {
     let cache = writer.cache;
-    match cache.get(app, client) {
-        _ if found_stale => {}
-        Some(seen) => {
-            let answer = remembered(&unit, cache, seen, app, client, &command, metadata).await;
-            tracing::Span::current().record("cached", answer.as_ref().is_ok_and(Option::is_some));
-            if let Some(state) = answer? {
-                return Ok(state);
-            }
-            metrics::stream_cache_used("stale");
-            cache.forget(app, client);
+    if let Some(seen) = memory {
+        let answer = remembered(&unit, cache, seen, app, client, &command, metadata).await;
+        tracing::Span::current().record("cached", answer.as_ref().is_ok_and(Option::is_some));
+        if let Some(state) = answer? {
+            return Ok(state);
         }
-        None => metrics::stream_cache_used("miss"),
+        metrics::stream_cache_used("stale");
+        cache.forget(app, client);
     }
     let room = command.room();
     let mut loaded = stream::load::<UserPreferences, _>(unit.client(), app, client, room).await?;
@@ -212,14 +208,22 @@ async fn remembered(
     }
 }
 
+/// What this process remembers of the user's stream; a miss is counted here.
+pub(super) fn recall(cache: &StreamCache, app: &AppId, client: &ClientId) -> Option<Seen> {
+    let seen = cache.get(app, client);
+    if seen.is_none() {
+        metrics::stream_cache_used("miss");
+    }
+    seen
+}
+
 /// What [`append_remembered`] did.
 pub(super) enum Remembered {
     /// Appended: the state in force afterwards.
     Answered(MuteState),
-    /// The remembered stream had moved on (or its room or read model went): forgotten.
-    Stale,
-    /// Nothing remembered, or nothing the group commit takes: [`handle`] runs the command.
-    Unused,
+    /// Not answered, for [`handle`] to run the command: what is still remembered (`None`
+    /// if nothing was, or it turned out stale and was forgotten).
+    Unused(Option<Seen>),
 }
 
 /// What a command's writes go through in this worker.
@@ -232,7 +236,7 @@ pub(super) struct Writer<'a> {
 }
 
 impl Writer<'_> {
-    async fn unit(&self) -> Result<Unit, StoreError> {
+    pub(super) async fn unit(&self) -> Result<Unit, StoreError> {
         Ok(Unit::new(self.pool.get().await?))
     }
 
@@ -266,23 +270,24 @@ impl Writer<'_> {
 /// to [`handle`].
 pub(super) async fn append_remembered(
     writer: &Writer<'_>,
+    seen: Option<Seen>,
     app: &AppId,
     client: &ClientId,
     command: &Command,
     metadata: &EventMetadata,
 ) -> Result<Remembered, ServiceError> {
     let cache = writer.cache;
-    let Some(seen) = cache.get(app, client) else {
-        return Ok(Remembered::Unused);
+    let Some(seen) = seen else {
+        return Ok(Remembered::Unused(None));
     };
     if !command.decided_without_a_clock(&seen.state) {
-        return Ok(Remembered::Unused);
+        return Ok(Remembered::Unused(Some(seen)));
     }
     let Ok(events) = decide(&seen.state, command, seen.at) else {
-        return Ok(Remembered::Unused);
+        return Ok(Remembered::Unused(Some(seen)));
     };
     let [event] = events.as_slice() else {
-        return Ok(Remembered::Unused);
+        return Ok(Remembered::Unused(Some(seen)));
     };
     let version = seen.version + 1;
     match writer
@@ -297,7 +302,7 @@ pub(super) async fn append_remembered(
         Err(StoreError::Conflict | StoreError::NotAppended) => {
             metrics::stream_cache_used("stale");
             cache.forget(app, client);
-            Ok(Remembered::Stale)
+            Ok(Remembered::Unused(None))
         }
         Err(other) => Err(other.into()),
     }

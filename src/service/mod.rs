@@ -24,7 +24,7 @@ use crate::store::{
     audit::AuditFilter,
     directory::{self, ClientAuth, ClientProfile, ClientRecord, RoomProfile, RoomRecord},
     keys::{self, KeyAuth, SessionAuth},
-    Pool, ReadPool, Retryable, SchemaStatus, StoreError, Unit,
+    Pool, ReadPool, Retryable, SchemaStatus, StoreError,
 };
 use command::{Remembered, Writer};
 use group_commit::GroupCommit;
@@ -128,10 +128,6 @@ impl Service {
         }
     }
 
-    async fn unit(&self) -> Result<Unit, StoreError> {
-        Ok(Unit::new(self.pool.get().await?))
-    }
-
     /// The user a client key and token hash prove, in one round trip.
     pub async fn authenticate_client(
         &self,
@@ -229,19 +225,26 @@ impl Service {
             group: &self.group_commit,
             turn: &turn,
         };
-        let remembered = match &subject {
+        let seen = command::recall(&self.streams, app, id);
+        let (subject, seen) = match subject {
             Subject::Known(client) => {
-                command::append_remembered(&writer, app, &client.client_id, &command, metadata)
-                    .await?
+                let remembered = command::append_remembered(
+                    &writer,
+                    seen,
+                    app,
+                    &client.client_id,
+                    &command,
+                    metadata,
+                )
+                .await?;
+                match remembered {
+                    Remembered::Answered(mutes) => return Ok((client, mutes)),
+                    Remembered::Unused(seen) => (Subject::Known(client), seen),
+                }
             }
-            Subject::Named(_) => Remembered::Unused,
+            named => (named, seen),
         };
-        let found_stale = matches!(remembered, Remembered::Stale);
-        let subject = match (remembered, subject) {
-            (Remembered::Answered(mutes), Subject::Known(client)) => return Ok((client, mutes)),
-            (_, subject) => subject,
-        };
-        let unit = self.unit().await?;
+        let unit = writer.unit().await?;
         let client = match subject {
             Subject::Known(client) => client,
             Subject::Named(id) => directory::find_client(unit.client(), app, &id)
@@ -255,7 +258,7 @@ impl Service {
             &client.client_id,
             command,
             metadata,
-            found_stale,
+            seen,
         )
         .await?;
         Ok((client, mutes))

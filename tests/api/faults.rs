@@ -329,16 +329,9 @@ async fn a_lock_held_on_one_users_stream_answers_them_503_and_leaves_the_others_
     app.room("r2").await;
     stuck.mute("r1").await.assert_ok();
 
-    let (locker, connection) = tokio_postgres::connect(app.database_url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    locker
-        .batch_execute(
-            "BEGIN; SELECT version FROM stream_versions WHERE stream_id = 'stuck' FOR UPDATE",
-        )
-        .await
-        .unwrap();
+    let locker = app
+        .holding("SELECT version FROM stream_versions WHERE stream_id = 'stuck' FOR UPDATE")
+        .await;
     let piled: Vec<_> = (0..8)
         .map(|_| {
             let request = app.client(&app.app, &stuck.token, Method::POST, "/me/mute/r2");

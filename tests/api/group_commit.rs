@@ -177,29 +177,14 @@ fn pool_waiting_at_most(app: &TestApp, lock_timeout: Duration) -> Pool {
         .for_worker()
 }
 
-/// Holds what `sql` locks, in a transaction of its own, until dropped.
-async fn held(app: &TestApp, sql: &str) -> tokio_postgres::Client {
-    let (locker, connection) = tokio_postgres::connect(app.database_url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    locker
-        .batch_execute(&format!("BEGIN; {sql}"))
-        .await
-        .unwrap();
-    locker
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn a_member_whose_stream_is_locked_elsewhere_does_not_hold_up_the_rest_of_its_group() {
     let app = users_at_version_1().await;
     let lock_timeout = Duration::from_millis(500);
     let committer = Committer::on(&app, pool_waiting_at_most(&app, lock_timeout)).await;
-    let _locker = held(
-        &app,
-        "SELECT 1 FROM stream_versions WHERE stream_id = 'u1' FOR UPDATE",
-    )
-    .await;
+    let _locker = app
+        .holding("SELECT 1 FROM stream_versions WHERE stream_id = 'u1' FOR UPDATE")
+        .await;
 
     let start = Instant::now();
     let timed = |user: &'static str| {
@@ -225,7 +210,9 @@ async fn a_table_locked_past_the_lock_timeout_answers_the_whole_group_503_within
     let committer = Committer::on(&app, pool_waiting_at_most(&app, lock_timeout)).await;
     // The connection's statements are prepared before the table is locked.
     assert!(matches!(committer.mute("u0", 2, "r2").await, Ok(2)));
-    let _locker = held(&app, "LOCK TABLE stream_versions IN ACCESS EXCLUSIVE MODE").await;
+    let _locker = app
+        .holding("LOCK TABLE stream_versions IN ACCESS EXCLUSIVE MODE")
+        .await;
 
     let start = Instant::now();
     let answers = futures_util::future::join_all(
@@ -249,11 +236,9 @@ async fn both_committers_stuck<'a>(
     app: &TestApp,
     committer: &'a Committer,
 ) -> (tokio_postgres::Client, StuckAppends<'a>) {
-    let locker = held(
-        app,
-        "SELECT 1 FROM stream_versions WHERE stream_id IN ('u0', 'u1') FOR UPDATE",
-    )
-    .await;
+    let locker = app
+        .holding("SELECT 1 FROM stream_versions WHERE stream_id IN ('u0', 'u1') FOR UPDATE")
+        .await;
     let mut u0 = Box::pin(committer.mute("u0", 2, "r2"));
     let mut u1 = Box::pin(committer.mute("u1", 2, "r2"));
     assert!(futures_util::poll!(&mut u0).is_pending());

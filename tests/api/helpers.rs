@@ -383,6 +383,22 @@ impl TestApp {
         })
     }
 
+    /// Runs `sql` in a transaction of its own on another connection and keeps it open
+    /// (with whatever it locked) until the returned client is dropped or commits, as a
+    /// psql session would.
+    pub async fn holding(&self, sql: &str) -> tokio_postgres::Client {
+        let (locker, connection) =
+            tokio_postgres::connect(self.database_url(), tokio_postgres::NoTls)
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        locker
+            .batch_execute(&format!("BEGIN; {sql}"))
+            .await
+            .unwrap();
+        locker
+    }
+
     /// Runs SQL directly: for looking at the log and for breaking things on purpose.
     /// Runs SQL as the owner. A credential changed this way reaches the server's
     /// authentication cache by notice, within a second; this waits until it has, so the
