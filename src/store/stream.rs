@@ -266,6 +266,118 @@ macro_rules! append_statement {
 }
 pub(crate) use append_statement;
 
+/// Several users' single events appended and applied to the read model in one statement:
+/// a group commit's ([`append_group`]). One statement is one round trip and, outside a
+/// transaction, one commit, with no BEGIN or COMMIT of its own, and PostgreSQL plans and
+/// answers it once for the whole group.
+///
+/// It checks what [`append_statement`] checks, per append, but answers an append whose
+/// checks fail instead of failing with it, so one user's stale state costs the others
+/// nothing. `locked` takes each stream's row lock first, skipping a row another session
+/// holds: that append is answered `locked`, not waited for, so a lock held elsewhere on one
+/// user's stream does not hold up the group (and, never waiting, the row locks need no
+/// order; the first events of new streams, which can wait, are inserted by `head` in one
+/// order, app then user). Holding the lock,
+/// `locked` reads the version the stream has now (FOR UPDATE reads the latest committed
+/// row, not the statement's snapshot): the append must come right after it (`stale` if
+/// someone appended since; `refused` if the stream lacks the version before it, as after a
+/// failover that lost commits the state had seen), its room must exist and its read model
+/// must be the one it was decided on (`refused`). A stream with no row
+/// yet takes its first event. The unique stream-version key still backs the checks: if a
+/// stream's first event was appended by someone else meanwhile, the statement fails.
+///
+/// The arrays are read through subqueries so that the planner cannot see their length:
+/// otherwise every group's size gives the statement another cost, PostgreSQL plans it
+/// afresh on every execution instead of keeping one generic plan, and planning costs it
+/// about three times what executing does (docs/performance.md, "One statement per group").
+///
+/// Every lookup of a stream, room or event is a scalar subquery per append, which the
+/// planner answers from the table's key whatever it believes the table's size to be. A
+/// join of the group with a table, or an EXISTS (which it may answer by hashing the whole
+/// table), can be planned as a scan while the table is small, and the plan is kept as the
+/// table grows.
+///
+/// Each model's steps are CTEs that read `appended(app_id, stream_id, event_type, data,
+/// position, recorded_at)`, the events as recorded: their own types' rows only.
+///
+/// Parameters, one element per append: $1 app, $3 user, $4 version, $5 event id, $6 event
+/// type, $7 schema version, $8 data, $9 metadata, $10 the read model decided on (NULL: not
+/// checked); $2 the stream type. Answers one row per append, in their order: its outcome
+/// (`appended`, `stale`, `refused`, `locked`) and, when appended, its position and time.
+macro_rules! append_group_statement {
+    ($($steps:expr),+) => {
+        concat!(
+            "WITH batch AS (
+                SELECT * FROM unnest((SELECT $1::text[]), (SELECT $3::text[]),
+                                     (SELECT $4::integer[]), (SELECT $5::uuid[]),
+                                     (SELECT $6::text[]), (SELECT $7::smallint[]),
+                                     (SELECT $8::jsonb[]), (SELECT $9::jsonb[]),
+                                     (SELECT $10::oid[]))
+                    WITH ORDINALITY AS b(app_id, stream_id, version, event_id, event_type,
+                                         schema_version, data, metadata, read_model, member)),
+            locked AS (
+                SELECT b.*,
+                       (SELECT s.version FROM stream_versions s
+                        WHERE s.app_id = b.app_id AND s.stream_type = $2
+                          AND s.stream_id = b.stream_id
+                        FOR UPDATE SKIP LOCKED) AS current,
+                       (SELECT s.version FROM stream_versions s
+                        WHERE s.app_id = b.app_id AND s.stream_type = $2
+                          AND s.stream_id = b.stream_id) AS seen,
+                       (SELECT r.room_id FROM rooms r
+                        WHERE r.app_id = b.app_id AND r.room_id = b.data->>'room') AS room
+                FROM batch b),
+            checked AS (
+                SELECT l.*,
+                       CASE
+                         WHEN l.current IS NULL AND l.seen IS NOT NULL THEN 'locked'
+                         WHEN l.version <= coalesce(l.current, 0) THEN 'stale'
+                         WHEN l.version > coalesce(l.current, 0) + 1
+                              OR (l.data ? 'room' AND l.room IS NULL)
+                              OR l.read_model <> to_regclass('stream_versions')::oid
+                           THEN 'refused'
+                         ELSE 'appended'
+                       END AS outcome
+                FROM locked l),
+            head AS (
+                INSERT INTO stream_versions AS s (app_id, stream_type, stream_id, version)
+                SELECT app_id, $2, stream_id, version FROM checked WHERE outcome = 'appended'
+                ORDER BY app_id, stream_id
+                ON CONFLICT (app_id, stream_type, stream_id)
+                DO UPDATE SET version = excluded.version
+                RETURNING s.app_id, s.stream_id, s.version),
+            appended AS (
+                INSERT INTO events (event_id, app_id, stream_type, stream_id, stream_version,
+                                    event_type, schema_version, data, metadata, recorded_at)
+                SELECT c.event_id, c.app_id, $2, c.stream_id, h.version, c.event_type,
+                       c.schema_version, c.data,
+                       c.metadata - ARRAY['address', 'port', 'userAgent'],
+                       greatest(clock_timestamp(),
+                                (SELECT e.recorded_at FROM events e
+                                 WHERE e.app_id = c.app_id AND e.stream_type = $2
+                                   AND e.stream_id = c.stream_id
+                                   AND e.stream_version = h.version - 1))
+                FROM checked c JOIN head h USING (app_id, stream_id)
+                ORDER BY c.member
+                RETURNING app_id, stream_id, event_type, data, position, recorded_at),
+            set_aside AS (
+                INSERT INTO event_personal_data (position, recorded_at, address, port, user_agent)
+                SELECT a.position, a.recorded_at, b.metadata->>'address',
+                       (b.metadata->>'port')::integer, b.metadata->>'userAgent'
+                FROM appended a JOIN batch b USING (app_id, stream_id)
+                WHERE coalesce(b.metadata->>'address', b.metadata->>'port',
+                               b.metadata->>'userAgent') IS NOT NULL),
+            ",
+            $($steps),+,
+            "
+            SELECT c.outcome, a.position, a.recorded_at
+            FROM checked c LEFT JOIN appended a USING (app_id, stream_id)
+            ORDER BY c.member"
+        )
+    };
+}
+pub(crate) use append_group_statement;
+
 /// Appends `events` after `expected_version` and applies them to `P`. A single event
 /// outside a transaction is one statement in one round trip, atomic by itself; several
 /// events, or a unit whose transaction [`lock`] began, are pipelined with BEGIN (when
@@ -324,6 +436,85 @@ pub async fn append_all<P: InlineProjection>(
     append_each::<P>(unit, appends)
         .await
         .map_err(|refused| refused.error)
+}
+
+/// What [`append_group`] did with one append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupOutcome {
+    Appended(Recorded),
+    /// The stream is not at the version before the append's: someone appended since.
+    Stale,
+    /// The append's checks refused it: its room is missing, the stream lacks the version
+    /// before it, or the read model was rebuilt since its state was read.
+    Refused,
+    /// Another session holds the stream's row lock; nothing was appended and nothing waited.
+    Locked,
+}
+
+/// Appends each of `appends`, events of different users' streams, and applies them to `P`
+/// in one statement ([`append_group_statement`]): one round trip, and one commit unless
+/// `unit` is in a transaction. Answers each append's outcome in their order; an error
+/// means nothing was appended (the statement is atomic): a lock not granted within the
+/// lock timeout (a whole table locked), the connection, or a stream's first event appended
+/// by someone else meanwhile ([`StoreError::Conflict`]).
+#[tracing::instrument(level = "debug", skip_all, fields(events = appends.len()))]
+pub async fn append_group<P: InlineProjection>(
+    unit: &Unit,
+    appends: &[Append<'_>],
+) -> Result<Vec<GroupOutcome>, StoreError> {
+    let db = unit.client();
+    let statement = db.prepare_cached(P::APPEND_GROUP).await?;
+    let event_ids: Vec<Uuid> = appends.iter().map(|_| super::new_event_id()).collect();
+    let apps: Vec<&str> = appends.iter().map(|a| a.app.as_str()).collect();
+    let clients: Vec<&str> = appends.iter().map(|a| a.client.as_str()).collect();
+    let event_types: Vec<&str> = appends.iter().map(|a| a.event.event_type()).collect();
+    let versions: Vec<i32> = appends.iter().map(|a| a.version).collect();
+    let schema_versions: Vec<i16> = appends.iter().map(|a| a.event.schema_version()).collect();
+    let data: Vec<_> = appends.iter().map(|a| Json(a.event.data())).collect();
+    let metadata: Vec<_> = appends.iter().map(|a| Json(a.metadata)).collect();
+    let read_models: Vec<Option<u32>> = appends.iter().map(|a| a.read_model).collect();
+    let rows = db
+        .query(
+            &statement,
+            &[
+                &apps,
+                &STREAM_TYPE_USER_PREFERENCES,
+                &clients,
+                &versions,
+                &event_ids,
+                &event_types,
+                &schema_versions,
+                &data,
+                &metadata,
+                &read_models,
+            ],
+        )
+        .await?;
+    if rows.len() != appends.len() {
+        return Err(StoreError::Corrupt(format!(
+            "a group of {} appends answered {} outcomes",
+            appends.len(),
+            rows.len()
+        )));
+    }
+    rows.iter()
+        .zip(appends)
+        .zip(event_ids)
+        .map(|((row, append), event_id)| match row.get::<_, &str>(0) {
+            "appended" => Ok(GroupOutcome::Appended(Recorded {
+                event_id,
+                position: row.get(1),
+                stream_version: append.version,
+                recorded_at: row.get(2),
+            })),
+            "stale" => Ok(GroupOutcome::Stale),
+            "refused" => Ok(GroupOutcome::Refused),
+            "locked" => Ok(GroupOutcome::Locked),
+            other => Err(StoreError::Corrupt(format!(
+                "unknown append outcome {other:?}"
+            ))),
+        })
+        .collect()
 }
 
 /// Why [`append_each`] appended nothing.
