@@ -11,7 +11,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use crate::domain::{Event, MuteState};
-use crate::store::stream::{append_group_statement, load_statement};
+use crate::store::stream::load_statement;
 use crate::store::StoreError;
 
 /// A read model kept by the append itself: the store's append statement
@@ -41,11 +41,6 @@ pub trait InlineProjection {
     /// Which of [`Self::APPEND`] appends `event`, and the parameters of its step, bound from
     /// `$11` on.
     fn step(event: &Event) -> Step<'_>;
-
-    /// The statement that appends several users' events at once:
-    /// [`crate::store::stream::append_group_statement`] around this model's steps for every
-    /// event type, as [`Self::APPEND`] applies them one by one.
-    const APPEND_GROUP: &'static str;
 }
 
 /// How a read model applies one event: an index into [`InlineProjection::APPEND`] and the
@@ -85,12 +80,6 @@ impl InlineProjection for UserPreferences {
         notification_pauses::APPEND[0],
         notification_pauses::APPEND[1],
     ];
-
-    const APPEND_GROUP: &'static str = append_group_statement!(
-        room_mutes::group_steps!(),
-        ",\n",
-        notification_pauses::group_steps!()
-    );
 
     fn step(event: &Event) -> Step<'_> {
         match room_mutes::step(event) {
@@ -136,22 +125,6 @@ mod tests {
         for (event, step) in cases {
             let statement = UserPreferences::APPEND[UserPreferences::step(&event).statement];
             assert!(statement.contains(step), "{event:?}");
-        }
-    }
-
-    #[test]
-    fn a_groups_statement_applies_every_event_type() {
-        for event_type in [
-            Event::ROOM_MUTED,
-            Event::ROOM_UNMUTED,
-            Event::NOTIFICATIONS_PAUSED,
-            Event::NOTIFICATIONS_RESUMED,
-        ] {
-            let filter = format!("event_type = '{event_type}'");
-            assert!(
-                UserPreferences::APPEND_GROUP.contains(&filter),
-                "{event_type}"
-            );
         }
     }
 

@@ -107,26 +107,6 @@ const APPEND_RESUMED: &str = append_statement!(
      WHERE app_id = $1 AND client_id = $3 AND EXISTS (SELECT 1 FROM appended)"
 );
 
-/// [`APPEND_PAUSED`] and [`APPEND_RESUMED`] as the steps of a group's append statement
-/// (`store::stream::append_group_statement`), read from the events as recorded: the end
-/// from `data`'s `until` (written to the millisecond, so read back exactly).
-macro_rules! group_steps {
-    () => {
-        "notification_pauses_paused AS (
-            INSERT INTO notification_pauses (app_id, client_id, paused_at, position, until)
-            SELECT app_id, stream_id, recorded_at, position, (data->>'until')::timestamptz
-            FROM appended WHERE event_type = 'NotificationsPaused'
-            ON CONFLICT (app_id, client_id) DO UPDATE
-            SET paused_at = excluded.paused_at, position = excluded.position,
-                until = excluded.until),
-        notification_pauses_resumed AS (
-            DELETE FROM notification_pauses p USING appended a
-            WHERE a.event_type = 'NotificationsResumed' AND p.app_id = a.app_id
-              AND p.client_id = a.stream_id)"
-    };
-}
-pub(crate) use group_steps;
-
 /// The append statements of this model's events, indexed by [`step`]'s `statement`.
 pub const APPEND: [&str; 2] = [APPEND_PAUSED, APPEND_RESUMED];
 

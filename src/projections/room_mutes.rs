@@ -137,28 +137,6 @@ const APPEND_UNMUTED: &str = append_statement!(
        AND EXISTS (SELECT 1 FROM appended)"
 );
 
-/// [`APPEND_MUTED`] and [`APPEND_UNMUTED`] as the steps of a group's append statement
-/// (`store::stream::append_group_statement`), for every user's event of theirs in the group,
-/// read from the events as recorded: the room from `data`, the end from `data`'s `until`
-/// (written to the millisecond, so read back exactly; absent before timed mutes: forever).
-macro_rules! group_steps {
-    () => {
-        "room_mutes_muted AS (
-            INSERT INTO room_mutes (app_id, client_id, room_id, muted_at, position, until)
-            SELECT app_id, stream_id, data->>'room', recorded_at, position,
-                   (data->>'until')::timestamptz
-            FROM appended WHERE event_type = 'RoomMuted'
-            ON CONFLICT (app_id, client_id, room_id) DO UPDATE
-            SET muted_at = excluded.muted_at, position = excluded.position,
-                until = excluded.until),
-        room_mutes_unmuted AS (
-            DELETE FROM room_mutes m USING appended a
-            WHERE a.event_type = 'RoomUnmuted' AND m.app_id = a.app_id
-              AND m.client_id = a.stream_id AND m.room_id = a.data->>'room')"
-    };
-}
-pub(crate) use group_steps;
-
 /// The append statements of this model's events, indexed by [`step`]'s `statement`.
 pub const APPEND: [&str; 2] = [APPEND_MUTED, APPEND_UNMUTED];
 

@@ -177,37 +177,16 @@ impl GroupCommit {
         }
     }
 
-    /// Commits `group`, answering each member once its outcome is known: in one statement
-    /// first, which answers a member it refuses apart and leaves out one whose stream
-    /// another session has locked; those, or the whole group if the statement failed as a
-    /// whole for a member's sake, are then sent as before, one statement each.
-    async fn commit(&self, group: Vec<Waiting>) {
+    /// Commits `group`, answering each member once its outcome is known.
+    async fn commit(&self, mut group: Vec<Waiting>) {
         let unit = match self.pool.get().await {
             Ok(conn) => Unit::new(conn),
             Err(err) => return answer_all(group, &StoreError::from(err).to_string()),
         };
-        let appends: Vec<_> = group.iter().map(Waiting::append).collect();
-        let outcomes = stream::append_group::<UserPreferences>(&unit, &appends).await;
-        drop(appends);
-        let rest = match outcomes {
-            Ok(outcomes) => answer_outcomes(group, outcomes),
-            // A lock past the lock timeout here is a table's (a row's is skipped), which
-            // every member would wait for again; a lost connection is everyone's.
-            Err(err) if err.is_unavailable() => {
-                return answer_all(group, &unavailable_detail(&err))
-            }
-            Err(_) => group,
-        };
-        self.commit_each(&unit, rest).await;
-    }
-
-    /// Commits `group` one statement per member in one transaction, answering apart a
-    /// member whose append fails and sending the rest again.
-    async fn commit_each(&self, unit: &Unit, mut group: Vec<Waiting>) {
         let mut waited_on_a_lock = false;
         while !group.is_empty() {
             let appends: Vec<_> = group.iter().map(Waiting::append).collect();
-            let refused = match stream::append_each::<UserPreferences>(unit, &appends).await {
+            let refused = match stream::append_each::<UserPreferences>(&unit, &appends).await {
                 Ok(recorded) => {
                     metrics::group_committed(recorded.len());
                     group
@@ -259,37 +238,6 @@ impl Drop for Committer<'_> {
             lock(self.queue).committers -= 1;
         }
     }
-}
-
-/// Answers the members of `group` that one statement appended or refused, and gives back
-/// those whose stream was locked elsewhere.
-fn answer_outcomes(group: Vec<Waiting>, outcomes: Vec<stream::GroupOutcome>) -> Vec<Waiting> {
-    let mut locked = Vec::new();
-    let mut appended = 0;
-    for (waiting, outcome) in group.into_iter().zip(outcomes) {
-        match outcome {
-            stream::GroupOutcome::Appended(recorded) => {
-                appended += 1;
-                waiting.answer(Ok(recorded));
-            }
-            stream::GroupOutcome::Stale => {
-                metrics::group_split();
-                waiting.answer(Err(StoreError::Conflict));
-            }
-            stream::GroupOutcome::Refused => {
-                metrics::group_split();
-                waiting.answer(Err(StoreError::NotAppended));
-            }
-            stream::GroupOutcome::Locked => {
-                metrics::group_split();
-                locked.push(waiting);
-            }
-        }
-    }
-    if appended > 0 {
-        metrics::group_committed(appended);
-    }
-    locked
 }
 
 fn answer_all(group: Vec<Waiting>, detail: &str) {
