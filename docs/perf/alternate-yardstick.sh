@@ -9,7 +9,23 @@
 #   env:   ROUNDS (3) SECONDS_PER_RUN (15) USERS (100000) ROOMS (1000)
 #          CONNECTIONS ("16 64") PORT (8183)
 #          SERVICE_BIN (target/release/chatprefs) BENCH_BIN (target/release/chatprefs-bench)
+#          SPLIT_CORES: set to 1 to give PostgreSQL the last CPU and everything else (pgbench,
+#            the service, its load generator) the others, as when the database has a host of
+#            its own: on one shared box the service and its load generator otherwise take
+#            CPU from PostgreSQL that pgbench does not (docs/performance.md). Needs the right
+#            to set the affinity of the server's processes (root, or the postgres user);
+#            every one of them is given all CPUs back at the end.
 set -euo pipefail
+if [ "${SPLIT_CORES:-}" = 1 ]; then
+    last=$(($(nproc) - 1))
+    [ "$last" -ge 1 ] || { echo "SPLIT_CORES needs two CPUs or more" >&2; exit 1; }
+    # Backends are forked from the postmaster, so pinning it pins every later connection.
+    pin_postgres() { for pid in $(pgrep -x -u postgres postgres); do taskset -pc "$1" "$pid" >/dev/null; done; }
+    trap 'pin_postgres "0-$last"' EXIT
+    pin_postgres "$last"
+    SPLIT_CORES=done taskset -c "0-$((last - 1))" "$0" "$@"
+    exit
+fi
 yardstick=$(cd "${1:-../shared/bench}" && pwd)
 rounds=${ROUNDS:-3}; secs=${SECONDS_PER_RUN:-15}; users=${USERS:-100000}; rooms=${ROOMS:-1000}
 connections=(${CONNECTIONS:-16 64}); port=${PORT:-8183}
