@@ -177,6 +177,9 @@ pub struct Verified {
 
 /// Checks the log and read model of `app` against every 200 in the ledger:
 /// - each stream's versions are 1..n, and its version row says n;
+/// - the log's reading order, `(transaction_id, position)`, which feeds and audits page
+///   by, meets each stream's events in version order, and their `recorded_at` never goes
+///   back;
 /// - every event changes the state (no duplicate mute or unmute), and no request id
 ///   appears twice;
 /// - the read model (`room_mutes`, in mute order) equals the fold of the log;
@@ -254,6 +257,25 @@ pub async fn verify(database_url: &str, app: &str, ledger: &Ledger) -> Verified 
             .collect();
         assert_eq!(&model, history.last().unwrap(), "read model of {user}");
     }
+    let out_of_order: i64 = db
+        .query_one(
+            "SELECT count(*) FROM (
+                 SELECT stream_version, recorded_at,
+                        lag(stream_version) OVER reading AS version_before,
+                        lag(recorded_at) OVER reading AS recorded_before
+                 FROM events WHERE app_id = $1
+                 WINDOW reading AS (PARTITION BY stream_id ORDER BY transaction_id, position)
+             ) e
+             WHERE stream_version <> version_before + 1 OR recorded_at < recorded_before",
+            &[&app],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        out_of_order, 0,
+        "events whose reading order is not their stream's order"
+    );
     let orphans: i64 = db
         .query_one(
             "SELECT count(*) FROM room_mutes m WHERE app_id = $1 AND NOT EXISTS (
