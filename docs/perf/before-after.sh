@@ -47,9 +47,17 @@ run() {
         --client-key "$(jq -r .clientKey "$out/$side.json")" --api-key "$(jq -r .apiKey "$out/$side.json")" \
         --users "$users" --rooms "$rooms" "${fixture[@]}" --json "$@"
 }
-for side in before after; do run "$side" --connections "$conns" --duration 5s "$@" >/dev/null; done
+# Warmed up, then statistics for what the warm-up wrote: autovacuum may be off (it is on
+# the machine these figures come from), and a plan cached while a table was empty can
+# stay a scan of it as it grows.
+for side in before after; do
+    run "$side" --connections "$conns" --duration 5s "$@" >/dev/null
+    psql -qAt -d "chatprefs_ab_$side" -c "VACUUM ANALYZE" >/dev/null
+done
 for round in $(seq "$rounds"); do
     for side in before after; do
+        # Each run starts from a checkpoint, not from the other side's dirty pages.
+        psql -qAt -d "chatprefs_ab_$side" -c CHECKPOINT >/dev/null
         printf '{"round":%d,"side":"%s","load":"%s","result":%s}\n' "$round" "$side" \
             "$(cut -d' ' -f1 /proc/loadavg)" "$(run "$side" --connections "$conns" --duration "${secs}s" "$@" | jq -c .)"
     done
