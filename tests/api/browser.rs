@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fantoccini::error::{CmdError, ErrorStatus};
 use fantoccini::{Client, ClientBuilder, Locator};
 use reqwest::{header, Method};
 use serde_json::{json, Value};
@@ -103,12 +104,24 @@ async fn run_async(client: &Client, script: &str) -> Value {
         .expect("the script runs")
 }
 
+/// The elements' texts as WebDriver renders them. The live refresh may swap the table
+/// between finding the elements and reading them: then they are found again.
 async fn texts(client: &Client, css: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for element in client.find_all(Locator::Css(css)).await.unwrap() {
-        out.push(element.text().await.unwrap());
+    for _ in 0..10 {
+        match read_texts(client, css).await {
+            Err(CmdError::Standard(e)) if e.error == ErrorStatus::StaleElementReference => {}
+            read => return read.unwrap(),
+        }
     }
-    out
+    panic!("{css} went stale ten times in a row")
+}
+
+async fn read_texts(client: &Client, css: &str) -> Result<Vec<String>, CmdError> {
+    let mut out = Vec::new();
+    for element in client.find_all(Locator::Css(css)).await? {
+        out.push(element.text().await?);
+    }
+    Ok(out)
 }
 
 /// The timeline's rows by position, read in one script: the live refresh may swap the
