@@ -21,16 +21,15 @@ use crate::store::{stream, Pool, StoreError, Unit};
 pub(super) const MAX_ATTEMPTS: u32 = 5;
 
 /// Runs a command for one user, on `unit`'s connection or in the worker's group commit, and
-/// answers their mutes and pause in
-/// force afterwards (exactly what the read model now holds, since both were written in the same
-/// statement, read at the database's clock).
+/// answers their mutes and pause in force afterwards (exactly what the read model now
+/// holds, since both were written in the same statement, read at the database's clock).
 ///
 /// One database round trip when the command decides nothing (idempotent repeats), two
 /// when it appends; see [`stream`]. A first attempt's single event, decided without a
 /// clock, is appended in the worker's group commit, with `unit`'s connection back in the
-/// pool meanwhile; retries
-/// append on their own connection, under the stream's lock. With the stream remembered from
-/// an earlier request ([`StreamCache`]), one round trip either way: see [`remembered`].
+/// pool meanwhile; retries append on their own connection, under the stream's lock. With
+/// the stream remembered from an earlier request ([`StreamCache`]), one round trip either
+/// way: see [`remembered`].
 ///
 /// `memory`: what [`recall`] found remembered of the stream, and [`append_remembered`]
 /// left unused.
@@ -354,7 +353,7 @@ async fn append(
     Ok(appended(cache, app, client, loaded, events, &recorded))
 }
 
-/// Remembers the stream as `events`, appended after `loaded` as `recorded`, leave it, and
+/// Remembers the stream as `events`, appended after `loaded` as `recorded`, left it, and
 /// answers the state in force afterwards.
 fn appended(
     cache: &StreamCache,

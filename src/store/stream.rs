@@ -298,7 +298,9 @@ pub async fn append<P: InlineProjection>(
             metadata,
         })
         .collect();
-    append_all::<P>(unit, &appends).await
+    append_each::<P>(unit, &appends)
+        .await
+        .map_err(|refused| refused.error)
 }
 
 /// One event to append to a user's stream at `version`, decided on `read_model` (see
@@ -311,19 +313,6 @@ pub struct Append<'a> {
     pub read_model: Option<u32>,
     pub event: &'a Event,
     pub metadata: &'a EventMetadata,
-}
-
-/// Appends every one of `appends` and applies them to `P`, all or none, in one round trip:
-/// [`append`] for events that may belong to different users' streams (a group commit).
-/// Rows are locked in the order given: callers appending several users' events put them in
-/// one order (by app and user), so that two such transactions cannot deadlock.
-pub async fn append_all<P: InlineProjection>(
-    unit: &Unit,
-    appends: &[Append<'_>],
-) -> Result<Vec<Recorded>, StoreError> {
-    append_each::<P>(unit, appends)
-        .await
-        .map_err(|refused| refused.error)
 }
 
 /// Why [`append_each`] appended nothing.
@@ -348,7 +337,11 @@ impl From<StoreError> for Refused {
     }
 }
 
-/// [`append_all`], telling which append failed.
+/// Appends every one of `appends` and applies them to `P`, all or none, in one round trip,
+/// telling which append failed: [`append`] for events that may belong to different users'
+/// streams (a group commit). Rows are locked in the order given: callers appending several
+/// users' events put them in one order (by app and user), so that two such transactions
+/// cannot deadlock.
 #[tracing::instrument(level = "debug", skip_all, fields(events = appends.len()))]
 pub async fn append_each<P: InlineProjection>(
     unit: &Unit,
