@@ -13,7 +13,8 @@
 #          CPU: set to 1 to print after each run where the CPUs' time went: the client's share
 #            (pgbench; or the service and chatprefs-bench), PostgreSQL's (the machine's busy
 #            time less the client's, so with the kernel's own threads), the idle share, and
-#            PostgreSQL's CPU per transaction or request
+#            PostgreSQL's and the client's CPU per transaction or request (the service's and
+#            its load generator's apart)
 #          SPLIT_CORES: set to 1 to give PostgreSQL the last CPU and everything else (pgbench,
 #            the service, its load generator) the others, as when the database has a host of
 #            its own: on one shared box the service and its load generator otherwise take
@@ -55,14 +56,17 @@ machine() { head -1 /proc/stat | awk '{print $2+$3+$4+$7+$8+$9, $5+$6}'; }
 # What a run's client used ($out/time, from /usr/bin/time) plus $1 ticks, in ticks.
 client_ticks() { awk -v t="$ticks" -v more="$1" '{print more + ($2 + $3) * t}' "$out/time"; }
 # The CPU line of a run that did $1 per second, between machine readings $2 and $3, with
-# its client's ticks $4.
+# its client's ticks $4, of which the service's $5 (none for pgbench). The CPU per request
+# of each side is what bounds the ratio on a shared box (docs/performance.md).
 cpu_line() {
     [ "${CPU:-}" = 1 ] || return 0
     read -r b0 i0 <<<"$2"; read -r b1 i1 <<<"$3"
-    awk -v n="$1" -v b=$((b1 - b0)) -v i=$((i1 - i0)) -v c="$4" -v s="$secs" -v t="$ticks" \
-        'BEGIN { all = b + i; pg = b - c;
-                 printf "    cpu: client=%.0f%% postgres=%.0f%% idle=%.0f%% postgres_us_each=%.0f\n",
-                        100 * c / all, 100 * pg / all, 100 * i / all, pg / t * 1e6 / (n * s) }'
+    awk -v n="$1" -v b=$((b1 - b0)) -v i=$((i1 - i0)) -v c="$4" -v sv="${5:-}" -v s="$secs" -v t="$ticks" \
+        'BEGIN { all = b + i; pg = b - c; each = t * n * s / 1e6;
+                 printf "    cpu: client=%.0f%% postgres=%.0f%% idle=%.0f%% postgres_us_each=%.0f client_us_each=%.0f",
+                        100 * c / all, 100 * pg / all, 100 * i / all, pg / each, c / each;
+                 if (sv != "") printf " (service %.0f, load generator %.0f)", sv / each, (c - sv) / each;
+                 print "" }'
 }
 # Prints the yardstick's TPS and its p99 in ms (from pgbench's per-transaction log, whose
 # third column is the latency in µs), so the service's p99 has a like for like.
@@ -111,7 +115,7 @@ for round in $(seq "$rounds"); do
             jq -r --arg r "$round" --arg c "$c" --arg mix "$mix" --arg tps "$tps" \
                 '"round=\($r) service=\($mix) connections=\($c) rps=\(.requests_per_second|floor) p50_ms=\(.latency.p50_ms) p99_ms=\(.latency.p99_ms) errors=\(.errors|add // 0) vs_one_trip=\((.requests_per_second / ($tps|tonumber)) * 100 | floor / 100)"' \
                 "$out/run.json"
-            cpu_line "$(jq .requests_per_second "$out/run.json")" "$before" "$after" "$(client_ticks "$served")"
+            cpu_line "$(jq .requests_per_second "$out/run.json")" "$before" "$after" "$(client_ticks "$served")" "$served"
         done
     done
 done
