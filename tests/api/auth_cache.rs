@@ -195,14 +195,9 @@ async fn a_request_that_cannot_get_a_connection_by_its_deadline_is_503_with_retr
     assert_eq!(app.me(&token).await["mute"], json!([]));
 
     // Holds the service's only connection: its mute waits for this lock.
-    let (locker, connection) = tokio_postgres::connect(app.database_url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    locker
-        .batch_execute("BEGIN; LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let locker = app
+        .holding("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+        .await;
     let held = tokio::spawn({
         let request = app.client(&app.app, &token, Method::POST, "/me/mute/r1");
         async move { request.send().await.unwrap().status() }

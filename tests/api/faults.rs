@@ -12,7 +12,9 @@ use serde_json::Value;
 use crate::cluster::Cluster;
 use chatprefs::startup::Application;
 
-use crate::helpers::{assert_error, mutes, ok_result, test_settings, Sent, TestApp, TestDatabase};
+use crate::helpers::{
+    assert_error, holding, mutes, ok_result, test_settings, Sent, TestApp, TestDatabase,
+};
 use crate::ledger::{self, Ledger, Load};
 use crate::process::{create_app, populate, Server};
 use reqwest::Method;
@@ -244,15 +246,11 @@ async fn sigterm_stops_accepting_finishes_in_flight_requests_and_exits_0() {
     ok_result(mute("room-0").await.unwrap()).await;
 
     // Hold the user's stream lock, so the next mute waits inside its transaction.
-    let (sql, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    sql.batch_execute(
-        "BEGIN; SELECT version FROM stream_versions WHERE stream_id = 'user-0' FOR UPDATE",
+    let sql = holding(
+        &db.url,
+        "SELECT version FROM stream_versions WHERE stream_id = 'user-0' FOR UPDATE",
     )
-    .await
-    .unwrap();
+    .await;
     let in_flight = tokio::spawn(mute("room-1"));
     let waiting = Instant::now();
     loop {

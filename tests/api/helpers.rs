@@ -383,20 +383,9 @@ impl TestApp {
         })
     }
 
-    /// Runs `sql` in a transaction of its own on another connection and keeps it open
-    /// (with whatever it locked) until the returned client is dropped or commits, as a
-    /// psql session would.
+    /// [`holding`] on this app's database.
     pub async fn holding(&self, sql: &str) -> tokio_postgres::Client {
-        let (locker, connection) =
-            tokio_postgres::connect(self.database_url(), tokio_postgres::NoTls)
-                .await
-                .unwrap();
-        tokio::spawn(connection);
-        locker
-            .batch_execute(&format!("BEGIN; {sql}"))
-            .await
-            .unwrap();
-        locker
+        holding(self.database_url(), sql).await
     }
 
     /// Runs SQL directly: for looking at the log and for breaking things on purpose.
@@ -579,6 +568,21 @@ impl TestUser<'_> {
     pub async fn me(&self) -> Value {
         self.app.me(&self.token).await
     }
+}
+
+/// Runs `sql` in a transaction of its own on another connection to `database_url` and keeps
+/// it open (with whatever it locked) until the returned client is dropped or commits, as a
+/// psql session would.
+pub async fn holding(database_url: &str, sql: &str) -> tokio_postgres::Client {
+    let (locker, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    locker
+        .batch_execute(&format!("BEGIN; {sql}"))
+        .await
+        .unwrap();
+    locker
 }
 
 /// Holds a transaction that holds a transaction id open on another database of the same
